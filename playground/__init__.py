@@ -1,0 +1,11 @@
+"""Decoding Playground: see how a language model chooses its next token.
+
+The package is layered: `config` (settings) -> `processors` (shape the distribution) -> `strategies` (pick the
+token) -> `engine` (the model, the KV cache, sessions and comparisons) -> `records` (what each step leaves).
+`loading` finds models; `plots` and `ui` draw; `cli` and `bench` are the command line.
+"""
+
+from .config import DecodingConfig
+
+__all__ = ["DecodingConfig"]
+__version__ = "0.1.0"

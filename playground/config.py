@@ -1,0 +1,101 @@
+"""Decoding settings: one frozen, validated dataclass, with names that follow `generate()`'s kwargs.
+
+Everything that shapes a step (the knobs) or a run (strategy, beams, limits) lives here and is checked once,
+at construction, with a `ValueError` that says in one sentence what is wrong. This module knows nothing
+about models, tensors or the UI.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+Strategy = Literal["greedy", "sample", "beam"]
+STRATEGIES: tuple[str, ...] = ("greedy", "sample", "beam")
+MAX_BEAMS = 16
+
+
+@dataclass(frozen=True)
+class DecodingConfig:
+    strategy: Strategy = "greedy"
+    # --- the knobs, applied in the order of processors.PIPELINE ---
+    repetition_penalty: float = 1.0  # >1 discourages tokens already in the context (CTRL paper); 1 = off
+    temperature: float = 1.0  # <1 sharpens, >1 flattens; 0 means "greedy" (argmax)
+    top_k: int = 0  # keep the k most likely tokens; 0 = off
+    top_p: float = 1.0  # keep the smallest set whose probability reaches p; 1 = off
+    min_p: float = 0.0  # drop tokens below min_p x (probability of the top token); 0 = off
+    # --- beam search ---
+    num_beams: int = 4  # used only by strategy="beam"
+    length_penalty: float = 1.0  # finished beams are scored sum(logprob) / length**length_penalty
+    early_stopping: bool | Literal["never"] = False  # as in generate()
+    # --- the run ---
+    max_new_tokens: int = 32
+    seed: int = 0  # seeds the run's own torch.Generator (sampling only)
+    top_n: int = 10  # how many candidates each step records
+    stop_strings: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}.")
+        _check_finite("temperature", self.temperature)
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0 (0 means greedy), got {self.temperature}.")
+        _check_finite("repetition_penalty", self.repetition_penalty)
+        if self.repetition_penalty <= 0:
+            raise ValueError(f"repetition_penalty must be > 0 (1 = off), got {self.repetition_penalty}.")
+        if not _is_int(self.top_k) or self.top_k < 0:
+            raise ValueError(f"top_k must be an integer >= 0 (0 = off), got {self.top_k}.")
+        _check_finite("top_p", self.top_p)
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1] (1 = off), got {self.top_p}.")
+        _check_finite("min_p", self.min_p)
+        if not 0 <= self.min_p <= 1:
+            raise ValueError(f"min_p must be in [0, 1] (0 = off), got {self.min_p}.")
+        if not _is_int(self.num_beams) or not 1 <= self.num_beams <= MAX_BEAMS:
+            raise ValueError(f"num_beams must be an integer from 1 to {MAX_BEAMS}, got {self.num_beams}.")
+        _check_finite("length_penalty", self.length_penalty)
+        if self.early_stopping not in (True, False, "never"):
+            raise ValueError(f"early_stopping must be True, False or 'never', got {self.early_stopping!r}.")
+        if not _is_int(self.max_new_tokens) or self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be an integer >= 1, got {self.max_new_tokens}.")
+        if not _is_int(self.seed) or not 0 <= self.seed < 2**63:
+            raise ValueError(f"seed must be an integer from 0 to 2**63 - 1, got {self.seed}.")
+        if not _is_int(self.top_n) or not 1 <= self.top_n <= 1000:
+            raise ValueError(f"top_n must be an integer from 1 to 1000, got {self.top_n}.")
+        if isinstance(self.stop_strings, str) or any(not isinstance(s, str) or not s for s in self.stop_strings):
+            raise ValueError("stop_strings must be a tuple of non-empty strings.")
+        object.__setattr__(self, "stop_strings", tuple(self.stop_strings))
+
+    @property
+    def is_greedy(self) -> bool:
+        """True when the next token is the argmax: greedy strategy, or sampling at temperature 0."""
+        return self.strategy == "greedy" or (self.strategy == "sample" and self.temperature == 0)
+
+    def replace(self, **changes) -> DecodingConfig:
+        """A copy with some fields changed, validated again."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["stop_strings"] = list(self.stop_strings)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> DecodingConfig:
+        """Build from a dict (a permalink, a JSON trace), ignoring keys this version does not know."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        kwargs = {k: v for k, v in d.items() if k in known}
+        if "stop_strings" in kwargs:
+            kwargs["stop_strings"] = tuple(kwargs["stop_strings"])
+        return cls(**kwargs)
+
+
+def _is_int(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _check_finite(name: str, x) -> None:
+    if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
+        raise ValueError(f"{name} must be a finite number, got {x!r}.")

@@ -1,0 +1,391 @@
+"""The step-wise generation engine: prefill once, then one forward per step over a KV cache, for every lane.
+
+Phases, one function each:
+
+    Engine.encode   prompt text (plain or chat template) -> token ids
+    _Batch.prefill  the prompt, once, into a fresh KV cache (one row)
+    _Batch.step     reorder the cache rows (beams, lanes that finished), forward the pending tokens of every
+                    live row as one batch, let each lane pick its tokens, move every record to the host in one
+                    transfer
+    Session.rewind  crop the cache back to an earlier step (beams re-feed their tokens, never the prompt)
+
+A `Session` is one strategy stepped by a caller (the app's step mode): settings may change between steps, a
+token may be forced, and any step may be rewound. A `Comparison` runs greedy, beam and sampled lanes of one
+prompt as rows of one batch: one prefill, one forward per step for all of them.
+
+This is the only module that calls the model. It knows nothing about Gradio, HTML or plots.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import Iterator
+from functools import lru_cache
+
+import torch
+
+from .config import DecodingConfig
+from .records import StepRecord, Trace
+from .strategies import BeamLane, DecodingError, SingleLane
+
+__all__ = ["Engine", "Session", "Comparison", "DecodingError", "ModelMemoryError"]
+
+
+class ModelMemoryError(RuntimeError):
+    """The device ran out of memory during a forward pass; the model itself stays loaded and usable."""
+
+
+class TokenizerVocab:
+    """Token display strings and decoding, for records; a thin, cached view of a tokenizer."""
+
+    def __init__(self, tokenizer, eos_ids: tuple[int, ...]):
+        self.tokenizer = tokenizer
+        self.eos_ids = eos_ids
+        self.token_str = lru_cache(maxsize=65536)(self._token_str)
+
+    def _token_str(self, token_id: int) -> str:
+        return self.tokenizer.decode([token_id], skip_special_tokens=False)
+
+    def decode(self, token_ids: list[int]) -> str:
+        return self.tokenizer.decode(token_ids, skip_special_tokens=True)
+
+
+class Engine:
+    """A causal LM and its tokenizer, ready to decode. Shared by every user; holds no per-run state."""
+
+    def __init__(self, model, tokenizer, name: str = "model"):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.name = name
+        self.device = next(model.parameters()).device
+        self.vocab_size = model.get_output_embeddings().weight.shape[0]
+        self.context_length = getattr(model.config.get_text_config(), "max_position_embeddings", None)
+        eos = model.generation_config.eos_token_id
+        if eos is None:
+            eos = tokenizer.eos_token_id
+        self.vocab = TokenizerVocab(tokenizer, tuple(eos if isinstance(eos, list) else ([] if eos is None else [eos])))
+        self._logits_to_keep = "logits_to_keep" in inspect.signature(model.forward).parameters
+
+    # -- prompt --------------------------------------------------------------------------------------------
+
+    @property
+    def has_chat_template(self) -> bool:
+        return bool(getattr(self.tokenizer, "chat_template", None))
+
+    def encode(self, prompt: str, chat: bool = False, system: str | None = None) -> list[int]:
+        """Prompt text -> token ids: as is, or wrapped in the model's chat template (with an optional system
+        message) and ready for the assistant's answer."""
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise ValueError("The prompt is empty: type some text for the model to continue.")
+        if chat:
+            if not self.has_chat_template:
+                raise ValueError(f"{self.name} has no chat template, so chat mode cannot be used: turn it off.")
+            messages = [{"role": "system", "content": system}] if system and system.strip() else []
+            messages.append({"role": "user", "content": prompt})
+            ids = self.tokenizer.apply_chat_template(
+                messages, add_generation_prompt=True, tokenize=True, return_dict=False
+            )
+        else:
+            ids = self.tokenizer(prompt, add_special_tokens=True)["input_ids"]
+        if not ids:
+            raise ValueError("The prompt encodes to no tokens.")
+        return list(ids)
+
+    def decode(self, token_ids: list[int]) -> str:
+        return self.vocab.decode(token_ids)
+
+    def fit_context(self, prompt_ids: list[int], config: DecodingConfig) -> tuple[list[int], DecodingConfig, list[str]]:
+        """Make prompt + max_new_tokens fit the model's context: drop the prompt's oldest tokens if it alone is
+        too long, then cap max_new_tokens. Returns what was used and a notice for each change."""
+        notices: list[str] = []
+        ctx = self.context_length
+        if not ctx:
+            return list(prompt_ids), config, notices
+        if len(prompt_ids) > ctx - 1:
+            dropped = len(prompt_ids) - (ctx - 1)
+            notices.append(
+                f"The prompt is {len(prompt_ids)} tokens but the model's context holds {ctx}: its first "
+                f"{dropped} tokens were dropped."
+            )
+            prompt_ids = prompt_ids[dropped:]
+        room = ctx - len(prompt_ids)
+        if config.max_new_tokens > room:
+            notices.append(f"max_new_tokens was lowered from {config.max_new_tokens} to {room} to fit the context.")
+            config = config.replace(max_new_tokens=room)
+        return list(prompt_ids), config, notices
+
+    # -- runs ----------------------------------------------------------------------------------------------
+
+    def start(self, prompt_ids: list[int], config: DecodingConfig) -> Session:
+        """Prefill the prompt and return a session ready for its first step."""
+        return Session(self, prompt_ids, config)
+
+    def generate(self, prompt_ids: list[int], config: DecodingConfig) -> Trace:
+        """Run one strategy to the end (EOS, max_new_tokens or a stop string)."""
+        session = self.start(prompt_ids, config)
+        for _ in session.run():
+            pass
+        return session.trace()
+
+    def compare(self, prompt_ids: list[int], config: DecodingConfig, num_samples: int = 1) -> dict[str, Trace]:
+        """Greedy, beam search and `num_samples` sampled runs of one prompt, as rows of one batch."""
+        comparison = Comparison(self, prompt_ids, config, num_samples)
+        while not comparison.done:
+            comparison.step()
+        return comparison.traces()
+
+    # -- the model -----------------------------------------------------------------------------------------
+
+    def forward(self, input_ids: torch.Tensor, cache) -> tuple[torch.Tensor, object]:
+        """input_ids (R, T) after `cache` -> next-token logits (R, V) float32 and the grown cache."""
+        kwargs = {"logits_to_keep": 1} if self._logits_to_keep else {}
+        try:
+            out = self.model(input_ids=input_ids, past_key_values=cache, use_cache=True, **kwargs)
+        except torch.OutOfMemoryError as e:
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+            raise ModelMemoryError(
+                f"Out of memory on {self.device} running {self.name} on {input_ids.shape[0]} rows of "
+                f"{input_ids.shape[1]} tokens: try fewer beams, fewer new tokens or a shorter prompt."
+            ) from e
+        return out.logits[:, -1, :].float(), out.past_key_values  # (R, V)
+
+    def prompt_tensor(self, prompt_ids: list[int]) -> torch.Tensor:
+        return torch.tensor([prompt_ids], dtype=torch.long, device=self.device)  # (1, P)
+
+    def check_token(self, token_id) -> int:
+        if isinstance(token_id, bool) or not isinstance(token_id, int) or not 0 <= token_id < self.vocab_size:
+            raise ValueError(
+                f"Token id {token_id!r} does not exist: {self.name}'s vocabulary has ids 0 to {self.vocab_size - 1}."
+            )
+        return token_id
+
+
+class _Batch:
+    """The rows of every lane of one prompt, their KV cache, and the tokens waiting to be fed."""
+
+    def __init__(self, engine: Engine, prompt: torch.Tensor, lanes: list):
+        self.engine = engine
+        self.lanes = lanes
+        self.prompt = prompt  # (1, P)
+        self.prompt_len = prompt.shape[1]
+        self.prefill_logits, self.cache = engine.forward(self.prompt, None)  # (1, V)
+        self._reset_rows()
+
+    def _reset_rows(self) -> None:
+        """Back to just after prefill: one cache row, which every lane row starts from."""
+        self.logits = self.prefill_logits
+        self.rows = [torch.zeros(lane.n_rows, dtype=torch.long, device=self.engine.device) for lane in self.lanes]
+        self.cache_rows = 1
+        self.pending: torch.Tensor | None = None  # (R,) tokens to feed before the next step
+        self.reorder: torch.Tensor | None = None  # (R,) cache row each new row continues
+
+    def step(self, configs: list[DecodingConfig], forced: list[int | None]) -> list[StepRecord | None]:
+        if self.pending is not None:
+            if self.reorder is not None:
+                self.cache.reorder_cache(self.reorder)
+            self.logits, self.cache = self.engine.forward(self.pending[:, None], self.cache)
+            self.cache_rows = self.pending.shape[0]
+            self.pending = self.reorder = None
+        live = [i for i, lane in enumerate(self.lanes) if not lane.done]
+        selections = {i: self.lanes[i].select(self.logits[self.rows[i]], configs[i], forced[i]) for i in live}
+        values = torch.cat([selections[i].packed for i in live]).tolist()  # the step's one host transfer
+        records: list[StepRecord | None] = [None] * len(self.lanes)
+        offset = 0
+        for i in live:
+            width = selections[i].packed.shape[0]
+            records[i] = self.lanes[i].commit(values[offset : offset + width], configs[i], forced[i])
+            offset += width
+
+        sources, tokens, n = [], [], 0
+        for i in live:
+            lane = self.lanes[i]
+            if lane.done:
+                continue
+            sources.append(self.rows[i][selections[i].parents])
+            tokens.append(selections[i].tokens)
+            self.rows[i] = torch.arange(n, n + lane.n_rows, device=self.engine.device)
+            n += lane.n_rows
+        if tokens:
+            self.pending = torch.cat(tokens)
+            moved = n != self.cache_rows or any(isinstance(self.lanes[i], BeamLane) for i in live)
+            self.reorder = torch.cat(sources) if moved else None
+        return records
+
+    def crop(self, length: int) -> None:
+        excess = self.cache.get_seq_length() - length
+        if excess > 0:
+            self.cache.crop(-excess)
+
+    def rewind(self, n_steps: int) -> None:
+        """Back to just after step n_steps (0 = just after prefill); a single lane, as sessions have."""
+        (lane,) = self.lanes
+        lane.rewind(n_steps)
+        if n_steps == 0:
+            self.crop(self.prompt_len)
+            if self.cache_rows != 1:
+                self.cache.batch_select_indices(torch.zeros(1, dtype=torch.long, device=self.engine.device))
+            self._reset_rows()
+            return
+        replay = lane.replay_tokens(n_steps)  # (n_rows, n_steps)
+        if lane.crop_rewind:  # the cache holds the prompt and every token but the last, in place
+            self.crop(self.prompt_len + n_steps - 1)
+        else:  # beams were reordered: keep the prompt (the same in every row), re-feed each beam's tokens
+            self.crop(self.prompt_len)
+            self.cache.reorder_cache(torch.zeros(lane.n_rows, dtype=torch.long, device=self.engine.device))
+            for j in range(n_steps - 1):  # one token at a time, as they were first fed: the same numbers
+                _, self.cache = self.engine.forward(replay[:, j : j + 1], self.cache)
+            self.cache_rows = lane.n_rows
+        self.rows = [torch.arange(lane.n_rows, device=self.engine.device)]
+        self.pending, self.reorder = replay[:, -1], None
+
+
+def _lane(label: str, config: DecodingConfig, prompt: torch.Tensor, engine: Engine):
+    cls = BeamLane if config.strategy == "beam" else SingleLane
+    return cls(label, config, prompt, engine.vocab)
+
+
+def _trace(engine: Engine, lane, prompt_ids: list[int], elapsed: float, notices: list[str]) -> Trace:
+    token_ids, logprobs, beam_score = lane.result()
+    return Trace(
+        model=engine.name,
+        strategy=lane.config.strategy,
+        label=lane.label,
+        config=lane.config,
+        prompt_token_ids=list(prompt_ids),
+        token_ids=token_ids,
+        text=engine.decode(token_ids),
+        token_strings=[engine.vocab.token_str(t) for t in token_ids],
+        token_logprobs=logprobs,
+        steps=list(lane.steps),
+        finish_reason=lane.finish_reason or "stopped",
+        elapsed_s=elapsed,
+        beam_score=beam_score,
+        notices=list(notices),
+    )
+
+
+class Session:
+    """One strategy, stepped by the caller: change settings between steps, force a token, rewind."""
+
+    @torch.inference_mode()
+    def __init__(self, engine: Engine, prompt_ids: list[int], config: DecodingConfig):
+        if not prompt_ids:
+            raise ValueError("The prompt is empty: type some text for the model to continue.")
+        self.engine = engine
+        self.prompt_ids, self.config, self.notices = engine.fit_context(list(prompt_ids), config)
+        start = time.perf_counter()
+        prompt = engine.prompt_tensor(self.prompt_ids)
+        self.lane = _lane(self.config.strategy, self.config, prompt, engine)
+        self._batch = _Batch(engine, prompt, [self.lane])
+        self.elapsed_s = time.perf_counter() - start
+
+    @property
+    def steps(self) -> list[StepRecord]:
+        return self.lane.steps
+
+    @property
+    def done(self) -> bool:
+        return self.lane.done
+
+    @property
+    def finish_reason(self) -> str:
+        return self.lane.finish_reason
+
+    @property
+    def token_ids(self) -> list[int]:
+        """Generated so far: for beams, the best running beam (until the run ends, then the winner)."""
+        if isinstance(self.lane, BeamLane) and not self.lane.done:
+            return self.lane.best_running()
+        return self.lane.result()[0]
+
+    @torch.inference_mode()
+    def step(self, config: DecodingConfig | None = None, force_token: int | None = None) -> StepRecord:
+        """Take one step with `config` (default: the last settings), or append `force_token` instead."""
+        config = self._next_config(config)
+        if force_token is not None:
+            self.engine.check_token(force_token)
+            if isinstance(self.lane, BeamLane):
+                raise ValueError("Forcing a token is for greedy and sampled runs, not beam search.")
+        if self.done:
+            if self.finish_reason == "length" and isinstance(self.lane, SingleLane) and len(self.steps) < config.max_new_tokens:
+                self.rewind(len(self.steps))  # a higher max_new_tokens: carry on from here
+            else:
+                raise ValueError(f"The run has finished ({self.finish_reason}): rewind or reset to go on.")
+        start = time.perf_counter()
+        (record,) = self._batch.step([config], [force_token])
+        self.elapsed_s += time.perf_counter() - start
+        self.config = config
+        return record
+
+    def run(self, config: DecodingConfig | None = None) -> Iterator[StepRecord]:
+        """Step until the run ends, yielding each record (stop early by no longer iterating)."""
+        while not self.done:
+            yield self.step(config)
+
+    @torch.inference_mode()
+    def rewind(self, n_steps: int) -> None:
+        """Go back to just after step `n_steps` (0 = only the prompt); the prompt is never recomputed."""
+        if isinstance(n_steps, bool) or not isinstance(n_steps, int) or not 0 <= n_steps <= len(self.steps):
+            raise ValueError(f"Cannot rewind to step {n_steps!r}: this run has steps 0 to {len(self.steps)}.")
+        self._batch.rewind(n_steps)
+
+    def trace(self) -> Trace:
+        return _trace(self.engine, self.lane, self.prompt_ids, self.elapsed_s, self.notices)
+
+    def _next_config(self, config: DecodingConfig | None) -> DecodingConfig:
+        if config is None:
+            return self.config
+        old = self.config
+        if (config.strategy == "beam") != (old.strategy == "beam") or (
+            old.strategy == "beam" and (config.num_beams, config.max_new_tokens) != (old.num_beams, old.max_new_tokens)
+        ):
+            raise ValueError("Switching to or from beam search, or changing its beams or length, needs a new run: reset.")
+        if config.seed != old.seed:
+            raise ValueError("The seed is fixed for a run: reset to use another seed.")
+        if self.engine.context_length and len(self.prompt_ids) + config.max_new_tokens > self.engine.context_length:
+            config = config.replace(max_new_tokens=self.engine.context_length - len(self.prompt_ids))
+        return config
+
+
+class Comparison:
+    """Greedy, beam search and sampled runs of one prompt as rows of one batch: one prefill, one forward a step.
+
+    The sampled lanes use seeds config.seed, config.seed + 1, ...: sample i equals a lone sampled run with
+    that seed.
+    """
+
+    @torch.inference_mode()
+    def __init__(self, engine: Engine, prompt_ids: list[int], config: DecodingConfig, num_samples: int = 1):
+        if isinstance(num_samples, bool) or not isinstance(num_samples, int) or not 0 <= num_samples <= 8:
+            raise ValueError(f"num_samples must be an integer from 0 to 8, got {num_samples!r}.")
+        self.engine = engine
+        self.prompt_ids, config, self.notices = engine.fit_context(list(prompt_ids), config)
+        start = time.perf_counter()
+        prompt = engine.prompt_tensor(self.prompt_ids)
+        self.configs = [config.replace(strategy="greedy"), config.replace(strategy="beam")]
+        labels = ["greedy", "beam"]
+        for i in range(num_samples):
+            self.configs.append(config.replace(strategy="sample", seed=config.seed + i))
+            labels.append("sample" if i == 0 else f"sample {i + 1}")
+        self._batch = _Batch(engine, prompt, [_lane(label, c, prompt, engine) for label, c in zip(labels, self.configs)])
+        self.elapsed_s = time.perf_counter() - start
+
+    @property
+    def lanes(self) -> list:
+        return self._batch.lanes
+
+    @property
+    def done(self) -> bool:
+        return all(lane.done for lane in self.lanes)
+
+    @torch.inference_mode()
+    def step(self) -> list[StepRecord | None]:
+        start = time.perf_counter()
+        records = self._batch.step(self.configs, [None] * len(self.configs))
+        self.elapsed_s += time.perf_counter() - start
+        return records
+
+    def traces(self) -> dict[str, Trace]:
+        return {lane.label: _trace(self.engine, lane, self.prompt_ids, self.elapsed_s, self.notices) for lane in self.lanes}

@@ -1,0 +1,173 @@
+"""What a decoding step and a whole run leave behind: plain data, raw and processed side by side.
+
+Records hold everything a view could want (top-N candidates with raw logits, raw, shaped and final
+probabilities, which knob cut each one, beam parents and scores); trimming for display is the UI's job.
+`to_dict` gives the JSON shape the CLI prints and the app exports. This module knows nothing about tensors,
+models or Gradio.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from .config import DecodingConfig
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One of the top-N tokens at a step, ranked by the model's raw logit."""
+
+    token_id: int
+    token: str
+    rank: int  # 0 = the model's favourite
+    logit: float  # raw logit
+    raw_prob: float  # softmax of the raw logits
+    shaped_prob: float  # after repetition penalty and temperature, before truncation
+    prob: float  # after every knob: what the sampler draws from (0 if cut)
+    kept: bool
+    cut_by: str | None  # "top_k", "top_p", "min_p" or None
+
+    def to_dict(self) -> dict:
+        return {
+            "token_id": self.token_id,
+            "token": self.token,
+            "rank": self.rank,
+            "logit": _num(self.logit),
+            "raw_prob": self.raw_prob,
+            "shaped_prob": self.shaped_prob,
+            "prob": self.prob,
+            "kept": self.kept,
+            "cut_by": self.cut_by,
+        }
+
+
+@dataclass(frozen=True)
+class BeamCandidate:
+    """One of the continuations beam search weighed at a step (the best 2 x num_beams of all beams x vocab)."""
+
+    parent: int  # index of the beam it extends, among the previous step's running beams
+    token_id: int
+    token: str
+    score: float  # running sum of the (penalised) log-probabilities of the beam's tokens
+    status: str  # "kept" (a running beam now), "finished" (a hypothesis now), or "pruned"
+    beam: int | None  # its index among this step's running beams, when kept
+    normalized_score: float | None  # score / length**length_penalty, when finished
+
+    def to_dict(self) -> dict:
+        return {
+            "parent": self.parent,
+            "token_id": self.token_id,
+            "token": self.token,
+            "score": _num(self.score),
+            "status": self.status,
+            "beam": self.beam,
+            "normalized_score": None if self.normalized_score is None else _num(self.normalized_score),
+        }
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """One decoding step: the token chosen (for beams, the best running beam's) and the distribution behind it."""
+
+    step: int  # 0-based index of the generated token
+    token_id: int
+    token: str
+    prob: float  # probability of the chosen token after the knobs
+    logprob: float
+    raw_prob: float  # its probability under the raw model
+    raw_logprob: float
+    entropy_raw: float  # nats, raw distribution
+    entropy: float  # nats, after the knobs
+    forced: bool  # chosen by the user rather than the strategy
+    config: DecodingConfig  # the settings this step used
+    top: list[Candidate]
+    beams: list[BeamCandidate] | None = None  # beam steps only
+
+    def to_dict(self) -> dict:
+        d = {
+            "step": self.step,
+            "token_id": self.token_id,
+            "token": self.token,
+            "prob": self.prob,
+            "logprob": _num(self.logprob),
+            "raw_prob": self.raw_prob,
+            "raw_logprob": _num(self.raw_logprob),
+            "entropy_raw": self.entropy_raw,
+            "entropy": self.entropy,
+            "forced": self.forced,
+            "settings": _knobs(self.config),
+            "top": [c.to_dict() for c in self.top],
+        }
+        if self.beams is not None:
+            d["beams"] = [b.to_dict() for b in self.beams]
+        return d
+
+
+@dataclass
+class Trace:
+    """A finished (or stopped) run: what was asked, what came out, and every step on the way."""
+
+    model: str
+    strategy: str
+    label: str  # "greedy", "beam", "sample", "sample 2", ...
+    config: DecodingConfig
+    prompt_token_ids: list[int]
+    token_ids: list[int]  # generated only (for beams: the best finished hypothesis)
+    text: str  # generated text, special tokens skipped
+    token_strings: list[str]  # one display string per generated token
+    token_logprobs: list[float]  # raw model log-probability of each generated token
+    steps: list[StepRecord]
+    finish_reason: str  # "eos", "length", "stop_string", "context", "stopped"
+    elapsed_s: float = 0.0
+    beam_score: float | None = None  # generate()'s sequences_scores for beams: normalised, penalised
+    notices: list[str] = field(default_factory=list)
+
+    @property
+    def sequence_logprob(self) -> float:
+        """Sum of the raw model log-probabilities of the generated tokens."""
+        return float(sum(self.token_logprobs))
+
+    @property
+    def perplexity(self) -> float:
+        n = len(self.token_logprobs)
+        return math.exp(-self.sequence_logprob / n) if n else float("nan")
+
+    @property
+    def tokens_per_s(self) -> float:
+        return len(self.steps) / self.elapsed_s if self.elapsed_s > 0 else float("nan")
+
+    def to_dict(self) -> dict:
+        return {
+            "model": self.model,
+            "strategy": self.strategy,
+            "label": self.label,
+            "settings": self.config.to_dict(),
+            "prompt_token_ids": list(self.prompt_token_ids),
+            "token_ids": list(self.token_ids),
+            "text": self.text,
+            "tokens": list(self.token_strings),
+            "token_logprobs": [_num(x) for x in self.token_logprobs],
+            "sequence_logprob": _num(self.sequence_logprob),
+            "perplexity": _num(self.perplexity),
+            "beam_score": None if self.beam_score is None else _num(self.beam_score),
+            "finish_reason": self.finish_reason,
+            "elapsed_s": self.elapsed_s,
+            "tokens_per_s": _num(self.tokens_per_s),
+            "notices": list(self.notices),
+            "steps": [s.to_dict() for s in self.steps],
+        }
+
+
+def _knobs(config: DecodingConfig) -> dict:
+    return {
+        k: getattr(config, k)
+        for k in ("strategy", "temperature", "top_k", "top_p", "min_p", "repetition_penalty", "num_beams")
+    }
+
+
+def _num(x: float) -> float | str | None:
+    """JSON has no inf/nan: keep finite floats, write the rest as strings."""
+    if x is None:
+        return None
+    return x if math.isfinite(x) else str(x)

@@ -1,0 +1,446 @@
+"""Choose tokens: greedy, sampling (an explicit `torch.Generator`) and beam search, as lanes of one batch.
+
+A *lane* owns some rows of the batch the engine forwards each step: greedy and sampling own one row, beam
+search owns `num_beams`. Every step has two phases so that the whole batch moves its records to the host in
+one transfer:
+
+    select(logits)  -> Selection: next token per row, which row each new row continues, and a packed
+                       float32 tensor of everything the step record needs (all on the model's device)
+    commit(values)  -> StepRecord, built on the host from the packed values; decides whether the lane is done
+
+Shaping the distribution is `processors.process`; lanes only pick. Beam search follows `generate()`'s
+implementation (transformers 5.x `_beam_search`) line for line, for one prompt, so its output is the same
+token for token. Lanes know token ids and a `Vocab` for display strings; they never call the model.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+
+from .config import DecodingConfig
+from .processors import CUT_BY, process
+from .records import BeamCandidate, Candidate, StepRecord
+
+NEG = -1.0e9  # generate()'s "impossible" score for beams
+
+
+class DecodingError(RuntimeError):
+    """The model's output cannot be decoded from (NaN or infinite logits, for example)."""
+
+
+class Vocab(Protocol):
+    eos_ids: tuple[int, ...]
+
+    def token_str(self, token_id: int) -> str: ...
+
+    def decode(self, token_ids: list[int]) -> str: ...
+
+
+@dataclass
+class Selection:
+    tokens: torch.Tensor  # (n_rows,) long: the token each row appends
+    parents: torch.Tensor  # (n_rows,) long: the lane row each new row continues
+    packed: torch.Tensor  # (K,) float32: the step's record, to be unpacked by commit()
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The per-step distribution record, shared by every lane: pack on the device, unpack on the host.
+
+_HEAD = 6  # token, raw logprob, logprob, raw entropy, entropy, ok flag
+
+
+def _pack_distribution(
+    logits: torch.Tensor,  # (V,) raw float32
+    shaped: torch.Tensor,  # (V,)
+    scores: torch.Tensor,  # (V,) final
+    cut_stage: torch.Tensor,  # (V,) int8
+    token: torch.Tensor,  # () long
+    top_n: int,
+) -> torch.Tensor:
+    raw_logp = torch.log_softmax(logits, dim=-1)
+    logp = torch.log_softmax(scores, dim=-1)
+    raw_p, p = raw_logp.exp(), logp.exp()
+    ok = ~(torch.isnan(logits).any() | torch.isposinf(logits).any() | torch.isnan(logp).any())
+    top_logits, top_ids = torch.topk(logits, min(top_n, logits.shape[-1]))  # (n,)
+    head = torch.stack(
+        [
+            token.float(),
+            raw_logp[token],
+            logp[token],
+            torch.special.entr(raw_p).sum(),
+            torch.special.entr(p).sum(),
+            ok.float(),
+        ]
+    )
+    return torch.cat(
+        [
+            head,
+            top_ids.float(),
+            top_logits,
+            raw_p[top_ids],
+            torch.softmax(shaped, dim=-1)[top_ids],
+            p[top_ids],
+            cut_stage[top_ids].float(),
+        ]
+    )
+
+
+def _distribution_width(top_n: int, vocab_size: int) -> int:
+    return _HEAD + 6 * min(top_n, vocab_size)
+
+
+def _unpack_distribution(values: list[float], vocab: Vocab, step: int) -> tuple[dict, list[Candidate]]:
+    token, raw_logprob, logprob, entropy_raw, entropy, ok = values[:_HEAD]
+    if not ok:
+        raise DecodingError(
+            f"The model produced NaN or infinite logits at step {step} (in float16 this is often an overflow; "
+            "try float32 or bfloat16), so there is nothing to sample from."
+        )
+    n = (len(values) - _HEAD) // 6
+    cols = [values[_HEAD + i * n : _HEAD + (i + 1) * n] for i in range(6)]
+    top = [
+        Candidate(
+            token_id=int(tid),
+            token=vocab.token_str(int(tid)),
+            rank=rank,
+            logit=logit,
+            raw_prob=raw_p,
+            shaped_prob=shaped_p,
+            prob=p,
+            kept=cut == 0,
+            cut_by=CUT_BY[int(cut)],
+        )
+        for rank, (tid, logit, raw_p, shaped_p, p, cut) in enumerate(zip(*cols))
+    ]
+    head = {
+        "token_id": int(token),
+        "raw_logprob": raw_logprob,
+        "logprob": logprob,
+        "raw_prob": math.exp(raw_logprob),
+        "prob": math.exp(logprob),
+        "entropy_raw": entropy_raw,
+        "entropy": entropy,
+    }
+    return head, top
+
+
+def _safe_probs(scores: torch.Tensor) -> torch.Tensor:
+    """softmax(scores), with rows that are not a distribution (NaN, all -inf) replaced by uniform ones so that
+    sampling never trips a device assert; such a step is reported as an error by commit()."""
+    probs = torch.softmax(scores, dim=-1)
+    bad = ~torch.isfinite(probs).all(dim=-1, keepdim=True) | (probs.sum(dim=-1, keepdim=True) <= 0)
+    return torch.where(bad, torch.full_like(probs, 1.0 / probs.shape[-1]), probs)
+
+
+# ----------------------------------------------------------------------------------------------------------
+
+
+class SingleLane:
+    """Greedy or sampled decoding of one row. Settings may change from one step to the next."""
+
+    n_rows = 1
+    crop_rewind = True  # its one row is never reordered, so rewinding is a cache crop
+
+    def __init__(self, label: str, config: DecodingConfig, prompt_ids: torch.Tensor, vocab: Vocab):
+        if config.strategy == "beam":
+            raise ValueError("SingleLane decodes greedy or sampled runs; use BeamLane for beam search.")
+        self.label = label
+        self.config = config
+        self.vocab = vocab
+        self.prompt_ids = prompt_ids  # (1, P) on the model's device
+        self.context = prompt_ids  # (1, P + t): prompt and generated tokens, for the repetition penalty
+        self.generator = torch.Generator(device=prompt_ids.device).manual_seed(config.seed)
+        self.token_ids: list[int] = []
+        self.token_logprobs: list[float] = []
+        self.steps: list[StepRecord] = []
+        self._rng_states: list[torch.Tensor] = []  # generator state before each step, for rewind
+        self.done = False
+        self.finish_reason = ""
+
+    def select(self, logits: torch.Tensor, config: DecodingConfig, forced: int | None = None) -> Selection:
+        """logits (1, V) raw float32 -> the next token, by argmax, by a draw, or as forced."""
+        self._rng_states.append(self.generator.get_state())
+        processed = process(self.context, logits, config)
+        if forced is not None:
+            token = torch.tensor([forced], device=logits.device)
+        elif config.is_greedy:
+            token = torch.argmax(processed.scores, dim=-1)  # (1,)
+        else:
+            token = torch.multinomial(_safe_probs(processed.scores), 1, generator=self.generator)[:, 0]
+        packed = _pack_distribution(
+            logits[0], processed.shaped[0], processed.scores[0], processed.cut_stage[0], token[0], config.top_n
+        )
+        self.context = torch.cat([self.context, token[:, None]], dim=-1)
+        return Selection(tokens=token, parents=torch.zeros(1, dtype=torch.long, device=logits.device), packed=packed)
+
+    def packed_width(self, config: DecodingConfig, vocab_size: int) -> int:
+        return _distribution_width(config.top_n, vocab_size)
+
+    def commit(self, values: list[float], config: DecodingConfig, forced: int | None = None) -> StepRecord:
+        step = len(self.token_ids)
+        head, top = _unpack_distribution(values, self.vocab, step)
+        token_id = head.pop("token_id")
+        record = StepRecord(
+            step=step,
+            token_id=token_id,
+            token=self.vocab.token_str(token_id),
+            forced=forced is not None,
+            config=config,
+            top=top,
+            **head,
+        )
+        self.steps.append(record)
+        self.token_ids.append(token_id)
+        self.token_logprobs.append(head["raw_logprob"])
+        self.config = config
+        if token_id in self.vocab.eos_ids:
+            self.done, self.finish_reason = True, "eos"
+        elif config.stop_strings and _hits_stop(self.vocab.decode(self.token_ids), config.stop_strings):
+            self.done, self.finish_reason = True, "stop_string"
+        elif len(self.token_ids) >= config.max_new_tokens:
+            self.done, self.finish_reason = True, "length"
+        return record
+
+    def rewind(self, n_steps: int) -> None:
+        """Forget every step from `n_steps` on; the generator goes back to where it was then."""
+        if n_steps < len(self.token_ids):
+            self.generator.set_state(self._rng_states[n_steps])
+        del self.token_ids[n_steps:], self.token_logprobs[n_steps:], self.steps[n_steps:], self._rng_states[n_steps:]
+        self.context = self.context[:, : self.prompt_ids.shape[1] + n_steps]
+        self.done, self.finish_reason = False, ""
+
+    def replay_tokens(self, n_steps: int) -> torch.Tensor:
+        """(n_rows, n_steps) the tokens each row has generated in its first n_steps steps."""
+        return self.context[:, self.prompt_ids.shape[1] : self.prompt_ids.shape[1] + n_steps]
+
+    def result(self) -> tuple[list[int], list[float], float | None]:
+        return list(self.token_ids), list(self.token_logprobs), None
+
+
+def _hits_stop(text: str, stop_strings: tuple[str, ...]) -> bool:
+    return any(s in text for s in stop_strings)
+
+
+# ----------------------------------------------------------------------------------------------------------
+
+
+class BeamLane:
+    """Beam search over `num_beams` rows, as generate() does it for one prompt (batch size 1).
+
+    Tensors keep generate()'s shapes with the batch dimension of 1: running beams (1, B, ...), the 2B best
+    continuations of a step (1, 2B, ...), finished hypotheses (1, B, ...).
+    """
+
+    crop_rewind = False  # rows are reordered every step: rewind re-feeds the beams' tokens
+
+    def __init__(self, label: str, config: DecodingConfig, prompt_ids: torch.Tensor, vocab: Vocab):
+        if config.strategy != "beam":
+            raise ValueError("BeamLane runs beam search; use SingleLane for greedy or sampled runs.")
+        self.label = label
+        self.config = config
+        self.vocab = vocab
+        self.n_rows = B = config.num_beams
+        self.prompt_ids = prompt_ids  # (1, P)
+        self.max_new_tokens = T = config.max_new_tokens
+        dev = prompt_ids.device
+        n_eos = len(vocab.eos_ids)
+        self.beams_to_keep = max(2, 1 + n_eos) * B
+        self.top_num_beam_mask = torch.cat(
+            [torch.ones(B, dtype=torch.bool), torch.zeros(self.beams_to_keep - B, dtype=torch.bool)]
+        ).to(dev)
+        self.eos = torch.tensor(vocab.eos_ids or [-1], device=dev)
+        fill = vocab.eos_ids[0] if vocab.eos_ids else 0
+        self.state = {
+            "running_seqs": torch.full((1, B, T), fill, dtype=torch.long, device=dev),
+            "running_raw": torch.zeros((1, B, T), device=dev),  # raw model logprob of each token
+            "running_scores": torch.cat([torch.zeros(1, 1), torch.full((1, B - 1), NEG)], dim=1).to(dev),
+            "seqs": torch.full((1, B, T), fill, dtype=torch.long, device=dev),
+            "raw": torch.zeros((1, B, T), device=dev),
+            "scores": torch.full((1, B), NEG, device=dev),
+            "lengths": torch.zeros((1, B), dtype=torch.long, device=dev),
+            "is_finished": torch.zeros((1, B), dtype=torch.bool, device=dev),
+            "heuristic_unsatisfied": torch.ones((1, 1), dtype=torch.bool, device=dev),
+        }
+        self._history: list[dict] = []
+        self.steps: list[StepRecord] = []
+        self.done = False
+        self.finish_reason = ""
+        self._pending: dict = {}
+
+    @property
+    def t(self) -> int:
+        return len(self.steps)
+
+    def select(self, logits: torch.Tensor, config: DecodingConfig, forced: int | None = None) -> Selection:
+        """logits (B, V) raw float32 of the running beams -> the beams of the next step."""
+        if forced is not None:
+            raise ValueError("Forcing a token is for greedy and sampled runs, not beam search.")
+        s, B, t, T = self.state, self.n_rows, self.t, self.max_new_tokens
+        self._history.append({k: v.clone() for k, v in s.items()})
+        V = logits.shape[-1]
+        context = torch.cat([self.prompt_ids.expand(B, -1), s["running_seqs"][0, :, :t]], dim=-1)  # (B, P + t)
+        processed = process(context, logits, config)  # log-softmaxed and penalised scores
+        raw_logp = torch.log_softmax(logits, dim=-1)  # (B, V)
+
+        acc = processed.scores[None] + s["running_scores"][:, :, None]  # (1, B, V)
+        acc = acc.reshape(1, -1)  # (1, B * V)
+        topk_scores, topk_idx = torch.topk(acc, k=self.beams_to_keep)  # (1, 2B)
+        parent = topk_idx // V
+        tokens = topk_idx % V
+        topk_seqs = s["running_seqs"][0][parent]  # (1, 2B, T)
+        topk_seqs[:, :, t] = tokens
+        topk_raw = s["running_raw"][0][parent]
+        topk_raw[:, :, t] = raw_logp.reshape(1, -1).gather(1, topk_idx)
+
+        hits = torch.isin(tokens, self.eos)  # (1, 2B)
+        if t + 1 >= T:
+            hits = torch.ones_like(hits)
+        elif config.stop_strings:  # needs the text on the host: only when stop strings are set
+            rows = topk_seqs[0, :, : t + 1].tolist()
+            stop = [_hits_stop(self.vocab.decode(r), config.stop_strings) for r in rows]
+            hits = hits | torch.tensor(stop, device=hits.device)[None]
+
+        # the running beams of the next step: the best B continuations that did not stop
+        topk_running = topk_scores + hits.to(torch.float32) * NEG
+        keep = torch.topk(topk_running, k=B)[1]  # (1, B) indices into the 2B
+        new_running_seqs = topk_seqs[0][keep]
+        new_running_raw = topk_raw[0][keep]
+        new_running_scores = topk_running.gather(1, keep)
+        parents = parent.gather(1, keep)[0]  # (B,)
+
+        # finished hypotheses: merge the B best that just stopped into the finished set
+        did_finish = hits & self.top_num_beam_mask[None, :]
+        normalized = topk_scores / ((t + 1) ** config.length_penalty)
+        full = torch.all(s["is_finished"], dim=-1, keepdim=True) & (config.early_stopping is True)
+        normalized = normalized + full.to(torch.float32) * NEG
+        normalized = normalized + (~s["heuristic_unsatisfied"]).to(torch.float32) * NEG
+        normalized = normalized + (~did_finish) * NEG
+        merged_scores = torch.cat([s["scores"], normalized], dim=1)  # (1, 3B)
+        merged_top = torch.topk(merged_scores, k=B)[1]  # (1, B)
+        lengths = torch.full((1, self.beams_to_keep), t + 1, dtype=torch.long, device=logits.device)
+        entered = torch.zeros((1, B + self.beams_to_keep), dtype=torch.bool, device=logits.device)
+        entered[0, merged_top[0]] = True
+        entered_new = entered[:, B:] & did_finish  # (1, 2B): which continuations became hypotheses
+        s_next = {
+            "running_seqs": new_running_seqs,
+            "running_raw": new_running_raw,
+            "running_scores": new_running_scores,
+            "seqs": torch.cat([s["seqs"], topk_seqs], dim=1)[0][merged_top],
+            "raw": torch.cat([s["raw"], topk_raw], dim=1)[0][merged_top],
+            "scores": merged_scores.gather(1, merged_top),
+            "lengths": torch.cat([s["lengths"], lengths], dim=1).gather(1, merged_top),
+            "is_finished": torch.cat([s["is_finished"], did_finish], dim=1).gather(1, merged_top),
+        }
+
+        # generate()'s early-stop heuristic: can a running beam still beat the worst finished one?
+        if config.early_stopping == "never" and config.length_penalty > 0.0:
+            best_len = T
+        else:
+            best_len = t + 1
+        best_possible = new_running_scores[:, :1] / (best_len**config.length_penalty)
+        worst_finished = torch.where(
+            s_next["is_finished"], torch.min(s_next["scores"], dim=1, keepdim=True)[0], torch.tensor(NEG)
+        )
+        s_next["heuristic_unsatisfied"] = s["heuristic_unsatisfied"] & torch.any(
+            best_possible > worst_finished, dim=-1, keepdim=True
+        )
+        go_on = (
+            torch.any(s_next["heuristic_unsatisfied"])
+            & ~(torch.all(s_next["is_finished"]) & (config.early_stopping is True))
+            & ~torch.all(hits)
+        )
+        self._pending = s_next
+
+        # the record: the distribution behind the best running beam, and the whole beam step
+        p0 = parents[0]
+        slot = torch.full((self.beams_to_keep,), -1.0, device=logits.device)
+        slot[keep[0]] = torch.arange(B, device=logits.device, dtype=torch.float32)
+        packed = torch.cat(
+            [
+                go_on.float()[None],
+                _pack_distribution(
+                    logits[p0], processed.shaped[p0], processed.scores[p0], processed.cut_stage[p0],
+                    new_running_seqs[0, 0, t], config.top_n,
+                ),
+                parent[0].float(),
+                tokens[0].float(),
+                topk_scores[0],
+                slot,
+                entered_new[0].float(),
+                (topk_scores / ((t + 1) ** config.length_penalty))[0],
+            ]
+        )
+        self.config = config
+        return Selection(tokens=new_running_seqs[0, :, t], parents=parents, packed=packed)
+
+    def packed_width(self, config: DecodingConfig, vocab_size: int) -> int:
+        return 1 + _distribution_width(config.top_n, vocab_size) + 6 * self.beams_to_keep
+
+    def commit(self, values: list[float], config: DecodingConfig, forced: int | None = None) -> StepRecord:
+        self.state = self._pending
+        step = self.t
+        go_on, values = values[0], values[1:]
+        k = self.beams_to_keep
+        dist, beam_cols = values[: len(values) - 6 * k], values[len(values) - 6 * k :]
+        head, top = _unpack_distribution(dist, self.vocab, step)
+        parent, tokens, scores, slot, entered, normalized = (beam_cols[i * k : (i + 1) * k] for i in range(6))
+        beams = []
+        for i in range(k):
+            kept, finished = slot[i] >= 0, entered[i] > 0
+            beams.append(
+                BeamCandidate(
+                    parent=int(parent[i]),
+                    token_id=int(tokens[i]),
+                    token=self.vocab.token_str(int(tokens[i])),
+                    score=scores[i],
+                    status="kept" if kept else ("finished" if finished else "pruned"),
+                    beam=int(slot[i]) if kept else None,
+                    normalized_score=normalized[i] if finished else None,
+                )
+            )
+        token_id = head.pop("token_id")
+        record = StepRecord(
+            step=step,
+            token_id=token_id,
+            token=self.vocab.token_str(token_id),
+            forced=False,
+            config=config,
+            top=top,
+            beams=beams,
+            **head,
+        )
+        self.steps.append(record)
+        if not go_on:
+            self.done = True
+            best = self.result()[0]
+            self.finish_reason = "eos" if best and best[-1] in self.vocab.eos_ids else "length"
+        return record
+
+    def rewind(self, n_steps: int) -> None:
+        if n_steps < self.t:
+            self.state = self._history[n_steps]
+        del self._history[n_steps:], self.steps[n_steps:]
+        self.done, self.finish_reason = False, ""
+
+    def replay_tokens(self, n_steps: int) -> torch.Tensor:
+        return self.state["running_seqs"][0, :, :n_steps]
+
+    def best_running(self) -> list[int]:
+        return self.state["running_seqs"][0, 0, : self.t].tolist()
+
+    def result(self) -> tuple[list[int], list[float], float | None]:
+        """The best finished hypothesis (generate()'s sequences[0]): token ids, raw logprobs, beam score."""
+        s = self.state
+        if not bool(s["is_finished"][0, 0]):  # stopped early by the user: report the best running beam
+            n = self.t
+            return (
+                s["running_seqs"][0, 0, :n].tolist(),
+                s["running_raw"][0, 0, :n].tolist(),
+                None,
+            )
+        n = int(s["lengths"][0, 0])
+        return s["seqs"][0, 0, :n].tolist(), s["raw"][0, 0, :n].tolist(), float(s["scores"][0, 0])
