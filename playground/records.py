@@ -171,3 +171,48 @@ def _num(x: float) -> float | str | None:
     if x is None:
         return None
     return x if math.isfinite(x) else str(x)
+
+
+@dataclass(frozen=True)
+class TemperatureView:
+    """The same step's distribution at one temperature, softmaxed over the whole vocabulary."""
+
+    temperature: float
+    probs: list[float]  # one per Exploration.candidates, in the same order
+    rest: float  # probability of every token outside the candidates
+    entropy: float  # nats, whole vocabulary
+
+
+@dataclass(frozen=True)
+class KnobView:
+    """What one truncation knob, alone, keeps of the step's (penalised, temperature-scaled) distribution."""
+
+    knob: str  # "top_k", "top_p" or "min_p"
+    setting: float  # its value (an "off" value keeps everything)
+    kept: list[bool]  # one per Exploration.candidates
+    kept_count: int  # tokens kept in the whole vocabulary
+    kept_mass: float  # their probability before truncation
+    threshold: float | None  # top_p: the cumulative line; min_p: min_p x top probability; top_k: None
+
+
+@dataclass(frozen=True)
+class Exploration:
+    """The teaching views of one step: the distribution before the choice, at several temperatures, and what
+    each knob would keep. Computed over the full vocabulary; `candidates` only says which tokens to show."""
+
+    step: int
+    candidates: list[Candidate]  # top-N by raw logit, with the step's settings applied (prob, kept, cut_by)
+    cumulative: list[float]  # running sum of shaped_prob over candidates sorted by shaped_prob (top-p's view)
+    temperatures: list[TemperatureView]
+    knobs: list[KnobView]
+    config: DecodingConfig
+
+    def to_dict(self) -> dict:
+        return {
+            "step": self.step,
+            "candidates": [c.to_dict() for c in self.candidates],
+            "cumulative": list(self.cumulative),
+            "temperatures": [vars(t) for t in self.temperatures],
+            "knobs": [vars(k) for k in self.knobs],
+            "settings": self.config.to_dict(),
+        }

@@ -1,0 +1,87 @@
+"""Shared fixtures: tiny random causal LMs built and saved by the tests (no download), and the embedded model.
+
+`tiny_model_dir`  a folder holding a 2-layer Llama with a small byte-level BPE tokenizer and a chat template,
+                  loadable by any Hub-style loader (AutoModelForCausalLM / AutoTokenizer).
+`tiny_engine`     an Engine over it, on the CPU.
+`smol_engine`     the embedded SmolLM2-135M-Instruct (converted and cached on first use); its tests are marked
+                  `slow` only in name: the suite always runs them.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach the Hub
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|end|>{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+CORPUS = [
+    "The quick brown fox jumps over the lazy dog.",
+    "Once upon a time there was a small model that liked to predict the next token.",
+    "Paris is the capital of France. Rome is the capital of Italy.",
+    "Temperature, top-k, top-p and min-p shape the distribution; the sampler picks a token.",
+    "1 2 3 4 5 6 7 8 9 10 a b c d e f g h i j k l m n o p q r s t u v w x y z",
+] * 20
+
+
+def build_tiny_model_dir(path, seed: int = 0, vocab_size: int = 300, chat_template: bool = True) -> str:
+    """Train a tiny BPE tokenizer and save it with a random 2-layer Llama to `path`; return the path."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=["<|endoftext|>", "<|user|>", "<|assistant|>", "<|system|>", "<|end|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tok.train_from_iterator(CORPUS, trainer)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", pad_token="<|endoftext|>")
+    if chat_template:
+        tokenizer.chat_template = CHAT_TEMPLATE
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.eos_token_id,
+    )
+    model = LlamaForCausalLM(config)
+    with torch.no_grad():  # sharper logits than the default init, so distributions are not near-uniform
+        model.lm_head.weight.mul_(8.0)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> str:
+    return build_tiny_model_dir(tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture(scope="session")
+def tiny_engine(tiny_model_dir):
+    from playground.loading import load_engine
+
+    return load_engine(tiny_model_dir, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def smol_engine():
+    from playground.loading import load_engine
+
+    return load_engine(None, device="cpu")
