@@ -25,8 +25,9 @@ from functools import lru_cache
 
 import torch
 
+from . import processors
 from .config import DecodingConfig
-from .records import StepRecord, Trace
+from .records import Candidate, Exploration, KnobView, StepRecord, TemperatureView, Trace
 from .strategies import BeamLane, DecodingError, SingleLane
 
 __all__ = ["Engine", "Session", "Comparison", "DecodingError", "ModelMemoryError"]
@@ -333,6 +334,56 @@ class Session:
 
     def trace(self) -> Trace:
         return _trace(self.engine, self.lane, self.prompt_ids, self.elapsed_s, self.notices)
+
+    @torch.inference_mode()
+    def explore(
+        self,
+        step: int | None = None,
+        temperatures: tuple[float, ...] = (0.5, 1.0, 1.5, 2.0),
+        top_n: int = 20,
+        config: DecodingConfig | None = None,
+    ) -> Exploration:
+        """The teaching views of the distribution behind step `step` (default: the next step, not yet taken):
+        the same logits at several temperatures, and what top-k, top-p and min-p would each keep.
+
+        The context is the prompt and the tokens before that step (for beams, the best beam's); its logits are
+        recomputed in one forward without the cache, so exploring never disturbs the run.
+        """
+        n = len(self.steps)
+        step = n if step is None else step
+        if isinstance(step, bool) or not isinstance(step, int) or not 0 <= step <= n:
+            raise ValueError(f"Cannot explore step {step!r}: this run has steps 0 to {n}.")
+        if any((not isinstance(t, (int, float))) or not 0 < t <= 100 for t in temperatures):
+            raise ValueError("Temperatures to explore must be numbers in (0, 100].")
+        config = config or (self.steps[step].config if step < n else self.config)
+        context = self.engine.prompt_tensor(self.prompt_ids + self.token_ids[:step])
+        logits, _ = self.engine.forward(context, None)
+        t = {k: v.tolist() for k, v in processors.explain(context, logits, config, tuple(temperatures), top_n).items()}
+        token_str = self.engine.vocab.token_str
+        candidates = [
+            Candidate(
+                token_id=int(tid), token=token_str(int(tid)), rank=r, logit=lg, raw_prob=rp, shaped_prob=sp,
+                prob=p, kept=cut == 0, cut_by=processors.CUT_BY[int(cut)],
+            )
+            for r, (tid, lg, rp, sp, p, cut) in enumerate(
+                zip(t["ids"], t["logits"], t["raw"], t["shaped"], t["prob"], t["cut"])
+            )
+        ]
+        k = len(candidates)
+        temps = [
+            TemperatureView(temperature=float(temp), probs=row[:k], rest=max(0.0, row[k]), entropy=row[k + 1])
+            for temp, row in zip(temperatures, t["temperatures"])
+        ]
+        settings = {"top_k": config.top_k, "top_p": config.top_p, "min_p": config.min_p}
+        knobs = [
+            KnobView(
+                knob=name, setting=settings[name], kept=[x > 0 for x in row[:k]], kept_count=int(row[k]),
+                kept_mass=row[k + 1], threshold=None if name == "top_k" else row[k + 2],
+            )
+            for name, row in zip(("top_k", "top_p", "min_p"), t["knobs"])
+        ]
+        return Exploration(step=step, candidates=candidates, cumulative=t["cumulative"], temperatures=temps,
+                           knobs=knobs, config=config)
 
     def _next_config(self, config: DecodingConfig | None) -> DecodingConfig:
         if config is None:

@@ -121,3 +121,50 @@ def process(input_ids: torch.Tensor, logits: torch.Tensor, config: DecodingConfi
             cut_stage = cut_stage.masked_fill(newly_cut, stage)
         scores = after
     return Processed(shaped=shaped, scores=scores, cut_stage=cut_stage)
+
+
+def explain(
+    input_ids: torch.Tensor, logits: torch.Tensor, config: DecodingConfig, temperatures: tuple[float, ...], top_n: int
+) -> dict[str, torch.Tensor]:
+    """The numbers behind the teaching views, over the whole vocabulary, for one row.
+
+    input_ids (1, T), logits (1, V) raw. The knobs are explained as sampling would apply them (a greedy or beam
+    config is read as "what if we sampled with these settings"; temperature 0 reads as 1). Returns tensors:
+    candidate ids/logits/raw/shaped/final probs/cut stage (top_n by raw logit), the cumulative shaped
+    probability in shaped order, per temperature the candidates' probs, rest mass and entropy, and per knob
+    alone its kept mask over the candidates, kept count and kept mass and threshold.
+    """
+    config = config.replace(strategy="sample", temperature=config.temperature or 1.0)
+    processed = process(input_ids, logits, config)
+    n = min(top_n, logits.shape[-1])
+    top_logits, ids = torch.topk(logits[0], n)  # (n,)
+    shaped_p = processed.shaped[0].softmax(-1)  # (V,)
+    penalised = repetition_penalty(input_ids, logits, config.repetition_penalty)[0]
+    temps = []
+    for t in temperatures:
+        p = (penalised / t).softmax(-1)
+        temps.append(torch.cat([p[ids], (1 - p[ids].sum())[None], torch.special.entr(p).sum()[None]]))
+    knobs = []
+    base = processed.shaped  # (1, V): penalty and temperature, before truncation
+    top_prob = shaped_p.max()
+    for fn, arg, threshold in (
+        (top_k_filter, config.top_k, torch.tensor(float("nan"))),
+        (top_p_filter, config.top_p, torch.tensor(config.top_p)),
+        (min_p_filter, config.min_p, config.min_p * top_prob),
+    ):
+        kept = ~torch.isneginf(fn(base, arg)[0])  # (V,)
+        knobs.append(
+            torch.cat([kept[ids].float(), kept.sum().float()[None], shaped_p[kept].sum()[None], threshold.reshape(1).float()])
+        )
+    cumulative = torch.sort(shaped_p[ids], descending=True)[0].cumsum(-1)
+    return {
+        "ids": ids,
+        "logits": top_logits,
+        "raw": logits[0].softmax(-1)[ids],
+        "shaped": shaped_p[ids],
+        "prob": processed.scores[0].softmax(-1)[ids],
+        "cut": processed.cut_stage[0][ids],
+        "cumulative": cumulative,
+        "temperatures": torch.stack(temps) if temps else torch.zeros(0, n + 2),
+        "knobs": torch.stack(knobs),
+    }

@@ -1,0 +1,162 @@
+"""The command line: `python -m playground generate | compare | bench`.
+
+generate runs one strategy and prints the text and a step table (or, with --json, one object: the run's
+Trace.to_dict()); compare runs greedy, beam and sampling on one prompt as one batch and prints
+{"greedy": ..., "beam": ..., "sample": ...}. Bad flags or input exit with status 2 and one line on stderr, never
+a traceback. This module parses and prints; decoding is the engine's, loading is loading's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .config import MAX_BEAMS, STRATEGIES, DecodingConfig
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr (exit 2)."""
+
+    def error(self, message: str):  # noqa: D401 - argparse's hook
+        sys.stderr.write(f"{self.prog}: error: {message} (see --help)\n")
+        raise SystemExit(2)
+
+
+def _add_run_flags(p: argparse.ArgumentParser, with_strategy: bool) -> None:
+    p.add_argument("--prompt", required=True, help="text to continue ('-' reads it from stdin)")
+    p.add_argument("--model", default=None, help="Hub id or local folder (default: the embedded SmolLM2-135M-Instruct)")
+    p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
+    p.add_argument("--dtype", default="auto", help="auto (float32 on CPU, bfloat16 on CUDA), float32, bfloat16, float16")
+    if with_strategy:
+        p.add_argument("--strategy", choices=STRATEGIES, default="greedy", help="how to pick each token (default: greedy)")
+    d = DecodingConfig()
+    p.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens, help=f"tokens to generate at most (default: {d.max_new_tokens})")
+    p.add_argument("--temperature", type=float, default=d.temperature, help="sampling temperature; 0 = greedy (default: 1.0)")
+    p.add_argument("--top-k", type=int, default=d.top_k, help="keep the k most likely tokens; 0 = off (default: 0)")
+    p.add_argument("--top-p", type=float, default=d.top_p, help="nucleus: keep the smallest set reaching probability p, in (0, 1]; 1 = off (default: 1.0)")
+    p.add_argument("--min-p", type=float, default=d.min_p, help="drop tokens below min_p x the top probability, in [0, 1]; 0 = off (default: 0)")
+    p.add_argument("--repetition-penalty", type=float, default=d.repetition_penalty, help="> 1 discourages repeats; 1 = off (default: 1.0)")
+    p.add_argument("--num-beams", type=int, default=d.num_beams, help=f"beams for beam search, 1-{MAX_BEAMS} (default: {d.num_beams})")
+    p.add_argument("--length-penalty", type=float, default=d.length_penalty, help="beam score = logprob / length**penalty (default: 1.0)")
+    p.add_argument("--seed", type=int, default=d.seed, help="seed of the run's random generator (default: 0)")
+    p.add_argument("--top-n", type=int, default=d.top_n, help=f"candidates recorded per step (default: {d.top_n})")
+    p.add_argument("--stop", action="append", default=[], metavar="TEXT", help="stop when the output contains TEXT (repeatable)")
+    p.add_argument("--chat", action="store_true", help="wrap the prompt in the model's chat template")
+    p.add_argument("--system", default=None, help="system message for --chat")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m playground", description="Decoding Playground: see how a language model picks each token.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    gen = sub.add_parser("generate", help="run one strategy and show every step", description="Run one decoding strategy and show every step's candidates.")
+    _add_run_flags(gen, with_strategy=True)
+    gen.set_defaults(func=cmd_generate)
+    cmp_ = sub.add_parser("compare", help="greedy, beam and sampling side by side", description="Greedy, beam search and sampling on one prompt, run as one batch.")
+    _add_run_flags(cmp_, with_strategy=False)
+    cmp_.add_argument("--num-samples", type=int, default=1, help="sampled runs, seeds seed, seed+1, ... (default: 1)")
+    cmp_.set_defaults(func=cmd_compare)
+    try:
+        from . import bench
+    except ImportError:  # the benchmark is optional at import time
+        bench = None
+    if bench is not None and hasattr(bench, "register"):
+        bench.register(sub)
+    return parser
+
+
+def _config(args, strategy: str) -> DecodingConfig:
+    return DecodingConfig(
+        strategy=strategy,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        min_p=args.min_p,
+        repetition_penalty=args.repetition_penalty,
+        num_beams=args.num_beams,
+        length_penalty=args.length_penalty,
+        max_new_tokens=args.max_new_tokens,
+        seed=args.seed,
+        top_n=args.top_n,
+        stop_strings=tuple(args.stop),
+    )
+
+
+def _prepare(args, strategy: str):
+    """Validate everything cheap before loading the model, then load it and encode the prompt."""
+    config = _config(args, strategy)
+    prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
+    if not prompt.strip():
+        raise ValueError("The prompt is empty: give some text with --prompt.")
+    from .loading import load_engine
+
+    _quiet_transformers()
+    engine = load_engine(args.model, device=args.device, dtype=args.dtype, progress=_stderr if not args.json else None)
+    return engine, engine.encode(prompt, chat=args.chat, system=args.system), config
+
+
+def cmd_generate(args) -> int:
+    engine, ids, config = _prepare(args, args.strategy)
+    trace = engine.generate(ids, config)
+    if args.json:
+        print(json.dumps(trace.to_dict(), ensure_ascii=False))
+    else:
+        print(_describe(trace, engine.decode(ids)))
+    return 0
+
+
+def cmd_compare(args) -> int:
+    engine, ids, config = _prepare(args, "greedy")
+    traces = engine.compare(ids, config, num_samples=args.num_samples)
+    if args.json:
+        print(json.dumps({label: t.to_dict() for label, t in traces.items()}, ensure_ascii=False))
+    else:
+        print("\n\n".join(_describe(t, engine.decode(ids), table=False) for t in traces.values()))
+    return 0
+
+
+def _describe(trace, prompt_text: str, table: bool = True) -> str:
+    head = (
+        f"[{trace.label}] {trace.model} | {len(trace.token_ids)} tokens | {trace.finish_reason} | "
+        f"logprob {trace.sequence_logprob:.2f} | perplexity {trace.perplexity:.2f} | {trace.tokens_per_s:.1f} tok/s"
+    )
+    lines = [head, *trace.notices, prompt_text + trace.text]
+    if table:
+        lines.append(f"{'step':>4}  {'token':<16} {'prob':>7} {'raw':>7} {'entropy':>7}  top candidates (raw %)")
+        for s in trace.steps:
+            alts = " | ".join(f"{c.token!r} {100 * c.raw_prob:.1f}" for c in s.top[:4])
+            mark = "*" if s.forced else " "
+            lines.append(
+                f"{s.step:>4}{mark} {s.token!r:<16} {100 * s.prob:>6.1f}% {100 * s.raw_prob:>6.1f}% {s.entropy:>7.2f}  {alts}"
+            )
+    return "\n".join(lines)
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _quiet_transformers() -> None:
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    import logging
+
+    logging.getLogger("huggingface_hub").setLevel(logging.ERROR)  # no retry chatter; the error says it all
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from .engine import DecodingError, ModelMemoryError
+
+    try:
+        return args.func(args)
+    except (ValueError, DecodingError, ModelMemoryError) as e:  # ModelLoadError is a ValueError
+        sys.stderr.write(f"{parser.prog} {args.command}: error: {e}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        return 130
