@@ -1,0 +1,310 @@
+"""Text views of decoding records: HTML fragments, pandas tables and JSON exports, ready for any front end.
+
+Everything here is a pure function of `records` objects (StepRecord, Trace) and plain strings:
+
+    token_label        a token with its whitespace made visible ("␣the", "↵"): the one label every view uses
+    colored_text_html  the prompt and each generated token coloured by its probability, with tooltips
+    step_table         the notebook's step table: one row per step, the top choices with raw probabilities
+    compare_html       one card per strategy: continuation, log-probability, perplexity, speed, finish reason
+    trace_json         the full export of one or more traces
+
+Every string the model or the user produced (prompt, tokens, model names, errors) is passed through
+`html.escape` before it reaches HTML. Styling lives in `assets/style.css` (classes prefixed `dp-`); the colours
+that carry meaning are inline so a fragment reads correctly without the stylesheet. This module knows nothing
+about Gradio, tensors or models.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import unicodedata
+from collections.abc import Iterable, Mapping
+
+import pandas as pd
+
+from .records import StepRecord, Trace
+
+__all__ = [
+    "token_label",
+    "prob_color",
+    "colored_text_html",
+    "step_table",
+    "step_table_csv",
+    "compare_html",
+    "trace_json",
+]
+
+# Visible stand-ins for whitespace and control characters, so " the" and "the" never look alike.
+_VISIBLE = {" ": "␣", "\n": "↵", "\t": "⇥", "\r": "␍", "\u00a0": "⍽"}
+INPUT_WIDTH = 60  # characters of context shown in the step table's "Input" column
+
+
+def token_label(token: str) -> str:
+    """A token as a short, unambiguous label: spaces as ␣, newlines as ↵, tabs as ⇥, other control characters
+    as \\xNN, and the empty string as ∅. Not escaped for HTML: callers escape where they build markup."""
+    if token == "":
+        return "∅"
+    out = []
+    for ch in token:
+        if ch in _VISIBLE:
+            out.append(_VISIBLE[ch])
+        elif unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp"):
+            out.append(f"\\x{ord(ch):02x}" if ord(ch) < 256 else f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def prob_color(p: float) -> str:
+    """Background colour for a probability in [0, 1]: red (unlikely) through amber to green (likely), light
+    enough for dark text. Non-finite values are grey."""
+    if p is None or not math.isfinite(p):
+        return "hsl(0, 0%, 85%)"
+    p = min(max(p, 0.0), 1.0)
+    return f"hsl({round(130 * p)}, 75%, {round(84 - 6 * p)}%)"
+
+
+def _pct(p: float, digits: int = 2) -> str:
+    return f"{100 * p:.{digits}f}%" if p is not None and math.isfinite(p) else "n/a"
+
+
+def _legend_html(what: str) -> str:
+    stops = ", ".join(prob_color(p / 10) for p in range(11))
+    return (
+        '<div class="dp-legend" style="display:flex;align-items:center;gap:6px;font-size:12px;margin-top:6px">'
+        f"<span>{html.escape(what)}:</span><span>0%</span>"
+        f'<span class="dp-legend-bar" style="display:inline-block;width:140px;height:10px;border-radius:3px;'
+        f'background:linear-gradient(to right, {stops})"></span><span>100%</span></div>'
+    )
+
+
+def _token_span(
+    token: str, p: float, title: str, *, step: int | None = None, forced: bool = False, selected: bool = False
+) -> str:
+    """One token as a coloured span. Spaces stay spaces (the container is pre-wrap); a newline shows as ↵ and
+    then breaks the line; other whitespace and control characters show as their labels."""
+    classes = ["dp-tok"]
+    style = [f"background:{prob_color(p)}", "color:#111827", "border-radius:3px"]
+    if forced:
+        classes.append("dp-forced")
+        style.append("text-decoration:underline dashed #7c3aed")
+    if selected:
+        classes.append("dp-selected")
+        style.append("outline:2px solid #111827;outline-offset:1px")
+    parts = []
+    for line_no, line in enumerate(token.split("\n")):
+        if line_no:
+            parts.append('<span class="dp-nl">↵</span><br>')
+        visible = "".join(ch if ch == " " else token_label(ch) for ch in line)
+        parts.append(html.escape(visible))
+    body = "".join(parts) if token else '<span class="dp-empty">∅</span>'
+    data = f' data-step="{step}"' if step is not None else ""
+    return (
+        f'<span class="{" ".join(classes)}"{data} style="{";".join(style)}" '
+        f'title="{html.escape(title, quote=True)}">{body}</span>'
+    )
+
+
+def _step_title(record: StepRecord, n_alternatives: int = 5) -> str:
+    lines = [
+        f"step {record.step}: {token_label(record.token)}"
+        + (" (forced)" if record.forced else "")
+        + f" — {_pct(record.prob)} after knobs, {_pct(record.raw_prob)} raw",
+        f"entropy {record.entropy_raw:.2f} → {record.entropy:.2f} nats",
+        "top alternatives (raw → after knobs):",
+    ]
+    for c in sorted(record.top, key=lambda c: c.rank)[:n_alternatives]:
+        mark = "▶ " if c.token_id == record.token_id else "   "
+        cut = f" [cut by {c.cut_by.replace('_', '-')}]" if c.cut_by else ""
+        lines.append(f"{mark}{token_label(c.token)}  {_pct(c.raw_prob)} → {_pct(c.prob)}{cut}")
+    return "\n".join(lines)
+
+
+def colored_text_html(prompt_text: str, steps: list[StepRecord], selected_step: int | None = None) -> str:
+    """The prompt (muted) followed by each generated token coloured by its probability after the knobs; each
+    token carries `data-step`, a tooltip of the top alternatives, a mark when forced, an outline when selected."""
+    prompt = html.escape(prompt_text or "")
+    spans = [
+        _token_span(
+            r.token,
+            r.prob,
+            _step_title(r),
+            step=r.step,
+            forced=r.forced,
+            selected=selected_step is not None and r.step == selected_step,
+        )
+        for r in steps
+    ]
+    if not steps:
+        spans.append('<span class="dp-hint" style="opacity:.6"> (no tokens yet: take a step)</span>')
+    return (
+        '<div class="dp-text">'
+        '<div class="dp-tokens" style="white-space:pre-wrap;word-break:break-word;line-height:1.8;'
+        'font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:14px">'
+        f'<span class="dp-prompt" style="opacity:.55">{prompt}</span>{"".join(spans)}</div>'
+        f"{_legend_html('probability of the chosen token after the knobs')}"
+        '<div class="dp-legend-note" style="font-size:12px;opacity:.7">hover a token for the alternatives; '
+        'dashed underline = forced by you</div></div>'
+    )
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The step table (as in the teaching notebooks)
+
+
+def _choice(token: str, p: float) -> str:
+    return f"{token_label(token)} ({_pct(p)})"
+
+
+def step_table(prompt_text: str, steps: list[StepRecord], n_choices: int = 5) -> pd.DataFrame:
+    """One row per step: the text so far (its last ~60 characters), the top `n_choices` candidates by raw
+    probability as "token (12.34%)", the chosen token with its raw probability, and its probability after the
+    knobs."""
+    if isinstance(n_choices, bool) or not isinstance(n_choices, int) or n_choices < 1:
+        raise ValueError(f"n_choices must be an integer >= 1, got {n_choices!r}.")
+    choice_cols = [f"Choice {i + 1}" for i in range(n_choices)]
+    columns = ["Step", "Input", *choice_cols, "Chosen", "After knobs"]
+    rows = []
+    text = prompt_text or ""
+    for r in steps:
+        context = token_label_text(text)
+        if len(context) > INPUT_WIDTH:
+            context = "…" + context[-(INPUT_WIDTH - 1) :]
+        row = {"Step": r.step, "Input": context}
+        ranked = sorted(r.top, key=lambda c: c.rank)
+        for col, i in zip(choice_cols, range(n_choices)):
+            row[col] = _choice(ranked[i].token, ranked[i].raw_prob) if i < len(ranked) else ""
+        row["Chosen"] = _choice(r.token, r.raw_prob) + (" [forced]" if r.forced else "")
+        row["After knobs"] = _pct(r.prob)
+        rows.append(row)
+        text += r.token
+    return pd.DataFrame(rows, columns=columns)
+
+
+def token_label_text(text: str) -> str:
+    """Running text for one-line display: newlines and tabs visible, spaces kept as spaces."""
+    return "".join(ch if ch == " " else token_label(ch) for ch in text)
+
+
+def step_table_csv(df: pd.DataFrame) -> str:
+    """The step table as CSV text (UTF-8, no index)."""
+    return df.to_csv(index=False)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Strategy comparison
+
+
+def _num(x: float | None, fmt: str) -> str:
+    return format(x, fmt) if x is not None and math.isfinite(x) else "n/a"
+
+
+def _trace_tokens_html(trace: Trace) -> str:
+    spans = []
+    for i, (token, logprob) in enumerate(zip(trace.token_strings, trace.token_logprobs)):
+        p = math.exp(logprob) if math.isfinite(logprob) else 0.0
+        title = f"token {i}: {token_label(token)} — {_pct(p)} under the model"
+        if trace.strategy != "beam" and i < len(trace.steps) and trace.steps[i].token_id == trace.token_ids[i]:
+            title += f", {_pct(trace.steps[i].prob)} after the knobs"
+        spans.append(_token_span(token, p, title, step=i))
+    if not spans:
+        spans.append('<span class="dp-hint" style="opacity:.6">(no tokens)</span>')
+    return "".join(spans)
+
+
+def _card_html(trace: Trace) -> str:
+    c = trace.config
+    if trace.strategy == "beam":
+        settings = f"{c.num_beams} beams, length penalty {c.length_penalty:g}"
+    elif c.is_greedy:
+        settings = "argmax" + (f", repetition penalty {c.repetition_penalty:g}" if c.repetition_penalty != 1 else "")
+    else:
+        knobs = [f"T={c.temperature:g}"]
+        knobs += [f"top-k={c.top_k}"] if c.top_k else []
+        knobs += [f"top-p={c.top_p:g}"] if c.top_p < 1 else []
+        knobs += [f"min-p={c.min_p:g}"] if c.min_p > 0 else []
+        knobs += [f"rep={c.repetition_penalty:g}"] if c.repetition_penalty != 1 else []
+        settings = ", ".join(knobs) + f", seed {c.seed}"
+    metrics = [
+        ("tokens", str(len(trace.token_ids))),
+        ("log-prob", _num(trace.sequence_logprob, ".2f")),
+        ("perplexity", _num(trace.perplexity, ".2f")),
+        ("tokens/s", _num(trace.tokens_per_s, ".1f")),
+        ("finish", trace.finish_reason),
+    ]
+    if trace.beam_score is not None:
+        metrics.insert(3, ("beam score", _num(trace.beam_score, ".3f")))
+    metrics_html = "".join(
+        f'<div class="dp-metric"><span class="dp-metric-name" style="opacity:.65">{html.escape(k)}</span> '
+        f'<b>{html.escape(v)}</b></div>'
+        for k, v in metrics
+    )
+    notices = "".join(
+        f'<div class="dp-notice" style="font-size:12px;color:#b45309">⚠ {html.escape(n)}</div>' for n in trace.notices
+    )
+    return (
+        f'<div class="dp-card" data-label="{html.escape(trace.label, quote=True)}" style="flex:1 1 260px;'
+        'min-width:240px;border:1px solid #d1d5db;border-radius:8px;padding:10px">'
+        f'<div class="dp-card-head"><b>{html.escape(trace.label)}</b> '
+        f'<span style="opacity:.65;font-size:12px">{html.escape(settings)}</span></div>'
+        '<div class="dp-tokens" style="white-space:pre-wrap;word-break:break-word;line-height:1.8;margin:8px 0;'
+        f'font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:13px">{_trace_tokens_html(trace)}</div>'
+        f'<div class="dp-metrics" style="display:flex;flex-wrap:wrap;gap:4px 14px;font-size:13px">{metrics_html}</div>'
+        f"{notices}</div>"
+    )
+
+
+def compare_html(traces: Mapping[str, Trace]) -> str:
+    """Side-by-side cards, one per strategy: the continuation coloured by each token's raw model probability
+    (comparable across strategies; beam steps' records follow the best running beam, so the trace's own
+    per-token log-probabilities are used), then sequence log-probability, perplexity, speed and finish reason."""
+    if not traces:
+        return '<div class="dp-cards dp-empty" style="opacity:.7">Nothing to compare yet: run a comparison.</div>'
+    first = next(iter(traces.values()))
+    cards = "".join(_card_html(t) for t in traces.values())
+    return (
+        '<div class="dp-compare">'
+        f'<div class="dp-compare-model" style="font-size:12px;opacity:.7">model: {html.escape(first.model)}</div>'
+        f'<div class="dp-cards" style="display:flex;flex-wrap:wrap;gap:10px">{cards}</div>'
+        f"{_legend_html('probability of each token under the model (raw)')}</div>"
+    )
+
+
+def error_html(message: str) -> str:
+    """A user-facing error or notice box, escaped."""
+    return (
+        '<div class="dp-error" style="border:1px solid #fca5a5;background:#fef2f2;color:#991b1b;'
+        f'border-radius:6px;padding:8px">{html.escape(str(message))}</div>'
+    )
+
+
+# ----------------------------------------------------------------------------------------------------------
+# JSON export
+
+
+def _json_safe(x):
+    """Replace non-finite floats (JSON has none) by their string names, recursively."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return str(x)
+    if isinstance(x, Mapping):
+        return {str(k): _json_safe(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_json_safe(v) for v in x]
+    return x
+
+
+def trace_json(traces_or_trace: Trace | Mapping[str, Trace] | Iterable[Trace], extra: dict | None = None) -> str:
+    """The full export as pretty JSON: one trace ({"trace": ...}) or several ({"traces": {label: ...}}), each
+    with its settings, seed and every step (`Trace.to_dict()`); `extra` keys (prompt, app version ...) go first."""
+    doc: dict = {}
+    if extra:
+        doc.update(extra)
+    if isinstance(traces_or_trace, Trace):
+        doc["trace"] = traces_or_trace.to_dict()
+    elif isinstance(traces_or_trace, Mapping):
+        doc["traces"] = {str(k): t.to_dict() for k, t in traces_or_trace.items()}
+    else:
+        doc["traces"] = {t.label: t.to_dict() for t in traces_or_trace}
+    return json.dumps(_json_safe(doc), indent=2, ensure_ascii=False, allow_nan=False)

@@ -1,0 +1,226 @@
+"""Tests for playground/views.py: HTML fragments, the step table and the JSON export, on real records."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import math
+from html.parser import HTMLParser
+
+import pandas as pd
+import pytest
+
+from playground.config import DecodingConfig
+from playground.views import (
+    INPUT_WIDTH,
+    colored_text_html,
+    compare_html,
+    prob_color,
+    step_table,
+    step_table_csv,
+    token_label,
+    trace_json,
+)
+
+XSS = "<img src=x onerror=alert(1)>"
+
+
+class Spans(HTMLParser):
+    """Collects every element's attributes, and the data-step spans' text."""
+
+    def __init__(self):
+        super().__init__()
+        self.elements: list[tuple[str, dict]] = []
+        self.token_text: dict[int, str] = {}
+        self._open: list[int | None] = []
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        self.elements.append((tag, a))
+        if tag == "span":
+            self._open.append(int(a["data-step"]) if "data-step" in a else None)
+
+    def handle_endtag(self, tag):
+        if tag == "span" and self._open:
+            self._open.pop()
+
+    def handle_data(self, data):
+        for step in self._open:
+            if step is not None:
+                self.token_text[step] = self.token_text.get(step, "") + data
+
+    def tokens(self) -> list[dict]:
+        return [a for tag, a in self.elements if tag == "span" and "data-step" in a]
+
+
+def parse(fragment: str) -> Spans:
+    p = Spans()
+    p.feed(fragment)
+    return p
+
+
+@pytest.fixture(scope="module")
+def sampled(tiny_engine):
+    """A sampled run with top-k and top-p set, one forced step in the middle."""
+    ids = tiny_engine.encode("Once upon a time", chat=False)
+    cfg = DecodingConfig(strategy="sample", temperature=0.9, top_k=5, top_p=0.9, seed=3, max_new_tokens=8, top_n=10)
+    s = tiny_engine.start(ids, cfg)
+    for _ in range(3):
+        s.step()
+    newline_id = tiny_engine.tokenizer.convert_tokens_to_ids("Ċ")  # byte-level BPE spells "\n" as Ċ
+    s.step(force_token=newline_id)
+    for _ in s.run():
+        pass
+    return s
+
+
+@pytest.fixture(scope="module")
+def comparison(tiny_engine):
+    ids = tiny_engine.encode("Paris is the capital", chat=False)
+    cfg = DecodingConfig(temperature=0.8, top_k=20, seed=5, max_new_tokens=6, num_beams=3, top_n=5)
+    return tiny_engine.compare(ids, cfg, num_samples=1)
+
+
+# -- token_label --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "token, label",
+    [(" the", "␣the"), ("\n", "↵"), ("a\tb", "a⇥b"), ("", "∅"), ("\x07", "\\x07"), ("  x\r\n", "␣␣x␍↵"), ("é", "é")],
+)
+def test_token_label_makes_whitespace_visible(token, label):
+    """Guards against " the" and "the" (or a newline and nothing) looking the same in every view."""
+    assert token_label(token) == label
+
+
+# -- colored text -------------------------------------------------------------------------------------------
+
+
+def test_colored_text_escapes_the_prompt_and_tokens(sampled):
+    """An XSS prompt or token must render as text, never as markup."""
+    evil = dataclasses.replace(sampled.steps[0], token="<script>alert(2)</script>")
+    out = colored_text_html(XSS, [evil, *sampled.steps[1:]])
+    assert XSS not in out and "<script>" not in out
+    assert "&lt;img src=x onerror=alert(1)&gt;" in out
+    assert "&lt;script&gt;alert(2)&lt;/script&gt;" in out
+    tags = {tag for tag, _ in parse(out).elements}
+    assert tags <= {"div", "span", "br"}
+
+
+def test_colored_text_has_one_span_per_step_with_tooltips(sampled):
+    steps = sampled.steps
+    out = colored_text_html("Once upon a time", steps, selected_step=2)
+    spans = parse(out).tokens()
+    assert [int(a["data-step"]) for a in spans] == [r.step for r in steps]
+    for a, r in zip(spans, steps):
+        assert prob_color(r.prob) in a["style"]  # coloured by the probability after the knobs
+        best = min(r.top, key=lambda c: c.rank)
+        assert f"{token_label(best.token)}  {100 * best.raw_prob:.2f}%" in a["title"]  # top alternative listed
+        assert ("dp-forced" in a["class"]) == r.forced
+        assert ("dp-selected" in a["class"]) == (r.step == 2)
+    assert sum(r.forced for r in steps) == 1
+
+
+def test_colored_text_renders_newlines_visibly(sampled):
+    """The forced newline shows as ↵ followed by a line break."""
+    forced = next(r for r in sampled.steps if r.forced)
+    assert forced.token == "\n"
+    out = colored_text_html("x", [forced])
+    assert "↵</span><br>" in out
+    assert parse(out).token_text[forced.step] == "↵"
+
+
+def test_colored_text_without_steps_shows_the_prompt():
+    out = colored_text_html(XSS, [])
+    assert "&lt;img" in out and not parse(out).tokens()
+
+
+# -- step table ---------------------------------------------------------------------------------------------
+
+
+def test_step_table_matches_the_steps(sampled):
+    prompt = "Once upon a time there was a small model\nthat liked to predict"  # 62 characters
+    steps = sampled.steps
+    df = step_table(prompt, steps, n_choices=4)
+    assert list(df.columns) == ["Step", "Input", "Choice 1", "Choice 2", "Choice 3", "Choice 4", "Chosen", "After knobs"]
+    assert len(df) == len(steps)
+    text = prompt
+    for (_, row), r in zip(df.iterrows(), steps):
+        assert row["Step"] == r.step
+        visible = "".join(" " if ch == " " else token_label(ch) for ch in text)
+        assert row["Input"] == (visible if len(visible) <= INPUT_WIDTH else "…" + visible[-(INPUT_WIDTH - 1) :])
+        assert len(row["Input"]) <= INPUT_WIDTH
+        ranked = sorted(r.top, key=lambda c: c.rank)
+        for i in range(4):
+            assert row[f"Choice {i + 1}"] == f"{token_label(ranked[i].token)} ({100 * ranked[i].raw_prob:.2f}%)"
+        assert row["Chosen"].startswith(f"{token_label(r.token)} ({100 * r.raw_prob:.2f}%)")
+        assert row["Chosen"].endswith("[forced]") == r.forced
+        assert row["After knobs"] == f"{100 * r.prob:.2f}%"
+        text += r.token
+    assert df["Input"].iloc[0] == "…" + prompt.replace("\n", "↵")[-(INPUT_WIDTH - 1) :]  # cut from the left
+
+
+def test_step_table_csv_round_trips(sampled):
+    df = step_table("Once upon a time, \"quoted\", <b>", sampled.steps)
+    back = pd.read_csv(io.StringIO(step_table_csv(df)), keep_default_na=False, dtype=str)
+    pd.testing.assert_frame_equal(back, df.astype(str), check_dtype=False)
+
+
+def test_step_table_fills_missing_choices(sampled):
+    df = step_table("x", sampled.steps[:1], n_choices=12)  # the run recorded top_n=10 candidates
+    assert df["Choice 10"].iloc[0] != "" and df["Choice 11"].iloc[0] == "" and df["Choice 12"].iloc[0] == ""
+    with pytest.raises(ValueError):
+        step_table("x", sampled.steps, n_choices=0)
+
+
+# -- compare ------------------------------------------------------------------------------------------------
+
+
+def test_compare_html_has_a_card_per_strategy(comparison):
+    out = compare_html(comparison)
+    p = parse(out)
+    cards = [a["data-label"] for tag, a in p.elements if a.get("class") == "dp-card"]
+    assert cards == list(comparison)
+    spans = p.tokens()
+    assert len(spans) == sum(len(t.token_ids) for t in comparison.values())
+    i = 0
+    for trace in comparison.values():
+        for lp in trace.token_logprobs:  # coloured by each token's raw model probability, beams included
+            assert prob_color(math.exp(lp)) in spans[i]["style"]
+            i += 1
+        assert f"{trace.perplexity:.2f}" in out
+        assert f"{trace.sequence_logprob:.2f}" in out
+        assert trace.finish_reason in out
+    assert f"{comparison['beam'].beam_score:.3f}" in out
+
+
+def test_compare_html_escapes_model_labels_and_notices(comparison):
+    trace = dataclasses.replace(comparison["greedy"], model=XSS, label="<b>x</b>", notices=["<script>no</script>"])
+    out = compare_html({"greedy": trace})
+    assert XSS not in out and "<b>x</b>" not in out and "<script>" not in out
+    assert "&lt;script&gt;no&lt;/script&gt;" in out and "&lt;b&gt;x&lt;/b&gt;" in out
+    assert "Nothing to compare" in compare_html({})
+
+
+# -- JSON ---------------------------------------------------------------------------------------------------
+
+
+def test_trace_json_exports_every_step(sampled, comparison):
+    one = json.loads(trace_json(sampled.trace(), extra={"prompt": XSS}))
+    assert one["prompt"] == XSS
+    assert one["trace"]["settings"]["seed"] == 3
+    assert one["trace"]["token_ids"] == sampled.token_ids
+    assert [s["token_id"] for s in one["trace"]["steps"]] == sampled.token_ids
+    assert [s["forced"] for s in one["trace"]["steps"]] == [r.forced for r in sampled.steps]
+    many = json.loads(trace_json(comparison))
+    assert list(many["traces"]) == list(comparison)
+    assert "beams" in many["traces"]["beam"]["steps"][0]
+    assert json.loads(trace_json(list(comparison.values())))["traces"].keys() == comparison.keys()
+
+
+def test_trace_json_is_strict_json_for_empty_runs(sampled):
+    """An empty trace has a NaN perplexity; the export must still be valid JSON."""
+    empty = dataclasses.replace(sampled.trace(), token_ids=[], token_logprobs=[], token_strings=[], steps=[])
+    doc = json.loads(trace_json(empty))
+    assert doc["trace"]["perplexity"] == "nan"
