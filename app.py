@@ -1,0 +1,58 @@
+"""Start the Decoding Playground web app: build the Gradio demo and launch it; nothing else.
+
+    python app.py                      # the embedded SmolLM2-135M-Instruct on http://127.0.0.1:7860
+    python app.py --model ./my-model  # another default model (a folder or a Hugging Face Hub id)
+    python app.py --host 0.0.0.0 --port 8000 --share
+
+Defaults suit a Hugging Face Space: the port comes from GRADIO_SERVER_PORT (else 7860), the host from
+GRADIO_SERVER_NAME (else 127.0.0.1; Spaces set 0.0.0.0). Hosted-mode limits come from PLAYGROUND_* variables
+(see docs/ui.md). This file knows nothing about decoding or the page's layout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Decoding Playground: see how a language model picks its next token.")
+    parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+                        help="address to listen on (default: $GRADIO_SERVER_NAME or 127.0.0.1; 0.0.0.0 for all)")  # fmt: skip
+    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
+                        help="port (default: $GRADIO_SERVER_PORT or 7860)")  # fmt: skip
+    parser.add_argument("--model", default=os.environ.get("PLAYGROUND_MODEL") or None,
+                        help="default model: a Hugging Face Hub id or a local folder (default: $PLAYGROUND_MODEL, "
+                             "else the embedded SmolLM2-135M-Instruct, else its Hub copy)")  # fmt: skip
+    parser.add_argument("--share", action="store_true", help="also create a temporary public gradio.live link")
+    parser.add_argument("--no-preload", action="store_true", help="load the default model on the first request")
+    return parser.parse_args(argv)
+
+
+def default_model_spec(requested: str | None) -> str | None:
+    """The requested model; else the embedded one if its package is installed; else its Hub id."""
+    if requested:
+        return requested
+    from playground.hosting import DEFAULT_HUB_MODEL
+    from playground.loading import ModelLoadError, find_embedded_gguf
+
+    try:
+        find_embedded_gguf()
+        return None
+    except ModelLoadError:
+        return DEFAULT_HUB_MODEL
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    from playground import ui
+
+    ui.REGISTRY.default_spec = default_model_spec(args.model)
+    if not args.no_preload:
+        ui.REGISTRY.get(ui.DEFAULT_MODEL, progress=print)  # fail fast, and make the first Step quick
+    demo = ui.build_demo()
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share, **ui.launch_options())
+
+
+if __name__ == "__main__":
+    main()
