@@ -1,0 +1,253 @@
+"""The web app's handlers, called directly (no browser) on the tiny test model, and the hosted-mode policy."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import gradio as gr
+import pytest
+
+from playground import ui
+from playground.config import DecodingConfig
+from playground.hosting import DEFAULT_HUB_MODEL, HostingPolicy
+from playground.loading import ModelLoadError
+
+PROMPT = "Once upon a time"
+
+
+@pytest.fixture
+def app(tiny_engine, monkeypatch):
+    """A registry whose default model is the tiny engine and whose loader fails for anything else."""
+    loads = []
+
+    def loader(spec, progress=None):
+        loads.append(spec)
+        raise ModelLoadError(f"No model {spec!r} was found.")
+
+    registry = ui.ModelRegistry(loader=loader, default_spec="tiny")
+    registry.put("default", tiny_engine)
+    monkeypatch.setattr(ui, "REGISTRY", registry)
+    monkeypatch.setattr(ui, "POLICY", HostingPolicy())
+    return registry, loads
+
+
+def controls(**changes) -> dict:
+    c = dict(prompt=PROMPT, model="default", chat=False, system="", strategy="greedy", temperature=1.0, top_k=0,
+             top_p=1.0, min_p=0.0, repetition_penalty=1.0, num_beams=3, length_penalty=1.0, max_new_tokens=8,
+             top_n=10, seed=0)  # fmt: skip
+    c.update(changes)
+    return c
+
+
+def step(state, n=1, **changes):
+    return ui.on_step(state, **controls(**changes), n_steps=n)
+
+
+def expected_ids(engine, **changes) -> list[int]:
+    c = controls(**changes)
+    cfg = ui.make_config(*(c[k] for k in ui.CONTROLS[4:]))
+    return engine.generate(engine.encode(c["prompt"]), cfg).token_ids
+
+
+def test_step_builds_every_view_and_follows_the_engine(app, tiny_engine):
+    """One Step returns all views, and stepping reproduces the engine's own greedy run token for token."""
+    out = step(None)
+    result, text, dist, table, traj, status, _, candidates, permalink, state = out
+    assert result["n_steps"] == 1 and len(table) == 1
+    assert dist is not None and traj is not None
+    assert 'data-step="0"' in text
+    assert permalink.startswith("?run=")
+    for _ in range(3):
+        out = step(out[-1])
+    assert out[0]["token_ids"] == expected_ids(tiny_engine)[:4]
+    assert len(out[3]) == 4
+    assert "4</b> / 8" in out[5]
+
+
+def test_step_n_stops_at_the_end_and_a_finished_run_says_so(app):
+    out = step(None, n=50, max_new_tokens=5)
+    assert out[0]["n_steps"] <= 5 and out[0]["done"]
+    with pytest.raises(gr.Error, match="finished"):
+        step(out[-1], max_new_tokens=out[0]["n_steps"])
+
+
+def test_settings_change_only_the_next_step_and_identity_changes_start_a_new_run(app):
+    """A slider change keeps the run (the new step records the new settings); a new seed or prompt restarts it."""
+    state = step(None, strategy="sample", temperature=1.0, seed=3)[-1]
+    out = step(state, strategy="sample", temperature=0.5, seed=3)
+    steps = out[-1].session.steps
+    assert len(steps) == 2 and steps[0].config.temperature == 1.0 and steps[1].config.temperature == 0.5
+    assert step(out[-1], strategy="sample", temperature=0.5, seed=4)[0]["n_steps"] == 1
+    assert step(out[-1], prompt="Paris is", strategy="sample", temperature=0.5, seed=3)[0]["n_steps"] == 1
+
+
+def test_force_a_candidate_rewinds_to_that_step_and_uses_it(app, tiny_engine):
+    state = step(None, n=4)[-1]
+    record = state.session.steps[1]
+    other = next(c for c in record.top if c.token_id != record.token_id)
+    out = ui.on_force(state, **controls(), inspect_step=2, token_id=other.token_id)
+    steps = out[-1].session.steps
+    assert len(steps) == 2 and steps[1].forced and steps[1].token_id == other.token_id
+    assert out[0]["token_ids"][:1] == expected_ids(tiny_engine)[:1]
+    assert out[1].count("dp-tok dp-forced") == 1
+
+
+def test_force_is_refused_for_beam_search_with_one_sentence(app):
+    state = step(None, strategy="beam")[-1]
+    token = state.session.steps[0].top[1].token_id
+    with pytest.raises(gr.Error, match="not beam search"):
+        ui.on_force(state, **controls(strategy="beam"), inspect_step=1, token_id=token)
+
+
+def test_undo_rewind_and_reset(app):
+    state = step(None, n=5)[-1]
+    ids = list(state.session.token_ids)
+    assert ui.on_undo(state)[0]["token_ids"] == ids[:4]
+    assert ui.on_rewind(state, 2)[0]["token_ids"] == ids[:2]
+    assert step(state)[0]["token_ids"] == ids[:3]  # greedy: stepping again gives the same token back
+    with pytest.raises(gr.Error, match="Cannot rewind"):
+        ui.on_rewind(state, 10)
+    out = ui.on_reset(state)
+    assert out[0]["n_steps"] == 0 and out[-1].session is None
+    with pytest.raises(gr.Error, match="no step to undo"):
+        ui.on_undo(out[-1])
+
+
+def test_run_streams_one_update_per_token_to_the_same_text_as_generate(app, tiny_engine):
+    updates = list(ui.on_run(None, **controls(strategy="sample", temperature=0.9, seed=7)))
+    final = updates[-1][0]
+    assert final["done"]
+    assert final["token_ids"] == expected_ids(tiny_engine, strategy="sample", temperature=0.9, seed=7)
+    assert [u[0]["n_steps"] for u in updates[:-1]] == list(range(1, final["n_steps"] + 1))
+
+
+def test_inspect_selects_a_step(app):
+    state = step(None, n=4)[-1]
+    out = ui.on_inspect(state, 2)
+    assert out[-1].selected == 1
+    assert 'data-step="1"' in out[1]
+    choices = [v for _, v in out[7]["choices"]] if isinstance(out[7], dict) else [v for _, v in out[7].choices]
+    assert state.session.steps[1].token_id in choices
+
+
+def test_compare_streams_and_matches_generate(app, tiny_engine):
+    updates = list(ui.on_compare(**controls(), num_samples=2))
+    result, cards, tree = updates[-1]
+    assert set(result) == {"greedy", "beam", "sample", "sample 2"}
+    assert result["greedy"]["token_ids"] == expected_ids(tiny_engine, strategy="greedy")
+    assert "greedy" in cards and tree is not None
+
+
+def test_permalink_replays_the_run_token_for_token(app):
+    """Sampled steps, a mid-run temperature change and a forced token all come back from the link."""
+    state = step(None, n=2, strategy="sample", temperature=1.2, seed=11)[-1]
+    state = step(state, n=2, strategy="sample", temperature=0.4, seed=11)[-1]
+    token = state.session.steps[3].top[2].token_id
+    out = ui.on_force(state, **controls(strategy="sample", temperature=0.4, seed=11), inspect_step=4, token_id=token)
+    state = step(out[-1], n=2, strategy="sample", temperature=0.4, seed=11)[-1]
+    link = ui.permalink_query(state)
+    restored = ui.restore(link.split("=", 1)[1])
+    values = dict(zip(ui.CONTROLS, restored[: len(ui.CONTROLS)]))
+    result, new_state = restored[len(ui.CONTROLS)], restored[-1]
+    assert result["token_ids"] == list(state.session.token_ids)
+    assert [r.forced for r in new_state.session.steps] == [r.forced for r in state.session.steps]
+    assert values["temperature"] == 0.4 and values["seed"] == 11 and values["prompt"] == PROMPT
+
+
+def test_a_damaged_permalink_is_one_clear_sentence():
+    with pytest.raises(ValueError, match="could not be read"):
+        ui.decode_permalink("not-a-link")
+
+
+def test_bad_settings_become_one_sentence_errors(app):
+    with pytest.raises(gr.Error, match="top_p must be in"):
+        step(None, top_p=0.0)
+    with pytest.raises(gr.Error, match="whole number"):
+        step(None, top_k=2.5)
+    with pytest.raises(gr.Error, match="prompt is empty"):
+        step(None, prompt="   ")
+
+
+def test_user_text_is_escaped_in_html_and_errors(app):
+    out = step(None, prompt="<script>alert(1)</script>")
+    assert "<script>" not in out[1] and "&lt;script&gt;" in out[1]
+    with pytest.raises(gr.Error) as info:
+        step(None, model="<b>evil</b>")
+    assert "<b>" not in info.value.message
+
+
+def test_a_failed_model_load_keeps_the_previous_model(app):
+    registry, loads = app
+    state = step(None)[-1]
+    with pytest.warns(UserWarning):
+        value, status, state2 = ui.on_load_model(state, "no/such-model", progress=lambda *a, **k: None)
+    assert value == "default" and "Could not load" in status and loads == ["no/such-model"]
+    assert step(state2)[0]["n_steps"] == 2  # the old run goes on with the old model
+
+
+def test_registry_loads_once_and_keeps_two(tiny_engine):
+    loads = []
+    registry = ui.ModelRegistry(loader=lambda spec, progress=None: loads.append(spec) or tiny_engine, capacity=2)
+    for spec in ["a", "b", "a", "c", "a", "b"]:
+        assert registry.get(spec) is tiny_engine
+    assert loads == ["a", "b", "c", "b"]  # "b" was the least recently used when "c" came
+
+
+def test_hosted_mode_caps_settings_and_models_in_the_handlers(app, monkeypatch):
+    policy = HostingPolicy.from_env({"PLAYGROUND_HOSTED": "1", "PLAYGROUND_MAX_NEW_TOKENS": "3",
+                                     "PLAYGROUND_MAX_BEAMS": "2"})  # fmt: skip
+    monkeypatch.setattr(ui, "POLICY", policy)
+    out = step(None, n=100, max_new_tokens=500)
+    assert out[0]["n_steps"] == 3 and any("capped" in n for n in out[0]["notices"])
+    assert step(None, strategy="beam", num_beams=8)[-1].session.config.num_beams == 2
+    with pytest.raises(gr.Error, match="only runs these models"):
+        step(None, model="someone/big-model")
+    assert policy.is_allowed(DEFAULT_HUB_MODEL) and policy.is_allowed("embedded")
+
+
+def test_hosting_policy_from_env():
+    assert not HostingPolicy.from_env({}).hosted
+    p = HostingPolicy.from_env({"PLAYGROUND_HOSTED": "yes", "PLAYGROUND_ALLOWED_MODELS": "a/b, c/d"})
+    assert p.allowed_models == ("a/b", "c/d") and p.is_allowed("a/b") and not p.is_allowed("e/f")
+    assert not p.is_allowed("default")  # the embedded model is not in this list
+    cfg, notes = HostingPolicy().apply(DecodingConfig(max_new_tokens=1000))
+    assert cfg.max_new_tokens == 1000 and notes == []  # not hosted: no limits
+    with pytest.raises(ValueError, match="PLAYGROUND_MAX_BEAMS"):
+        HostingPolicy.from_env({"PLAYGROUND_MAX_BEAMS": "four"})
+
+
+def test_explore_shows_the_inspected_step(app):
+    state = step(None, n=3)[-1]
+    temp_fig, knobs_fig, summary, _ = ui.on_explore(state, **controls(), temperatures="0.5, 1, 2")
+    assert temp_fig is not None and knobs_fig is not None and "step 3" in summary
+    with pytest.raises(gr.Error, match="above 0"):
+        ui.on_explore(state, **controls(), temperatures="0, 1")
+
+
+def test_export_writes_the_table_and_the_trace(app):
+    state = step(None, n=3)[-1]
+    csv_path, json_path = ui.on_export(state)
+    with open(csv_path, encoding="utf-8") as f:
+        assert len(list(csv.DictReader(f))) == 3
+    with open(json_path, encoding="utf-8") as f:
+        doc = json.load(f)
+    assert doc["prompt"] == PROMPT and len(doc["trace"]["steps"]) == 3
+
+
+def test_strategy_greys_out_the_controls_it_ignores():
+    sample = ui.on_strategy("sample")
+    beam = ui.on_strategy("beam")
+    assert [c.interactive for c in sample] == [True, True, True, True, False, False, True]
+    assert [c.interactive for c in beam] == [False, False, False, False, True, True, False]
+
+
+def test_bench_step_times_every_call(tiny_engine):
+    times = ui.bench_step(tiny_engine, PROMPT, 3)
+    assert len(times) == 3 and all(t > 0 for t in times)
+
+
+def test_build_demo_names_the_api_endpoints(app):
+    demo = ui.build_demo()
+    names = {fn.api_name for fn in demo.fns.values()}
+    assert {"step", "run", "compare", "force", "undo", "rewind", "reset", "explore", "export"} <= names
