@@ -198,9 +198,10 @@ def distribution_figure(record: StepRecord, max_tokens: int = 15) -> go.Figure:
         secondary_y=True,
     )
     if cfg.strategy == "sample" and not cfg.is_greedy and cfg.top_p < 1:
-        fig.add_hline(y=cfg.top_p, line=dict(color=CUMULATIVE, dash="dash", width=1), secondary_y=True,
-                      annotation_text=f"top-p = {cfg.top_p:g}", annotation_position="top left",
-                      annotation_font=dict(size=10, color=CUMULATIVE))
+        fig.add_shape(type="line", xref="paper", x0=0, x1=1, yref="y2", y0=cfg.top_p, y1=cfg.top_p,
+                      line=dict(color=CUMULATIVE, dash="dash", width=1))
+        fig.add_annotation(xref="paper", x=1, xanchor="right", yref="y2", y=cfg.top_p, yanchor="bottom",
+                           text=f"top-p = {cfg.top_p:g}", showarrow=False, font=dict(size=10, color=CUMULATIVE))
 
     i = chosen.index(True)
     top_y = max(cands[i].raw_prob, after_y[i])
