@@ -1,0 +1,540 @@
+"""The benchmark: the engine against transformers' `generate()`, in one process, on one model and prompt.
+
+`python -m playground bench` measures, alternating the two sides and quoting medians:
+
+    engine_vs_generate          tokens/s of `Engine.generate` (recording the top-20 candidates every step) over
+                                tokens/s of `model.generate()`, for greedy, seeded sampling and beam search
+    compare_vs_three_generates  time of one batched `Engine.compare` (greedy + beam + 1 sample) over the time of
+                                the three matching `generate()` calls
+    step_latency_ms             one Step of the web UI, server-side (`ui.bench_step`: handler in, outputs out)
+    cold_start_s / cached_load_s  loading the embedded model in a fresh process: first (GGUF -> cached copy,
+                                `--cold` only) and cached
+    peak memory, and the machine it ran on
+
+Both sides get the same settings (generate()'s are passed explicitly: `top_k=0` when off, since its default
+is 50), warm-up runs and the same threads; token ids are compared and reported, as the engine should match
+generate() token for token. This module knows the engine's public API, `generate()` and `ui.bench_step`;
+it knows nothing about how either decodes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_PROMPT = "Once upon a time, in a small village by the sea, there lived an old fisherman who"
+GOALS = {  # name -> (target, "min" (value must reach it) or "max" (must stay under it))
+    "engine_vs_generate": (1.0, "min"),
+    "compare_vs_three_generates": (0.5, "max"),
+    "cached_load_s": (5.0, "max"),
+    "step_latency_ms": (300.0, "max"),
+}
+STRATEGIES = ("greedy", "sample", "beam")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Settings: the engine's DecodingConfig and the same thing as generate() kwargs
+
+
+def engine_config(strategy: str, max_new_tokens: int, seed: int = 1):
+    from .config import DecodingConfig
+
+    return DecodingConfig(
+        strategy=strategy,
+        temperature=0.8,
+        top_k=40,
+        top_p=0.95,
+        num_beams=4,
+        max_new_tokens=max_new_tokens,
+        seed=seed,
+        top_n=20,
+    )
+
+
+def generate_kwargs(config, pad_token_id: int | None) -> dict:
+    """generate() kwargs for a DecodingConfig, every knob explicit (generate()'s own defaults differ)."""
+    sample = config.strategy == "sample" and not config.is_greedy
+    kwargs = dict(
+        max_new_tokens=config.max_new_tokens,
+        do_sample=sample,
+        num_beams=config.num_beams if config.strategy == "beam" else 1,
+        repetition_penalty=config.repetition_penalty,
+        pad_token_id=pad_token_id,
+    )
+    if sample:  # the knobs only sampling uses (generate() warns about them otherwise); 0 / 1 / None = off
+        kwargs.update(temperature=config.temperature, top_k=config.top_k, top_p=config.top_p, min_p=config.min_p or None)
+    if config.strategy == "beam":
+        kwargs.update(length_penalty=config.length_penalty, early_stopping=config.early_stopping)
+    return kwargs
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The two sides, each a function returning (seconds, generated token ids)
+
+
+def run_engine(engine, prompt_ids: list[int], config) -> tuple[float, list[int]]:
+    started = time.perf_counter()
+    trace = engine.generate(prompt_ids, config)
+    return time.perf_counter() - started, trace.token_ids
+
+
+def run_hf_generate(engine, prompt_ids: list[int], config) -> tuple[float, list[int]]:
+    """model.generate() with the same settings; the global RNG seeded as the engine seeds its generator."""
+    import torch
+
+    inputs = torch.tensor([prompt_ids], dtype=torch.long, device=engine.device)  # (1, P)
+    kwargs = generate_kwargs(config, _pad_id(engine))
+    started = time.perf_counter()
+    with torch.inference_mode():
+        if kwargs["do_sample"]:
+            torch.manual_seed(config.seed)
+        out = engine.model.generate(inputs, attention_mask=torch.ones_like(inputs), **kwargs)  # (1, P + n)
+    elapsed = time.perf_counter() - started
+    return elapsed, out[0, len(prompt_ids) :].tolist()
+
+
+def run_engine_compare(engine, prompt_ids: list[int], config) -> tuple[float, dict[str, list[int]]]:
+    started = time.perf_counter()
+    traces = engine.compare(prompt_ids, config, num_samples=1)
+    return time.perf_counter() - started, {k: traces[k].token_ids for k in ("greedy", "beam", "sample")}
+
+
+def run_three_generates(engine, prompt_ids: list[int], config) -> tuple[float, dict[str, list[int]]]:
+    total, ids = 0.0, {}
+    for strategy in ("greedy", "beam", "sample"):
+        seconds, ids[strategy] = run_hf_generate(engine, prompt_ids, config.replace(strategy=strategy))
+        total += seconds
+    return total, ids
+
+
+def _pad_id(engine) -> int | None:
+    pad = engine.model.generation_config.pad_token_id
+    if pad is None:
+        pad = engine.tokenizer.pad_token_id
+    if pad is None and engine.vocab.eos_ids:
+        pad = engine.vocab.eos_ids[0]
+    return pad
+
+
+def alternate(side_a: Callable, side_b: Callable, repeats: int, warmup: int = 1) -> tuple[list, list]:
+    """Run both sides `warmup` times untimed, then `repeats` timed rounds, swapping which goes first each
+    round so that neither always runs on a warmer (or more contended) machine. Returns each side's results."""
+    for _ in range(warmup):
+        side_a()
+        side_b()
+    a, b = [], []
+    for r in range(repeats):
+        if r % 2 == 0:
+            a.append(side_a())
+            b.append(side_b())
+        else:
+            b.append(side_b())
+            a.append(side_a())
+    return a, b
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Loading in a fresh process
+
+
+_LOAD_SCRIPT = """
+import json, sys, time
+sys.path.insert(0, {repo!r})
+import torch, transformers  # imports are not the load
+from playground.loading import load_engine
+started = time.perf_counter()
+engine = load_engine({spec!r}, device={device!r})
+print("BENCH_LOAD " + json.dumps({{"load_s": time.perf_counter() - started}}))
+"""
+
+
+def timed_load(spec: str | None, device: str, cache_dir: str | None = None, timeout: float = 600) -> dict:
+    """Load `spec` in a subprocess (optionally with its own PLAYGROUND_CACHE_DIR); the load's seconds inside it
+    (imports excluded) and the whole process's wall time."""
+    env = dict(os.environ, HF_HUB_OFFLINE=os.environ.get("HF_HUB_OFFLINE", "1"), TOKENIZERS_PARALLELISM="false")
+    if cache_dir is not None:
+        env["PLAYGROUND_CACHE_DIR"] = cache_dir
+    started = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-c", _LOAD_SCRIPT.format(repo=str(REPO), spec=spec, device=device)],
+        env=env, capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
+    wall = time.perf_counter() - started
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("BENCH_LOAD ")]
+    if proc.returncode != 0 or not lines:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise RuntimeError(f"loading {spec or 'the embedded model'} in a subprocess failed: {tail[0]}")
+    return {"load_s": json.loads(lines[-1][len("BENCH_LOAD ") :])["load_s"], "process_s": wall}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The machine
+
+
+def environment(engine=None) -> dict:
+    import torch
+    import transformers
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    env = {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "platform": platform.platform(),
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+    }
+    if engine is not None:
+        env["device"] = str(engine.device)
+        env["dtype"] = str(next(engine.model.parameters()).dtype).removeprefix("torch.")
+        env["device_name"] = torch.cuda.get_device_name(engine.device) if engine.device.type == "cuda" else cpu
+    return env
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process (Linux reports KiB, macOS bytes)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The run
+
+
+def run_bench(
+    model: str | None = None,
+    device: str = "cpu",
+    prompt: str = DEFAULT_PROMPT,
+    max_new_tokens: int = 32,
+    repeats: int = 3,
+    quick: bool = False,
+    cold: bool = False,
+    ui_steps: int = 10,
+    loads: bool = True,
+    threads: int | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict:
+    """Run every measurement and return the result as a JSON-ready dict. `quick` cuts tokens and repeats."""
+    import torch
+
+    from .loading import is_embedded, load_engine
+
+    say = progress or (lambda msg: None)
+    if threads:
+        torch.set_num_threads(threads)  # both sides run in this process, so they share it
+    if quick:
+        max_new_tokens, repeats, ui_steps = min(max_new_tokens, 8), 1, min(ui_steps, 4)
+    started = time.perf_counter()
+    engine = load_engine(model, device=device)
+    if engine.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(engine.device)
+    prompt_ids = engine.encode(prompt, chat=False)
+    result: dict = {
+        "model": engine.name,
+        "prompt": prompt,
+        "prompt_tokens": len(prompt_ids),
+        "settings": {
+            "max_new_tokens": max_new_tokens,
+            "repeats": repeats,
+            "quick": quick,
+            "engine_config": {s: engine_config(s, max_new_tokens).to_dict() for s in STRATEGIES},
+            "generate_kwargs": {
+                s: generate_kwargs(engine_config(s, max_new_tokens), _pad_id(engine)) for s in STRATEGIES
+            },
+        },
+        "environment": environment(engine),
+    }
+
+    # 1. engine vs generate(), one strategy at a time
+    ratios, matched, raw = {}, {}, {}
+    for strategy in STRATEGIES:
+        say(f"engine vs generate(): {strategy} ({repeats} rounds of {max_new_tokens} tokens)...")
+        config = engine_config(strategy, max_new_tokens)
+        eng_runs, gen_runs = alternate(
+            lambda: run_engine(engine, prompt_ids, config), lambda: run_hf_generate(engine, prompt_ids, config), repeats
+        )
+        eng_ids, gen_ids = eng_runs[-1][1], gen_runs[-1][1]
+        eng_tps = statistics.median(len(ids) / s for s, ids in eng_runs)
+        gen_tps = statistics.median(len(ids) / s for s, ids in gen_runs)
+        ratios[strategy] = eng_tps / gen_tps
+        matched[strategy] = all(e[1] == g[1] for e, g in zip(eng_runs, gen_runs))
+        raw[strategy] = {
+            "engine_s": [s for s, _ in eng_runs],
+            "generate_s": [s for s, _ in gen_runs],
+            "engine_tokens": len(eng_ids),
+            "generate_tokens": len(gen_ids),
+            "engine_tok_s": eng_tps,
+            "generate_tok_s": gen_tps,
+            "engine_token_ids": eng_ids,
+            "generate_token_ids": gen_ids,
+        }
+    result["engine_vs_generate"] = ratios
+    result["tokens_match"] = matched
+    result["engine_vs_generate_raw"] = raw
+
+    # 2. one batched compare vs three generate() calls
+    say("compare (greedy + beam + sample, one batch) vs three generate() calls...")
+    config = engine_config("sample", max_new_tokens)
+    cmp_runs, three_runs = alternate(
+        lambda: run_engine_compare(engine, prompt_ids, config), lambda: run_three_generates(engine, prompt_ids, config),
+        repeats,
+    )  # fmt: skip
+    compare_s = statistics.median(s for s, _ in cmp_runs)
+    three_s = statistics.median(s for s, _ in three_runs)
+    result["compare_vs_three_generates"] = compare_s / three_s
+    result["compare_tokens_match"] = {k: cmp_runs[-1][1][k] == three_runs[-1][1][k] for k in cmp_runs[-1][1]}
+    result["compare_raw"] = {"compare_s": [s for s, _ in cmp_runs], "three_generates_s": [s for s, _ in three_runs]}
+
+    # 3. one UI Step, server-side
+    result["step_latency_ms"], result["step_latency_p95_ms"], result["step_latency_error"] = None, None, None
+    if ui_steps > 0:
+        say(f"UI Step latency ({ui_steps} steps)...")
+        try:
+            from .ui import bench_step
+
+            bench_step(engine, prompt, 1)  # warm-up: imports, figure templates
+            times_ms = [t * 1000 for t in bench_step(engine, prompt, ui_steps)]
+            result["step_latency_ms"] = statistics.median(times_ms)
+            result["step_latency_p95_ms"] = _percentile(times_ms, 95)
+            result["step_latency_raw_ms"] = times_ms
+        except (ImportError, AttributeError) as e:
+            result["step_latency_error"] = f"playground.ui.bench_step is not available: {e}"
+    else:
+        result["step_latency_error"] = "skipped (ui_steps=0)"
+
+    result["peak_rss_mb"] = peak_rss_mb()
+    result["cuda_max_memory_allocated_mb"] = (
+        torch.cuda.max_memory_allocated(engine.device) / 2**20 if engine.device.type == "cuda" else None
+    )
+    del engine
+
+    # 4. loading in a fresh process: cold (embedded only, --cold) and cached
+    result["cold_start_s"] = result["cached_load_s"] = None
+    result["cold_start_note"] = None
+    if loads:
+        spec = None if is_embedded(model) else model
+        if cold and spec is None:
+            say("cold start: converting the embedded GGUF in a fresh cache (~20-30 s)...")
+            with tempfile.TemporaryDirectory(prefix="playground-bench-cache-") as tmp:
+                first = timed_load(spec, device, cache_dir=tmp)
+                say("cached load...")
+                cached = timed_load(spec, device, cache_dir=tmp)
+            result["cold_start_s"], result["cold_start_process_s"] = first["load_s"], first["process_s"]
+        else:
+            result["cold_start_note"] = (
+                "only the embedded model has a first-load conversion" if spec is not None else "run with --cold"
+            )
+            say("cached load...")
+            cached = timed_load(spec, device)
+        result["cached_load_s"], result["cached_load_process_s"] = cached["load_s"], cached["process_s"]
+
+    result["environment"]["load_average_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    result["goals"] = goals(result)
+    result["total_s"] = time.perf_counter() - started
+    return result
+
+
+def _percentile(values: list[float], q: float) -> float:
+    """The q-th percentile, linear between closest ranks (numpy's default)."""
+    s = sorted(values)
+    pos = (len(s) - 1) * q / 100
+    lo, hi = math.floor(pos), math.ceil(pos)
+    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
+
+
+def goals(result: dict) -> dict:
+    """Each goal: target, measured value(s) and whether it is met (None where it was not measured)."""
+    out = {}
+    for name, (target, kind) in GOALS.items():
+        value = result.get(name)
+        values = list(value.values()) if isinstance(value, dict) else [value]
+        if any(v is None for v in values):
+            met = None
+        else:
+            met = all(v >= target for v in values) if kind == "min" else all(v <= target for v in values)
+        out[name] = {"target": target, "kind": kind, "value": value, "met": met}
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Output: a compact table, the JSON file, the chart
+
+
+def format_table(result: dict) -> str:
+    env = result["environment"]
+    rows = [f"{result['model']} on {env.get('device_name', env['cpu'])} ({env['cores']} cores, torch "
+            f"{env['torch']}, transformers {env['transformers']}), {result['settings']['max_new_tokens']} new "
+            f"tokens, medians of {result['settings']['repeats']}"]  # fmt: skip
+    rows.append(f"{'measure':<34}{'engine':>10}{'generate':>10}{'ratio':>8}  {'goal':<8}{'met':<5}ids")
+    for s in STRATEGIES:
+        r = result["engine_vs_generate_raw"][s]
+        met = result["engine_vs_generate"][s] >= GOALS["engine_vs_generate"][0]
+        rows.append(
+            f"{s + ' tok/s':<34}{r['engine_tok_s']:>10.1f}{r['generate_tok_s']:>10.1f}"
+            f"{result['engine_vs_generate'][s]:>8.2f}  {'>= 1.0':<8}{_yes(met):<5}"
+            f"{'same' if result['tokens_match'][s] else 'DIFFER'}"
+        )
+    c = result["compare_raw"]
+    same = all(result["compare_tokens_match"].values())
+    rows.append(
+        f"{'compare vs 3 generates (s)':<34}{statistics.median(c['compare_s']):>10.2f}"
+        f"{statistics.median(c['three_generates_s']):>10.2f}{result['compare_vs_three_generates']:>8.2f}  "
+        f"{'<= 0.5':<8}{_yes(result['goals']['compare_vs_three_generates']['met']):<5}{'same' if same else 'DIFFER'}"
+    )
+    for key, label, unit, goal in (
+        ("step_latency_ms", "UI Step, median (p95) ms", "ms", "<= 300"),
+        ("cached_load_s", "cached load (fresh process) s", "s", "<= 5"),
+        ("cold_start_s", "cold start (GGUF -> cache) s", "s", ""),
+    ):
+        value = result.get(key)
+        if value is None:
+            why = result.get("step_latency_error") if key == "step_latency_ms" else result.get("cold_start_note")
+            rows.append(f"{label:<34}{'-':>10}{'':>18}  {goal:<8}{'':<5}{why or ''}")
+            continue
+        text = f"{value:.0f} ({result['step_latency_p95_ms']:.0f})" if key == "step_latency_ms" else f"{value:.1f}"
+        met = result["goals"][key]["met"] if key in result["goals"] else None
+        rows.append(f"{label:<34}{text:>10}{'':>18}  {goal:<8}{_yes(met):<5}")
+    mem = f"peak RSS {result['peak_rss_mb']:.0f} MiB"
+    if result.get("cuda_max_memory_allocated_mb") is not None:
+        mem += f", CUDA max allocated {result['cuda_max_memory_allocated_mb']:.0f} MiB"
+    load = env.get("load_average")
+    rows.append(mem + (f"; load average at start {load[0]:.1f}" if load else ""))
+    return "\n".join(rows)
+
+
+def _yes(met) -> str:
+    return "-" if met is None else ("yes" if met else "NO")
+
+
+def write_json(result: dict, path: str | os.PathLike) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def ratio_figure(result: dict):
+    """A bar chart of the ratios with their goal lines (1.0: engine at least as fast; 0.5: compare at most half)."""
+    import plotly.graph_objects as go
+
+    labels = [f"{s}<br>engine ÷ generate()" for s in ("greedy", "sample", "beam 4")] + ["compare ÷<br>3 generate()"]
+    values = [result["engine_vs_generate"][s] for s in STRATEGIES] + [result["compare_vs_three_generates"]]
+    good = [v >= 1.0 for v in values[:3]] + [values[3] <= 0.5]
+    fig = go.Figure(
+        go.Bar(
+            x=list(range(4)), y=values, text=[f"{v:.2f}" for v in values], textposition="outside",
+            marker_color=["#2a9d8f" if g else "#e76f51" for g in good],
+        )
+    )  # fmt: skip
+    fig.add_shape(type="line", x0=-0.45, x1=2.45, y0=1.0, y1=1.0, line=dict(dash="dash", color="#333"))
+    fig.add_shape(type="line", x0=2.55, x1=3.45, y0=0.5, y1=0.5, line=dict(dash="dash", color="#333"))
+    fig.add_annotation(x=0, y=1.0, text="goal ≥ 1.0 (tok/s)", showarrow=False, yshift=10, xanchor="left", xshift=-40)
+    fig.add_annotation(x=3, y=0.5, text="goal ≤ 0.5 (time)", showarrow=False, yshift=-12)
+    env = result["environment"]
+    fig.update_layout(
+        title=dict(text=f"Engine vs generate(): {result['model']}, {env.get('device_name', env['cpu'])}", font_size=13),
+        xaxis=dict(tickmode="array", tickvals=list(range(4)), ticktext=labels),
+        yaxis=dict(title="ratio", range=[0, max(1.3, max(values) * 1.2)]),
+        width=640, height=380, margin=dict(l=50, r=20, t=50, b=60), template="plotly_white", showlegend=False,
+    )  # fmt: skip
+    return fig
+
+
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
+
+
+def write_png(result: dict, path: str | os.PathLike, chromium: str = "/usr/bin/chromium") -> Path:
+    """Render the chart's HTML (plotly.js inline, no network) in headless Chromium and screenshot it."""
+    from playwright.sync_api import sync_playwright
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    html = ratio_figure(result).to_html(include_plotlyjs=True, full_html=True, config={"staticPlot": True})
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium if Path(chromium).exists() else None, args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 660, "height": 400})
+            page.set_content(html, wait_until="load")
+            page.wait_for_selector(".main-svg")
+            page.locator(".plotly-graph-div").first.screenshot(path=str(path))
+        finally:
+            browser.close()
+    return path
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The command
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default=None, help="model folder or Hub id (default: the embedded SmolLM2-135M-Instruct)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto (default: cpu)")
+    p.add_argument("--prompt", default=DEFAULT_PROMPT, help="the prompt both sides continue")
+    p.add_argument("--max-new-tokens", type=int, default=32, help="new tokens per run (default: 32; 8 with --quick)")
+    p.add_argument("--repeats", type=int, default=3, help="timed rounds per measurement (default: 3; 1 with --quick)")
+    p.add_argument("--ui-steps", type=int, default=10, help="UI Steps to time, 0 to skip (default: 10)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads for both sides (default: torch's)")
+    p.add_argument("--quick", action="store_true", help="few tokens, one round, no cold start: under a minute")
+    p.add_argument("--cold", action="store_true", help="also time the first load of the embedded model (~20-30 s)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
+    p.add_argument("--out", default=None, help="where to write the JSON (default: bench-results/bench-<time>.json)")
+    p.add_argument("--plot", default=None, metavar="PNG", help="also write a bar chart of the ratios (e.g. assets/bench.png)")
+
+
+def register(subparsers) -> None:
+    """Add the `bench` subcommand to the CLI's subparsers."""
+    p = subparsers.add_parser(
+        "bench", help="time the engine against transformers' generate()",
+        description="Time the engine against transformers' generate() in one process: tokens/s per strategy, "
+        "compare vs three generate() calls, UI Step latency, load times and memory.",
+    )  # fmt: skip
+    add_arguments(p)
+    p.set_defaults(func=main)
+
+
+def main(args) -> int:
+    say = (lambda msg: print(msg, file=sys.stderr, flush=True)) if not args.json else None
+    result = run_bench(
+        model=args.model, device=args.device, prompt=args.prompt, max_new_tokens=args.max_new_tokens,
+        repeats=args.repeats, quick=args.quick, cold=args.cold and not args.quick, ui_steps=args.ui_steps,
+        threads=args.threads, progress=say,
+    )  # fmt: skip
+    out = args.out or REPO / "bench-results" / time.strftime("bench-%Y%m%d-%H%M%S.json")
+    write_json(result, out)
+    if args.plot:
+        write_png(result, args.plot)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(format_table(result))
+        print(f"JSON: {out}" + (f"; chart: {args.plot}" if args.plot else ""))
+    return 0
+
+
+def cli(argv: list[str] | None = None) -> int:
+    """Run `bench` on its own (without the playground CLI): `cli(["--quick"])`."""
+    parser = argparse.ArgumentParser(prog="python -m playground bench")
+    add_arguments(parser)
+    return main(parser.parse_args(argv))
