@@ -266,7 +266,7 @@ def _status_html(state: PlaygroundState) -> str:
     if s.steps:
         r = s.steps[-1] if state.selected is None else s.steps[state.selected]
         parts.append(
-            f"step {r.step + 1}: <code>{e(views.token_label(r.token))}</code> p={r.prob:.1%} "
+            f"step {r.step}: <code>{e(views.token_label(r.token))}</code> p={r.prob:.1%} "
             f"(model {r.raw_prob:.1%}) · entropy {r.entropy:.2f} nats (model {r.entropy_raw:.2f})"
         )
     if s.done:
@@ -310,7 +310,7 @@ def step_outputs(state: PlaygroundState, top_n=10, full: bool = True) -> tuple:
     dist = plots.distribution_figure(record, max_tokens=top_n) if record is not None else None
     table = views.step_table(state.prompt_text, steps, n_choices=N_TABLE_CHOICES) if full else gr.skip()
     traj = plots.trajectory_figure(steps) if (full and steps) else (None if full else gr.skip())
-    inspect = gr.Slider(minimum=1, maximum=max(2, len(steps)), value=(sel + 1) if sel is not None else 1,
+    inspect = gr.Slider(minimum=0, maximum=max(1, len(steps) - 1), value=sel if sel is not None else 0,
                         interactive=len(steps) > 1)  # fmt: skip
     choices = _candidate_choices(state, top_n)
     candidates = gr.Dropdown(choices=choices, value=choices[0][1] if choices else None)
@@ -366,15 +366,15 @@ def on_run(state, prompt, model, chat, system, strategy, temperature, top_k, top
 
 def on_force(state, prompt, model, chat, system, strategy, temperature, top_k, top_p, min_p, repetition_penalty,
              num_beams, length_penalty, max_new_tokens, top_n, seed, inspect_step, token_id) -> tuple:  # fmt: skip
-    """Use `token_id` at step `inspect_step` (1-based) instead: rewind to just before it and force the token."""
+    """Use `token_id` at step `inspect_step` (0-based, as in the table) instead: rewind to just before it and force the token."""
     try:
         if not isinstance(state, PlaygroundState) or state.session is None or not state.steps:
             raise ValueError("Take a step first, then pick one of its candidates to force.")
         if token_id in (None, ""):
             raise ValueError("Pick a candidate token to use instead.")
-        at = _as_int("Step", inspect_step) - 1
+        at = _as_int("Step", inspect_step)
         if not 0 <= at < len(state.steps):
-            raise ValueError(f"There is no step {at + 1}: this run has steps 1 to {len(state.steps)}.")
+            raise ValueError(f"There is no step {at}: this run has steps 0 to {len(state.steps) - 1}.")
         config = make_config(strategy, temperature, top_k, top_p, min_p, repetition_penalty, num_beams,
                              length_penalty, max_new_tokens, top_n, seed)  # fmt: skip
         config, _ = POLICY.apply(config)
@@ -387,7 +387,7 @@ def on_force(state, prompt, model, chat, system, strategy, temperature, top_k, t
 
 
 def on_rewind(state, to_step, top_n=10) -> tuple:
-    """Go back to just after step `to_step` (0 = only the prompt)."""
+    """Keep the first `to_step` generated tokens and drop the rest (0 = back to the prompt)."""
     try:
         if not isinstance(state, PlaygroundState) or state.session is None:
             raise ValueError("There is no run to rewind yet: take a step first.")
@@ -412,11 +412,11 @@ def on_reset(state=None) -> tuple:
 
 
 def on_inspect(state, inspect_step, top_n=10) -> tuple:
-    """Show step `inspect_step` (1-based): its distribution, candidates and highlight in the text."""
+    """Show step `inspect_step` (0-based, as in the table): its distribution, candidates and highlight in the text."""
     try:
         if not isinstance(state, PlaygroundState) or not state.steps:
             return step_outputs(state if isinstance(state, PlaygroundState) else PlaygroundState(), top_n, full=False)
-        at = min(max(_as_int("Step", inspect_step) - 1, 0), len(state.steps) - 1)
+        at = min(max(_as_int("Step", inspect_step), 0), len(state.steps) - 1)
         state.selected = at
         return step_outputs(state, top_n, full=False)
     except Exception as e:  # noqa: BLE001
@@ -525,7 +525,7 @@ def on_explore(state, prompt, model, chat, system, strategy, temperature, top_k,
         record = _selected_record(state)
         at = record.step if record is not None else None
         exploration = state.session.explore(at, temperatures=temps, top_n=20, config=config)
-        where = f"step {at + 1}" if at is not None else "the next step"
+        where = f"step {at}" if at is not None else "the next step"
         knobs = " · ".join(f"{k.knob.replace('_', '-')} = {k.setting:g} keeps {k.kept_count:,} tokens ({k.kept_mass:.1%})"
                            for k in exploration.knobs)  # fmt: skip
         summary = f'<div class="dp-status">Exploring <b>{where}</b>. {html.escape(knobs)}</div>'
@@ -764,7 +764,7 @@ def build_demo(policy: HostingPolicy | None = None) -> gr.Blocks:
                 top_n = gr.Slider(2, 50, value=10, step=1, label="Candidates shown", info=_INFO["top_n"])
                 with gr.Row():
                     seed = gr.Number(0, label="Seed", precision=0, minimum=0, info=_INFO["seed"], scale=3)
-                    new_seed = gr.Button("🎲 New seed", size="sm", scale=1)
+                    new_seed = gr.Button("New seed", size="sm", scale=1)
 
             with gr.Column(scale=2):
                 with gr.Tabs():
@@ -784,14 +784,14 @@ def build_demo(policy: HostingPolicy | None = None) -> gr.Blocks:
                             with gr.Column(scale=3):
                                 dist_plot = gr.Plot(label="Distribution of the inspected step", elem_id="dp-dist")
                             with gr.Column(scale=2, min_width=260):
-                                inspect = gr.Slider(1, 2, value=1, step=1, label="Inspect step",
-                                                    info="Pick a step to see its distribution and alternatives.",
+                                inspect = gr.Slider(0, 1, value=0, step=1, label="Inspect step",
+                                                    info="Pick a step (0 = the first generated token) to see its distribution.",
                                                     interactive=False, elem_id="dp-inspect")  # fmt: skip
                                 candidates = gr.Dropdown([], label="Candidates at this step", elem_id="dp-candidates",
                                                          info="Choose another token for this step…")  # fmt: skip
                                 force_btn = gr.Button("Use this token instead", elem_id="dp-force")
                                 with gr.Row():
-                                    rewind_to = gr.Number(0, label="Rewind to step", precision=0, minimum=0, scale=2,
+                                    rewind_to = gr.Number(0, label="Rewind: keep the first N tokens", precision=0, minimum=0, scale=2,
                                                           info="0 = back to the prompt.")  # fmt: skip
                                     rewind_btn = gr.Button("Rewind", size="sm", scale=1)
                         traj_plot = gr.Plot(label="Trajectory: probability and entropy per step", elem_id="dp-traj")

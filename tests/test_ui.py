@@ -86,7 +86,7 @@ def test_force_a_candidate_rewinds_to_that_step_and_uses_it(app, tiny_engine):
     state = step(None, n=4)[-1]
     record = state.session.steps[1]
     other = next(c for c in record.top if c.token_id != record.token_id)
-    out = ui.on_force(state, **controls(), inspect_step=2, token_id=other.token_id)
+    out = ui.on_force(state, **controls(), inspect_step=1, token_id=other.token_id)
     steps = out[-1].session.steps
     assert len(steps) == 2 and steps[1].forced and steps[1].token_id == other.token_id
     assert out[0]["token_ids"][:1] == expected_ids(tiny_engine)[:1]
@@ -97,7 +97,7 @@ def test_force_is_refused_for_beam_search_with_one_sentence(app):
     state = step(None, strategy="beam")[-1]
     token = state.session.steps[0].top[1].token_id
     with pytest.raises(gr.Error, match="not beam search"):
-        ui.on_force(state, **controls(strategy="beam"), inspect_step=1, token_id=token)
+        ui.on_force(state, **controls(strategy="beam"), inspect_step=0, token_id=token)
 
 
 def test_undo_rewind_and_reset(app):
@@ -124,7 +124,7 @@ def test_run_streams_one_update_per_token_to_the_same_text_as_generate(app, tiny
 
 def test_inspect_selects_a_step(app):
     state = step(None, n=4)[-1]
-    out = ui.on_inspect(state, 2)
+    out = ui.on_inspect(state, 1)
     assert out[-1].selected == 1
     assert 'data-step="1"' in out[1]
     choices = [v for _, v in out[7]["choices"]] if isinstance(out[7], dict) else [v for _, v in out[7].choices]
@@ -144,7 +144,7 @@ def test_permalink_replays_the_run_token_for_token(app):
     state = step(None, n=2, strategy="sample", temperature=1.2, seed=11)[-1]
     state = step(state, n=2, strategy="sample", temperature=0.4, seed=11)[-1]
     token = state.session.steps[3].top[2].token_id
-    out = ui.on_force(state, **controls(strategy="sample", temperature=0.4, seed=11), inspect_step=4, token_id=token)
+    out = ui.on_force(state, **controls(strategy="sample", temperature=0.4, seed=11), inspect_step=3, token_id=token)
     state = step(out[-1], n=2, strategy="sample", temperature=0.4, seed=11)[-1]
     link = ui.permalink_query(state)
     restored = ui.restore(link.split("=", 1)[1])
@@ -220,7 +220,7 @@ def test_hosting_policy_from_env():
 def test_explore_shows_the_inspected_step(app):
     state = step(None, n=3)[-1]
     temp_fig, knobs_fig, summary, _ = ui.on_explore(state, **controls(), temperatures="0.5, 1, 2")
-    assert temp_fig is not None and knobs_fig is not None and "step 3" in summary
+    assert temp_fig is not None and knobs_fig is not None and "step 2" in summary
     with pytest.raises(gr.Error, match="above 0"):
         ui.on_explore(state, **controls(), temperatures="0, 1")
 

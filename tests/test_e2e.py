@@ -1,0 +1,136 @@
+"""End to end: the real page in a headless chromium, driven by Playwright, on the tiny test model.
+
+Starts the app on a free localhost port in this process, then types a prompt, steps, forces a token, runs
+to the end, compares strategies and opens the permalink, checking what the page renders. Skips when
+Playwright or chromium is missing, unless PLAYGROUND_REQUIRE_BROWSER=1 (CI), where that is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+
+import pytest
+
+CHROMIUM = os.environ.get("PLAYGROUND_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
+TIMEOUT_MS = 60_000
+
+
+def _browser_or_skip():
+    required = os.environ.get("PLAYGROUND_REQUIRE_BROWSER") == "1"
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        if required:
+            pytest.fail("PLAYGROUND_REQUIRE_BROWSER=1 but playwright is not installed.")
+        pytest.skip("playwright is not installed")
+    if not (os.path.exists(CHROMIUM) or shutil.which(CHROMIUM)):
+        if required:
+            pytest.fail(f"PLAYGROUND_REQUIRE_BROWSER=1 but {CHROMIUM} does not exist.")
+        pytest.skip(f"{CHROMIUM} is missing")
+    return sync_playwright
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app_url(tiny_model_dir):
+    from playground import ui
+
+    old = ui.REGISTRY
+    ui.REGISTRY = ui.ModelRegistry(default_spec=tiny_model_dir)
+    ui.REGISTRY.get(ui.DEFAULT_MODEL)
+    demo = ui.build_demo()
+    port = _free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **ui.launch_options())
+    yield f"http://127.0.0.1:{port}/"
+    demo.close()
+    ui.REGISTRY = old
+
+
+@pytest.fixture(scope="module")
+def page_factory():
+    sync_playwright = _browser_or_skip()
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield lambda: browser.new_page(viewport={"width": 1400, "height": 1600})
+        browser.close()
+
+
+def _tokens_text(page) -> str:
+    return page.inner_text("#dp-text .dp-tokens")
+
+
+ROWS_JS = "Number(document.querySelector('#dp-table [role=grid]').getAttribute('aria-rowcount')) - 1"
+
+
+def _rows(page) -> int:
+    """Data rows of the step table (the grid's row count less its header; virtual scrolling hides the rest)."""
+    return page.evaluate(ROWS_JS)
+
+
+def test_step_force_run_compare_and_permalink(app_url, page_factory):
+    page = page_factory()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(app_url)
+    page.wait_for_selector("#dp-step")
+
+    # Greedy, so the run is the same wherever it is replayed.
+    page.get_by_label("greedy").check()
+    prompt = page.get_by_label("Prompt")
+    prompt.fill("The quick brown fox")
+
+    page.click("#dp-step")
+    page.wait_for_selector("#dp-text [data-step='0']")
+    assert "The quick brown fox" in _tokens_text(page)
+    page.wait_for_selector("#dp-dist .js-plotly-plot")  # the distribution chart is drawn
+    page.wait_for_function(f"{ROWS_JS} === 1")
+
+    page.click("#dp-step-n")  # N defaults to 5
+    page.wait_for_selector("#dp-text [data-step='5']")
+    page.wait_for_function(f"{ROWS_JS} === 6")
+    page.wait_for_selector("#dp-traj .js-plotly-plot")
+
+    # Force the second candidate of the last step (step 5).
+    page.click("#dp-candidates input")
+    options = page.locator("[role=option]")
+    options.nth(1).wait_for()
+    forced_label = options.nth(1).get_attribute("aria-label").split()[0]
+    options.nth(1).click()
+    page.click("#dp-force")
+    page.wait_for_selector("#dp-text .dp-forced")
+    forced_text = page.inner_text("#dp-text .dp-forced")
+    assert forced_text.replace(" ", "␣") == forced_label or forced_text.strip() == forced_label.replace("␣", "").strip()
+    assert _rows(page) == 6
+
+    # The permalink (also written to the address bar) restores the same text, forced token included.
+    page.wait_for_function("location.search.includes('run=')")
+    link = page.evaluate("location.href")
+    text_before = _tokens_text(page)
+    other = page_factory()
+    other.set_default_timeout(TIMEOUT_MS)
+    other.goto(link)
+    other.wait_for_selector("#dp-text .dp-forced")
+    assert _tokens_text(other) == text_before
+    assert other.get_by_label("Prompt").input_value() == "The quick brown fox"
+    other.close()
+
+    # Run to the end streams the rest.
+    page.click("#dp-run")
+    page.wait_for_function("document.querySelector('#dp-status').innerText.includes('finished')")
+    assert _rows(page) > 6
+
+    # Compare: greedy, beam and sampled cards, and the beam tree.
+    page.get_by_role("tab", name="Compare strategies").click()
+    page.click("#dp-compare")
+    page.wait_for_selector("#dp-beam-tree .js-plotly-plot")
+    cards = page.inner_text("#dp-compare-cards")
+    assert "greedy" in cards and "beam" in cards and "sample" in cards
+    page.close()
