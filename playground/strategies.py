@@ -89,10 +89,6 @@ def _pack_distribution(
     )
 
 
-def _distribution_width(top_n: int, vocab_size: int) -> int:
-    return _HEAD + 6 * min(top_n, vocab_size)
-
-
 def _unpack_distribution(values: list[float], vocab: Vocab, step: int) -> tuple[dict, list[Candidate]]:
     token, raw_logprob, logprob, entropy_raw, entropy, ok = values[:_HEAD]
     if not ok:
@@ -176,9 +172,6 @@ class SingleLane:
         )
         self.context = torch.cat([self.context, token[:, None]], dim=-1)
         return Selection(tokens=token, parents=torch.zeros(1, dtype=torch.long, device=logits.device), packed=packed)
-
-    def packed_width(self, config: DecodingConfig, vocab_size: int) -> int:
-        return _distribution_width(config.top_n, vocab_size)
 
     def commit(self, values: list[float], config: DecodingConfig, forced: int | None = None) -> StepRecord:
         step = len(self.token_ids)
@@ -370,15 +363,12 @@ class BeamLane:
                 tokens[0].float(),
                 topk_scores[0],
                 slot,
-                entered_new[0].float(),
+                entered_new[0].float() * 2 + hits[0].float(),  # 2 = became a hypothesis, 1 = stopped
                 (topk_scores / ((t + 1) ** config.length_penalty))[0],
             ]
         )
         self.config = config
         return Selection(tokens=new_running_seqs[0, :, t], parents=parents, packed=packed)
-
-    def packed_width(self, config: DecodingConfig, vocab_size: int) -> int:
-        return 1 + _distribution_width(config.top_n, vocab_size) + 6 * self.beams_to_keep
 
     def commit(self, values: list[float], config: DecodingConfig, forced: int | None = None) -> StepRecord:
         self.state = self._pending
@@ -390,14 +380,15 @@ class BeamLane:
         parent, tokens, scores, slot, entered, normalized = (beam_cols[i * k : (i + 1) * k] for i in range(6))
         beams = []
         for i in range(k):
-            kept, finished = slot[i] >= 0, entered[i] > 0
+            finished, stopped = entered[i] >= 2, entered[i] % 2 == 1
+            kept = slot[i] >= 0 and not stopped  # a stopped continuation never runs on, even if slotted
             beams.append(
                 BeamCandidate(
                     parent=int(parent[i]),
                     token_id=int(tokens[i]),
                     token=self.vocab.token_str(int(tokens[i])),
                     score=scores[i],
-                    status="kept" if kept else ("finished" if finished else "pruned"),
+                    status="finished" if finished else ("kept" if kept else "pruned"),
                     beam=int(slot[i]) if kept else None,
                     normalized_score=normalized[i] if finished else None,
                 )

@@ -1,0 +1,270 @@
+"""The engine on a tiny random Llama (fast): KV cache vs recomputation, rewind, force, per-step settings,
+comparison lanes, stopping, records. Each test's docstring names the bug it guards against."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from playground import processors
+from playground.config import DecodingConfig
+from playground.engine import Comparison
+
+PROMPT = "The quick brown fox"
+
+
+def test_cached_steps_equal_full_recomputation(tiny_engine):
+    """A KV-cache bug (wrong positions, stale rows) shows up as logits that differ from a cache-free forward."""
+    ids = tiny_engine.encode(PROMPT)
+    session = tiny_engine.start(ids, DecodingConfig(strategy="sample", seed=1, max_new_tokens=12, top_n=5))
+    records = list(session.run())
+    model = tiny_engine.model
+    for r in records:
+        context = torch.tensor([ids + session.token_ids[: r.step]])
+        with torch.no_grad():
+            full = model(context).logits[0, -1]
+        top = torch.topk(full, 5)
+        assert [c.token_id for c in r.top] == top.indices.tolist()
+        assert [c.logit for c in r.top] == pytest.approx(top.values.tolist(), abs=1e-4)
+
+
+def test_beam_cache_reordering_equals_recomputation(tiny_engine):
+    """Beams reorder cache rows every step; the best beam's recorded candidates must match a fresh forward."""
+    ids = tiny_engine.encode(PROMPT)
+    session = tiny_engine.start(ids, DecodingConfig(strategy="beam", num_beams=3, max_new_tokens=6, top_n=4))
+    for _ in range(4):
+        rec = session.step()
+        best = session.token_ids  # best running beam, including this step's token
+        context = torch.tensor([ids + best[:-1]])
+        with torch.no_grad():
+            full = model_logits = tiny_engine.model(context).logits[0, -1]
+        assert [c.token_id for c in rec.top] == torch.topk(full, 4).indices.tolist()
+        del model_logits
+
+
+def test_records_are_consistent(tiny_engine):
+    """Cut tokens have probability exactly 0, kept ones carry all the mass, and the chosen token is kept."""
+    ids = tiny_engine.encode(PROMPT)
+    config = DecodingConfig(strategy="sample", top_k=3, top_p=0.9, min_p=0.05, temperature=0.7, seed=2, top_n=12, max_new_tokens=6)
+    for rec in tiny_engine.start(ids, config).run():
+        assert any(not c.kept for c in rec.top)
+        for c in rec.top:
+            assert (c.prob == 0.0) == (not c.kept)
+            assert (c.cut_by is None) == c.kept
+        assert sum(c.prob for c in rec.top if c.kept) == pytest.approx(1.0, abs=1e-5)  # top_k=3 < top_n
+        chosen = [c for c in rec.top if c.token_id == rec.token_id]
+        assert chosen and chosen[0].kept
+        assert rec.prob == pytest.approx(chosen[0].prob, rel=1e-5)
+        assert rec.logprob == pytest.approx(math.log(rec.prob), abs=1e-5)
+        assert rec.entropy <= rec.entropy_raw + 1e-6
+        assert [c.rank for c in rec.top] == list(range(len(rec.top)))
+
+
+def test_processed_distribution_sums_to_one_and_input_is_untouched():
+    """Processors must return new tensors (transformers' rule) and a proper distribution."""
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 50, generator=g) * 3
+    before = logits.clone()
+    ctx = torch.randint(0, 50, (2, 7), generator=g)
+    config = DecodingConfig(strategy="sample", temperature=0.8, top_k=10, top_p=0.7, min_p=0.1, repetition_penalty=1.3)
+    out = processors.process(ctx, logits, config)
+    assert torch.equal(logits, before)
+    p = out.scores.softmax(-1)
+    assert torch.allclose(p.sum(-1), torch.ones(2))
+    assert ((out.cut_stage > 0) == (p == 0)).all()
+
+
+def test_processor_order_is_pinned():
+    """generate() applies penalty, temperature, top-k, top-p, min-p; reordering changes results."""
+    assert processors.PIPELINE == ("repetition_penalty", "temperature", "top_k", "top_p", "min_p")
+    # top-k before top-p: with k=2 the nucleus is computed on the renormalised two tokens.
+    logits = torch.log(torch.tensor([[0.4, 0.3, 0.2, 0.1]]))
+    config = DecodingConfig(strategy="sample", top_k=2, top_p=0.5)
+    kept = ~torch.isneginf(processors.process(torch.zeros(1, 0, dtype=torch.long), logits, config).scores)
+    # on the original distribution top-p=0.5 keeps {0, 1}; after top-k the renormalised 0.57 alone reaches 0.5
+    assert kept.tolist() == [[True, False, False, False]]
+
+
+def test_rewind_then_step_reproduces_the_same_tokens(tiny_engine):
+    """Rewinding must restore the cache and the generator: the same settings give the same tokens again."""
+    ids = tiny_engine.encode(PROMPT)
+    config = DecodingConfig(strategy="sample", temperature=1.3, seed=7, max_new_tokens=14)
+    session = tiny_engine.start(ids, config)
+    first = [r.token_id for r in session.run()]
+    for back_to in (9, 3, 0):
+        session.rewind(back_to)
+        assert session.token_ids == first[:back_to]
+        again = [r.token_id for r in session.run()]
+        assert session.token_ids == first, f"rewind to {back_to}"
+        assert again == first[back_to:]
+
+
+def test_beam_rewind_reproduces_the_same_beams(tiny_engine):
+    ids = tiny_engine.encode(PROMPT)
+    session = tiny_engine.start(ids, DecodingConfig(strategy="beam", num_beams=4, length_penalty=0.7, max_new_tokens=10))
+    list(session.run())
+    final = session.trace()
+    session.rewind(4)
+    assert len(session.steps) == 4
+    list(session.run())
+    again = session.trace()
+    assert again.token_ids == final.token_ids and again.beam_score == pytest.approx(final.beam_score)
+    assert [[b.token_id for b in s.beams] for s in again.steps] == [[b.token_id for b in s.beams] for s in final.steps]
+
+
+def test_force_a_token_then_continue(tiny_engine):
+    """Forcing appends exactly that token, marks the record, and the run goes on from it."""
+    ids = tiny_engine.encode(PROMPT)
+    session = tiny_engine.start(ids, DecodingConfig(max_new_tokens=8))
+    session.step()
+    second_best = session.steps[0].top[1].token_id
+    session.rewind(0)
+    rec = session.step(force_token=second_best)
+    assert rec.forced and rec.token_id == second_best and session.token_ids == [second_best]
+    rest = list(session.run())
+    assert rest and not any(r.forced for r in rest)
+    # the continuation is what greedy gives after prompt + forced token
+    lone = tiny_engine.generate(ids + [second_best], DecodingConfig(max_new_tokens=7))
+    assert session.token_ids[1:] == lone.token_ids
+
+
+def test_settings_change_between_steps_only_affect_later_steps(tiny_engine):
+    ids = tiny_engine.encode(PROMPT)
+    greedy = DecodingConfig(max_new_tokens=6)
+    session = tiny_engine.start(ids, greedy)
+    session.step()
+    hot = greedy.replace(strategy="sample", temperature=2.0, top_k=1)  # top_k=1 samples the argmax
+    rec = session.step(config=hot)
+    assert rec.config == hot and session.steps[0].config == greedy
+    assert rec.token_id == rec.top[0].token_id
+    with pytest.raises(ValueError, match="seed"):
+        session.step(config=hot.replace(seed=99))
+    with pytest.raises(ValueError, match="beam"):
+        session.step(config=hot.replace(strategy="beam"))
+
+
+def test_temperature_zero_sampling_is_greedy(tiny_engine):
+    ids = tiny_engine.encode(PROMPT)
+    a = tiny_engine.generate(ids, DecodingConfig(strategy="sample", temperature=0.0, top_k=5, max_new_tokens=10))
+    b = tiny_engine.generate(ids, DecodingConfig(strategy="greedy", max_new_tokens=10))
+    assert a.token_ids == b.token_ids
+
+
+def test_seeded_sampling_is_reproducible_and_seed_sensitive(tiny_engine):
+    ids = tiny_engine.encode(PROMPT)
+    runs = [tiny_engine.generate(ids, DecodingConfig(strategy="sample", temperature=1.5, seed=s, max_new_tokens=12)).token_ids for s in (1, 1, 2)]
+    assert runs[0] == runs[1]
+    assert runs[0] != runs[2]
+
+
+def test_compare_lanes_equal_lone_runs(tiny_engine):
+    """Greedy, beam and samples share one prefill and one forward per step, yet each equals its lone run."""
+    ids = tiny_engine.encode(PROMPT)
+    config = DecodingConfig(max_new_tokens=9, num_beams=3, temperature=1.2, seed=4)
+    comparison = Comparison(tiny_engine, ids, config, num_samples=3)
+    assert [lane.label for lane in comparison.lanes] == ["greedy", "beam", "sample", "sample 2", "sample 3"]
+    while not comparison.done:
+        comparison.step()
+    traces = comparison.traces()
+    assert traces["greedy"].token_ids == tiny_engine.generate(ids, config.replace(strategy="greedy")).token_ids
+    assert traces["beam"].token_ids == tiny_engine.generate(ids, config.replace(strategy="beam")).token_ids
+    for i, label in enumerate(["sample", "sample 2", "sample 3"]):
+        lone = tiny_engine.generate(ids, config.replace(strategy="sample", seed=4 + i))
+        assert traces[label].token_ids == lone.token_ids
+
+
+def test_compare_forwards_once_per_step_for_all_lanes(tiny_engine, monkeypatch):
+    """The point of compare mode: one prefill and one batched forward a step, not one per strategy."""
+    calls = []
+    forward = tiny_engine.forward
+
+    def counting(input_ids, cache):
+        calls.append(tuple(input_ids.shape))
+        return forward(input_ids, cache)
+
+    monkeypatch.setattr(tiny_engine, "forward", counting)
+    ids = tiny_engine.encode(PROMPT)
+    comparison = Comparison(tiny_engine, ids, DecodingConfig(max_new_tokens=5, num_beams=2), num_samples=1)
+    steps = 0
+    while not comparison.done:
+        comparison.step()
+        steps += 1
+    assert calls[0] == (1, len(ids))  # one prefill, one row
+    assert len(calls) == steps  # then one forward per step after the first
+    assert calls[1][0] == 1 + 2 + 1  # greedy + 2 beams + 1 sample as rows of one batch
+
+
+def test_stop_strings_and_max_new_tokens(tiny_engine):
+    ids = tiny_engine.encode(PROMPT)
+    free = tiny_engine.generate(ids, DecodingConfig(strategy="sample", seed=3, max_new_tokens=20))
+    assert free.finish_reason in ("length", "eos") and len(free.token_ids) <= 20
+    if free.finish_reason == "length":
+        assert len(free.token_ids) == 20
+    # stop on a piece of text the free run produced: the run must end as soon as it appears
+    stop = free.text[len(free.text) // 2 :][:2] or free.text[:1]
+    stopped = tiny_engine.generate(ids, DecodingConfig(strategy="sample", seed=3, max_new_tokens=20, stop_strings=(stop,)))
+    assert stopped.finish_reason == "stop_string" and stop in stopped.text
+    assert stop not in tiny_engine.decode(stopped.token_ids[:-1])
+    assert stopped.token_ids == free.token_ids[: len(stopped.token_ids)]
+
+
+def test_step_after_length_finish_resumes_with_more_tokens(tiny_engine):
+    ids = tiny_engine.encode(PROMPT)
+    session = tiny_engine.start(ids, DecodingConfig(max_new_tokens=3))
+    list(session.run())
+    assert session.done and session.finish_reason == "length"
+    with pytest.raises(ValueError, match="finished"):
+        session.step()
+    session.step(config=session.config.replace(max_new_tokens=5))
+    assert len(session.token_ids) == 4
+    assert session.token_ids == tiny_engine.generate(ids, DecodingConfig(max_new_tokens=4)).token_ids
+
+
+def test_trace_json_shape(tiny_engine):
+    ids = tiny_engine.encode(PROMPT)
+    d = tiny_engine.generate(ids, DecodingConfig(strategy="sample", seed=1, max_new_tokens=4, top_n=3)).to_dict()
+    for key in ("model", "strategy", "prompt_token_ids", "token_ids", "text", "sequence_logprob", "steps"):
+        assert key in d
+    step = d["steps"][0]
+    for key in ("token_id", "token", "prob", "logprob", "entropy"):
+        assert key in step
+    assert set(step["top"][0]) >= {"token_id", "token", "raw_prob", "prob", "kept"}
+    assert d["sequence_logprob"] == pytest.approx(sum(d["token_logprobs"]))
+
+
+def test_beam_records_form_a_tree(tiny_engine):
+    """Every kept beam at step t has a parent among step t-1's kept beams; finished ones carry scores."""
+    ids = tiny_engine.encode(PROMPT)
+    trace = tiny_engine.generate(ids, DecodingConfig(strategy="beam", num_beams=3, max_new_tokens=7))
+    for t, step in enumerate(trace.steps):
+        assert len(step.beams) == 2 * 3
+        kept = [b for b in step.beams if b.status == "kept"]
+        assert sorted(b.beam for b in kept) == list(range(len(kept)))
+        for b in step.beams:
+            assert 0 <= b.parent < 3
+            if b.status == "finished":
+                assert b.normalized_score is not None
+    assert sum(b.status == "finished" for s in trace.steps for b in s.beams) >= 1
+    assert trace.beam_score is not None and trace.finish_reason in ("eos", "length")
+
+
+def test_explore_matches_the_step_it_explains(tiny_engine):
+    """The teaching views recompute the distribution behind a step; it must agree with the step's record."""
+    ids = tiny_engine.encode(PROMPT)
+    config = DecodingConfig(strategy="sample", top_k=4, top_p=0.8, seed=5, max_new_tokens=4, top_n=6)
+    session = tiny_engine.start(ids, config)
+    records = list(session.run())
+    x = session.explore(2, temperatures=(0.5, 1.0, 2.0), top_n=6)
+    assert [c.token_id for c in x.candidates] == [c.token_id for c in records[2].top]
+    assert [c.prob for c in x.candidates] == pytest.approx([c.prob for c in records[2].top], abs=1e-5)
+    one = x.temperatures[1]
+    assert one.probs == pytest.approx([c.raw_prob for c in records[2].top], abs=1e-5)
+    assert sum(one.probs) + one.rest == pytest.approx(1.0, abs=1e-5)
+    assert x.temperatures[0].entropy < one.entropy < x.temperatures[2].entropy  # colder is sharper
+    top_k = x.knobs[0]
+    assert top_k.knob == "top_k" and top_k.kept_count == 4 and sum(top_k.kept) == 4
+    assert session.token_ids == [r.token_id for r in records]  # exploring does not disturb the run
+    with pytest.raises(ValueError):
+        session.explore(99)
