@@ -1,0 +1,86 @@
+"""The command line, run as users run it: `python -m playground ...` in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_cli(*args, stdin: str | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": ROOT}
+    return subprocess.run(
+        [sys.executable, "-m", "playground", *args], capture_output=True, text=True, cwd=ROOT, env=env,
+        input=stdin, timeout=300,
+    )
+
+
+def test_generate_json(tiny_model_dir):
+    r = run_cli("generate", "--model", tiny_model_dir, "--prompt", "The quick", "--strategy", "sample",
+                "--temperature", "0.8", "--top-k", "20", "--seed", "3", "--max-new-tokens", "5", "--top-n", "4", "--json")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert d["model"] == tiny_model_dir and d["strategy"] == "sample"
+    assert len(d["token_ids"]) == len(d["steps"]) <= 5 and d["prompt_token_ids"]
+    assert isinstance(d["sequence_logprob"], float)
+    top = d["steps"][0]["top"]
+    assert len(top) == 4 and {"token_id", "token", "raw_prob", "prob", "kept"} <= set(top[0])
+    # the same flags give the same tokens (seeded)
+    again = json.loads(run_cli("generate", "--model", tiny_model_dir, "--prompt", "The quick", "--strategy", "sample",
+                               "--temperature", "0.8", "--top-k", "20", "--seed", "3", "--max-new-tokens", "5",
+                               "--top-n", "4", "--json").stdout)
+    assert again["token_ids"] == d["token_ids"]
+
+
+def test_compare_json_and_text(tiny_model_dir):
+    r = run_cli("compare", "--model", tiny_model_dir, "--prompt", "-", "--max-new-tokens", "4", "--num-beams", "2",
+                "--num-samples", "2", "--json", stdin="Once upon a time")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert list(d) == ["greedy", "beam", "sample", "sample 2"]
+    assert all(v["token_ids"] for v in d.values())
+    text = run_cli("compare", "--model", tiny_model_dir, "--prompt", "Hi", "--max-new-tokens", "3")
+    assert text.returncode == 0 and "[greedy]" in text.stdout and "[beam]" in text.stdout
+
+
+def test_generate_text_output_has_a_step_table(tiny_model_dir):
+    r = run_cli("generate", "--model", tiny_model_dir, "--prompt", "Paris is", "--max-new-tokens", "3", "--chat", "--system", "Be brief.")
+    assert r.returncode == 0, r.stderr
+    assert "step" in r.stdout and "top candidates" in r.stdout
+    assert len([line for line in r.stdout.splitlines() if line.strip()[:1].isdigit()]) >= 1
+
+
+@pytest.mark.parametrize(
+    "flags,fragment",
+    [
+        (["--prompt", "  "], "prompt is empty"),
+        (["--prompt", "hi", "--temperature", "-1"], "temperature"),
+        (["--prompt", "hi", "--top-p", "0"], "top_p"),
+        (["--prompt", "hi", "--top-p", "1.5"], "top_p"),
+        (["--prompt", "hi", "--num-beams", "17"], "num_beams"),
+        (["--prompt", "hi", "--strategy", "nucleus"], "invalid choice"),
+        (["--prompt", "hi", "--top-k", "many"], "invalid int"),
+        (["--prompt", "hi", "--model", "/no/such/folder"], "not a folder"),
+    ],
+)
+def test_bad_input_exits_nonzero_with_one_line(flags, fragment):
+    r = run_cli("generate", *flags)
+    assert r.returncode == 2
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, r.stderr
+    assert fragment in lines[0]
+    assert "Traceback" not in r.stderr
+
+
+def test_help_lists_every_flag():
+    r = run_cli("generate", "--help")
+    assert r.returncode == 0
+    for flag in ("--prompt", "--model", "--device", "--strategy", "--max-new-tokens", "--temperature", "--top-k",
+                 "--top-p", "--min-p", "--repetition-penalty", "--num-beams", "--length-penalty", "--seed", "--top-n",
+                 "--chat", "--system", "--json"):
+        assert flag in r.stdout
