@@ -186,6 +186,7 @@ class _Batch:
         if self.pending is not None:
             if self.reorder is not None:
                 self.cache.reorder_cache(self.reorder)
+                self.reorder = None  # applied: a forward that fails (out of memory) must not reorder twice
             self.logits, self.cache = self.engine.forward(self.pending[:, None], self.cache)
             self.cache_rows = self.pending.shape[0]
             self.pending = self.reorder = None

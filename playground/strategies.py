@@ -64,15 +64,16 @@ def _pack_distribution(
     raw_logp = torch.log_softmax(logits, dim=-1)
     logp = torch.log_softmax(scores, dim=-1)
     raw_p, p = raw_logp.exp(), logp.exp()
-    ok = ~(torch.isnan(logits).any() | torch.isposinf(logits).any() | torch.isnan(logp).any())
+    # NaN or +inf anywhere in the logits makes their log-softmax NaN, so one check per distribution covers both
+    ok = ~(torch.isnan(raw_logp).any() | torch.isnan(logp).any())
     top_logits, top_ids = torch.topk(logits, min(top_n, logits.shape[-1]))  # (n,)
     head = torch.stack(
         [
             token.float(),
             raw_logp[token],
             logp[token],
-            torch.special.entr(raw_p).sum(),
-            torch.special.entr(p).sum(),
+            _entropy(raw_p, raw_logp),
+            _entropy(p, logp),
             ok.float(),
         ]
     )
@@ -87,6 +88,12 @@ def _pack_distribution(
             cut_stage[top_ids].float(),
         ]
     )
+
+
+def _entropy(p: torch.Tensor, logp: torch.Tensor) -> torch.Tensor:
+    """-sum(p * log p) in nats from both forms (V,); cut tokens (p = 0, logp = -inf) add 0. Half the time of
+    torch.special.entr on CPU, which recomputes the log (the benchmark's profile: docs/bench.md)."""
+    return -(p * logp.clamp_min(torch.finfo(logp.dtype).min)).sum()
 
 
 def _unpack_distribution(values: list[float], vocab: Vocab, step: int) -> tuple[dict, list[Candidate]]:
@@ -175,7 +182,12 @@ class SingleLane:
 
     def commit(self, values: list[float], config: DecodingConfig, forced: int | None = None) -> StepRecord:
         step = len(self.token_ids)
-        head, top = _unpack_distribution(values, self.vocab, step)
+        try:
+            head, top = _unpack_distribution(values, self.vocab, step)
+        except DecodingError:  # the step did not happen: undo select()'s context and generator changes
+            self.generator.set_state(self._rng_states.pop())
+            self.context = self.context[:, :-1]
+            raise
         token_id = head.pop("token_id")
         record = StepRecord(
             step=step,
@@ -371,12 +383,16 @@ class BeamLane:
         return Selection(tokens=new_running_seqs[0, :, t], parents=parents, packed=packed)
 
     def commit(self, values: list[float], config: DecodingConfig, forced: int | None = None) -> StepRecord:
-        self.state = self._pending
         step = self.t
         go_on, values = values[0], values[1:]
         k = self.beams_to_keep
         dist, beam_cols = values[: len(values) - 6 * k], values[len(values) - 6 * k :]
-        head, top = _unpack_distribution(dist, self.vocab, step)
+        try:
+            head, top = _unpack_distribution(dist, self.vocab, step)
+        except DecodingError:  # the step did not happen: keep the beams as they were
+            self._history.pop()
+            raise
+        self.state = self._pending
         parent, tokens, scores, slot, entered, normalized = (beam_cols[i * k : (i + 1) * k] for i in range(6))
         beams = []
         for i in range(k):
