@@ -80,11 +80,12 @@ def _layout(fig: go.Figure, title: str, height: int = HEIGHT, **kwargs) -> go.Fi
     fig.update_layout(
         title=dict(text=title, x=0.01, xanchor="left", font=dict(size=14)),
         height=height,
-        margin=dict(l=50, r=50, t=60, b=50),
+        margin=dict(l=50, r=50, t=60, b=90),
         font=FONT,
         plot_bgcolor="white",
         paper_bgcolor="white",
-        legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1.0, font=dict(size=11)),
+        # below the plot: above it, a wrapped legend runs into two-line titles in narrow columns
+        legend=dict(orientation="h", yanchor="top", y=-0.28, xanchor="left", x=0.0, font=dict(size=11)),
         hoverlabel=dict(font=dict(family=FONT["family"], size=12)),
         bargap=0.2,
         **kwargs,
