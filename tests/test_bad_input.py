@@ -462,3 +462,186 @@ def test_cli_in_a_real_process_prints_no_traceback(tiny_model_dir):
     assert proc.returncode != 0
     assert proc.stderr.strip().count("\n") == 0 and "top_p" in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The UI handlers (what API clients call): the same one-sentence errors, and hosted mode's caps
+
+
+@pytest.fixture
+def ui(tiny_engine, tiny_model_dir, monkeypatch):
+    """playground.ui with a registry holding only the tiny model (as the app's default) and no hosting caps."""
+    ui = pytest.importorskip("playground.ui")
+    registry = ui.ModelRegistry(default_spec=tiny_model_dir)
+    registry.put(ui.DEFAULT_MODEL, tiny_engine)
+    monkeypatch.setattr(ui, "REGISTRY", registry)
+    monkeypatch.setattr(ui, "POLICY", ui.HostingPolicy())
+    return ui
+
+
+@pytest.fixture
+def hosted(ui, monkeypatch):
+    policy = ui.HostingPolicy.from_env({"PLAYGROUND_HOSTED": "1", "PLAYGROUND_MAX_NEW_TOKENS": "6",
+                                        "PLAYGROUND_MAX_BEAMS": "2", "PLAYGROUND_MAX_SAMPLES": "2"})  # fmt: skip
+    monkeypatch.setattr(ui, "POLICY", policy)
+    return ui
+
+
+def _controls(ui, **overrides) -> list:
+    values = dict(prompt="Once upon a time", model=ui.DEFAULT_MODEL, chat=False, system="", strategy="sample",
+                  temperature=1.0, top_k=0, top_p=1.0, min_p=0.0, repetition_penalty=1.0, num_beams=2,
+                  length_penalty=1.0, max_new_tokens=6, top_n=5, seed=4)  # fmt: skip
+    values.update(overrides)
+    return [values[name] for name in ui.CONTROLS]
+
+
+def _ui_error(call) -> str:
+    import gradio as gr
+
+    with pytest.raises(gr.Error) as info:
+        result = call()
+        if hasattr(result, "__next__"):  # a streaming handler raises on iteration
+            list(result)
+    message = info.value.message
+    assert_one_sentence(message)
+    return message
+
+
+UI_BAD = [
+    (dict(prompt=""), "prompt"),
+    (dict(prompt="   \n"), "prompt"),
+    (dict(prompt=None), "prompt"),
+    (dict(temperature=-1), "temperature"),
+    (dict(temperature="hot"), "temperature"),
+    (dict(temperature=None), "temperature"),
+    (dict(temperature=float("nan")), "temperature"),
+    (dict(top_p=0), "top_p"),
+    (dict(top_p=1.01), "top_p"),
+    (dict(top_k=-5), "top_k"),
+    (dict(top_k=2.5), "top-k"),
+    (dict(min_p=3), "min_p"),
+    (dict(num_beams=99, strategy="beam"), "num_beams"),
+    (dict(repetition_penalty=0), "repetition_penalty"),
+    (dict(max_new_tokens=0), "max_new_tokens"),
+    (dict(seed=-3), "seed"),
+    (dict(strategy="nucleus"), "strategy"),
+    (dict(model="/no/such/model"), "/no/such/model"),
+]
+
+
+@pytest.mark.parametrize("overrides, named", UI_BAD)
+def test_ui_step_and_run_and_compare_reject_bad_input_in_one_sentence(ui, overrides, named):
+    for call in (
+        lambda: ui.on_step(None, *_controls(ui, **overrides), 1),
+        lambda: ui.on_run(None, *_controls(ui, **overrides)),
+    ):
+        assert named.lower() in _ui_error(call).lower()
+    if "strategy" not in overrides and "prompt" not in overrides and "model" not in overrides:
+        assert named.lower() in _ui_error(lambda: ui.on_compare(*_controls(ui, **overrides), 2)).lower()
+
+
+def test_ui_chat_without_template(ui, tmp_path, monkeypatch):
+    from conftest import build_tiny_model_dir
+
+    folder = build_tiny_model_dir(tmp_path / "plain", chat_template=False)
+    message = _ui_error(lambda: ui.on_step(None, *_controls(ui, model=folder, chat=True, system="x"), 1))
+    assert "chat template" in message and "plain" in message
+
+
+def test_ui_error_text_is_escaped(ui):
+    """Gradio renders error text as HTML: a model name with markup must come back inert."""
+    message = _ui_error(lambda: ui.on_step(None, *_controls(ui, model="/no/<img src=x onerror=alert(1)>"), 1))
+    assert "<img" not in message and "&lt;img" in message
+
+
+@pytest.mark.parametrize("to_step", [-1, 99, "x", None, 1.5])
+def test_ui_rewind_and_force_reject_bad_steps(ui, to_step):
+    state = ui.on_step(None, *_controls(ui), 2)[-1]
+    _ui_error(lambda: ui.on_rewind(state, to_step))
+    _ui_error(lambda: ui.on_force(state, *_controls(ui), to_step, 5))
+    assert len(state.steps) == 2  # nothing changed
+
+
+@pytest.mark.parametrize("token", [-1, 300, "abc", None, 3.5])
+def test_ui_force_rejects_tokens_that_do_not_exist(ui, token):
+    state = ui.on_step(None, *_controls(ui), 2)[-1]
+    _ui_error(lambda: ui.on_force(state, *_controls(ui), 1, token))
+
+
+def test_ui_handlers_without_a_run(ui):
+    for call in (lambda: ui.on_rewind(None, 0), lambda: ui.on_undo(None), lambda: ui.on_export(None),
+                 lambda: ui.on_force(None, *_controls(ui), 0, 5)):  # fmt: skip
+        _ui_error(call)
+
+
+def test_hosted_mode_caps_reach_api_clients(hosted):
+    ui = hosted
+    outputs = ui.on_step(None, *_controls(ui, max_new_tokens=500, strategy="beam", num_beams=16), 1000)
+    result, state = outputs[0], outputs[-1]
+    assert result["n_steps"] <= 6 and state.session.config.max_new_tokens <= 6
+    assert state.session.config.num_beams == 2
+    assert any("capped at 6" in n for n in result["notices"]) and any("capped at 2" in n for n in result["notices"])
+    *_, last = ui.on_run(None, *_controls(ui, max_new_tokens=10_000))
+    assert len(last[-1].steps) <= 6
+
+
+def test_hosted_mode_caps_compare(hosted, monkeypatch):
+    import gradio as gr
+
+    ui = hosted
+    warnings = []
+    monkeypatch.setattr(gr, "Warning", lambda msg, *a, **k: warnings.append(msg))
+    *_, (result, _cards, _tree) = ui.on_compare(*_controls(ui, max_new_tokens=999, num_beams=16), 8)
+    assert set(result) == {"greedy", "beam", "sample", "sample 2"}  # 8 samples asked, 2 allowed
+    assert all(r["n_steps"] <= 6 for r in result.values())
+    assert any("Samples are capped at 2" in w for w in warnings)
+
+
+@pytest.mark.parametrize("model", ["/etc", "gpt2", "no-such-org/x", "../../../../etc/passwd"])
+def test_hosted_mode_refuses_other_models(hosted, model):
+    ui = hosted
+    message = _ui_error(lambda: ui.on_step(None, *_controls(ui, model=model), 1))
+    assert "only runs these models" in message
+    _, status, _ = ui.on_load_model(None, model, progress=lambda *a, **k: None)
+    assert "still using" in status
+
+
+def _permalink(doc: dict) -> str:
+    import base64
+    import zlib
+
+    packed = zlib.compress(json.dumps(doc).encode("utf-8"))
+    return base64.urlsafe_b64encode(packed).decode("ascii").rstrip("=")
+
+
+def test_hostile_permalinks_fail_in_one_sentence(ui):
+    good = {"v": 1, "prompt": "hi", "model": "default", "chat": False, "system": "",
+            "config": DecodingConfig(max_new_tokens=4).to_dict(), "steps": [{}, {}]}  # fmt: skip
+    assert len(ui.restore(_permalink(good))[-1].steps) == 2
+    bad = [
+        "not base64 !!!",
+        _permalink({"v": 2, "steps": []}),
+        _permalink(["a", "list"]),
+        _permalink({**good, "steps": [{"f": 10**9}]}),  # a forced token that does not exist
+        _permalink({**good, "steps": [{"f": "abc"}]}),
+        _permalink({**good, "steps": ["x"]}),
+        _permalink({**good, "config": {**good["config"], "top_p": 5}}),
+        _permalink({**good, "config": {**good["config"], "temperature": "NaN"}}),
+        _permalink({**good, "prompt": ""}),
+        _permalink({**good, "steps": [{"c": {"seed": 99}}]}),
+    ]
+    for value in bad:
+        with pytest.raises(ValueError) as info:
+            ui.restore(value)
+        assert_one_sentence(str(info.value))
+
+
+def test_hosted_permalinks_obey_the_caps(hosted):
+    ui = hosted
+    doc = {"v": 1, "prompt": "hi", "model": "default", "chat": False, "system": "",
+           "config": DecodingConfig(strategy="beam", num_beams=16, max_new_tokens=500).to_dict(),
+           "steps": [{}] * 500}  # fmt: skip
+    state = ui.restore(_permalink(doc))[-1]
+    assert state.session.config.num_beams == 2 and len(state.steps) <= 6
+    with pytest.raises(ValueError, match="only runs these models"):
+        ui.restore(_permalink({**doc, "model": "/etc"}))
