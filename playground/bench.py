@@ -453,13 +453,13 @@ def ratio_figure(result: dict):
     good = [v >= 1.0 for v in values[:3]] + [values[3] <= 0.5]
     fig = go.Figure(
         go.Bar(
-            x=list(range(4)), y=values, text=[f"{v:.2f}" for v in values], textposition="outside",
+            x=list(range(4)), y=values, text=[f"{v:.2f}" for v in values], textposition="inside", insidetextanchor="middle", textfont_color="white",
             marker_color=["#2a9d8f" if g else "#e76f51" for g in good],
         )
     )  # fmt: skip
     fig.add_shape(type="line", x0=-0.45, x1=2.45, y0=1.0, y1=1.0, line=dict(dash="dash", color="#333"))
     fig.add_shape(type="line", x0=2.55, x1=3.45, y0=0.5, y1=0.5, line=dict(dash="dash", color="#333"))
-    fig.add_annotation(x=1, y=1.0, text="goal ≥ 1.0 (tok/s)", showarrow=False, yshift=10)
+    fig.add_annotation(x=-0.45, y=1.0, text="goal ≥ 1.0 (tok/s)", showarrow=False, yshift=10, xanchor="left")
     fig.add_annotation(x=3, y=0.5, text="goal ≤ 0.5 (time)", showarrow=False, yshift=-12)
     env = result["environment"]
     fig.update_layout(
