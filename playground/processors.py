@@ -117,7 +117,7 @@ def process(input_ids: torch.Tensor, logits: torch.Tensor, config: DecodingConfi
     ):
         after = fn(scores, arg)
         if after is not scores:  # the stage is on: remember what it newly cut
-            newly_cut = torch.isneginf(after) & ~torch.isneginf(scores)
+            newly_cut = after != scores  # stages only write -inf, so what changed is what this stage cut
             cut_stage = cut_stage.masked_fill(newly_cut, stage)
         scores = after
     return Processed(shaped=shaped, scores=scores, cut_stage=cut_stage)

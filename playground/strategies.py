@@ -55,15 +55,20 @@ _HEAD = 6  # token, raw logprob, logprob, raw entropy, entropy, ok flag
 
 def _pack_distribution(
     logits: torch.Tensor,  # (V,) raw float32
-    shaped: torch.Tensor,  # (V,)
-    scores: torch.Tensor,  # (V,) final
+    shaped: torch.Tensor | None,  # (V,); None: the same as logits (no knob changed them)
+    scores: torch.Tensor | None,  # (V,) final; None: the same as shaped
     cut_stage: torch.Tensor,  # (V,) int8
     token: torch.Tensor,  # () long
     top_n: int,
 ) -> torch.Tensor:
     raw_logp = torch.log_softmax(logits, dim=-1)
-    logp = torch.log_softmax(scores, dim=-1)
-    raw_p, p = raw_logp.exp(), logp.exp()
+    raw_p = raw_logp.exp()
+    shaped_p = raw_p if shaped is None else torch.softmax(shaped, dim=-1)
+    if scores is None and shaped is None:  # greedy without penalty: one distribution, computed once
+        logp, p = raw_logp, raw_p
+    else:
+        logp = torch.log_softmax(shaped if scores is None else scores, dim=-1)
+        p = logp.exp()
     # NaN or +inf anywhere in the logits makes their log-softmax NaN, so one check per distribution covers both
     ok = ~(torch.isnan(raw_logp).any() | torch.isnan(logp).any())
     top_logits, top_ids = torch.topk(logits, min(top_n, logits.shape[-1]))  # (n,)
@@ -83,7 +88,7 @@ def _pack_distribution(
             top_ids.float(),
             top_logits,
             raw_p[top_ids],
-            torch.softmax(shaped, dim=-1)[top_ids],
+            shaped_p[top_ids],
             p[top_ids],
             cut_stage[top_ids].float(),
         ]
@@ -135,8 +140,8 @@ def _safe_probs(scores: torch.Tensor) -> torch.Tensor:
     """softmax(scores), with rows that are not a distribution (NaN, all -inf) replaced by uniform ones so that
     sampling never trips a device assert; such a step is reported as an error by commit()."""
     probs = torch.softmax(scores, dim=-1)
-    bad = ~torch.isfinite(probs).all(dim=-1, keepdim=True) | (probs.sum(dim=-1, keepdim=True) <= 0)
-    return torch.where(bad, torch.full_like(probs, 1.0 / probs.shape[-1]), probs)
+    bad = ~(probs.sum(dim=-1, keepdim=True) > 0)  # (R, 1): a NaN anywhere makes the sum NaN, and NaN > 0 is False
+    return torch.where(bad, 1.0 / probs.shape[-1], probs)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -175,7 +180,12 @@ class SingleLane:
         else:
             token = torch.multinomial(_safe_probs(processed.scores), 1, generator=self.generator)[:, 0]
         packed = _pack_distribution(
-            logits[0], processed.shaped[0], processed.scores[0], processed.cut_stage[0], token[0], config.top_n
+            logits[0],
+            None if processed.shaped is logits else processed.shaped[0],
+            None if processed.scores is processed.shaped else processed.scores[0],
+            processed.cut_stage[0],
+            token[0],
+            config.top_n,
         )
         self.context = torch.cat([self.context, token[:, None]], dim=-1)
         return Selection(tokens=token, parents=torch.zeros(1, dtype=torch.long, device=logits.device), packed=packed)
@@ -368,8 +378,8 @@ class BeamLane:
             [
                 go_on.float()[None],
                 _pack_distribution(
-                    logits[p0], processed.shaped[p0], processed.scores[p0], processed.cut_stage[p0],
-                    new_running_seqs[0, 0, t], config.top_n,
+                    logits[p0], processed.shaped[p0], None, processed.cut_stage[p0], new_running_seqs[0, 0, t],
+                    config.top_n,
                 ),
                 parent[0].float(),
                 tokens[0].float(),
