@@ -327,9 +327,10 @@ def _empty_outputs(state: PlaygroundState | None = None) -> tuple:
 
 
 def on_step(state, prompt, model, chat, system, strategy, temperature, top_k, top_p, min_p, repetition_penalty,
-            num_beams, length_penalty, max_new_tokens, top_n, seed, n_steps=1) -> tuple:  # fmt: skip
+            num_beams, length_penalty, max_new_tokens, top_n, seed, n_steps=1, permalink="") -> tuple:  # fmt: skip
     """Take `n_steps` steps (stopping early when the run ends) with the current settings."""
     try:
+        state = _recover(state, permalink)
         state, config = _prepare(state, prompt, model, chat, system, strategy, temperature, top_k, top_p, min_p,
                                  repetition_penalty, num_beams, length_penalty, max_new_tokens, top_n, seed)  # fmt: skip
         n = _as_int("Steps", n_steps if n_steps not in (None, "") else 1)
@@ -347,9 +348,10 @@ def on_step(state, prompt, model, chat, system, strategy, temperature, top_k, to
 
 
 def on_run(state, prompt, model, chat, system, strategy, temperature, top_k, top_p, min_p, repetition_penalty,
-           num_beams, length_penalty, max_new_tokens, top_n, seed) -> Iterator[tuple]:  # fmt: skip
+           num_beams, length_penalty, max_new_tokens, top_n, seed, permalink="") -> Iterator[tuple]:  # fmt: skip
     """Step to the end of the run, yielding the views after every token (Stop cancels it)."""
     try:
+        state = _recover(state, permalink)
         state, config = _prepare(state, prompt, model, chat, system, strategy, temperature, top_k, top_p, min_p,
                                  repetition_penalty, num_beams, length_penalty, max_new_tokens, top_n, seed)  # fmt: skip
         state.selected = None
@@ -365,9 +367,10 @@ def on_run(state, prompt, model, chat, system, strategy, temperature, top_k, top
 
 
 def on_force(state, prompt, model, chat, system, strategy, temperature, top_k, top_p, min_p, repetition_penalty,
-             num_beams, length_penalty, max_new_tokens, top_n, seed, inspect_step, token_id) -> tuple:  # fmt: skip
+             num_beams, length_penalty, max_new_tokens, top_n, seed, inspect_step, token_id, permalink="") -> tuple:  # fmt: skip
     """Use `token_id` at step `inspect_step` (0-based, as in the table) instead: rewind to just before it and force the token."""
     try:
+        state = _recover(state, permalink)
         if not isinstance(state, PlaygroundState) or state.session is None or not state.steps:
             raise ValueError("Take a step first, then pick one of its candidates to force.")
         if token_id in (None, ""):
@@ -386,9 +389,10 @@ def on_force(state, prompt, model, chat, system, strategy, temperature, top_k, t
         raise _friendly(e) from e
 
 
-def on_rewind(state, to_step, top_n=10) -> tuple:
+def on_rewind(state, to_step, top_n=10, permalink="") -> tuple:
     """Keep the first `to_step` generated tokens and drop the rest (0 = back to the prompt)."""
     try:
+        state = _recover(state, permalink)
         if not isinstance(state, PlaygroundState) or state.session is None:
             raise ValueError("There is no run to rewind yet: take a step first.")
         state.session.rewind(_as_int("Step", to_step))
@@ -398,8 +402,9 @@ def on_rewind(state, to_step, top_n=10) -> tuple:
         raise _friendly(e) from e
 
 
-def on_undo(state, top_n=10) -> tuple:
+def on_undo(state, top_n=10, permalink="") -> tuple:
     """Take back the last step."""
+    state = _recover(state, permalink)
     if not isinstance(state, PlaygroundState) or not state.steps:
         raise UserError("There is no step to undo.")
     return on_rewind(state, len(state.steps) - 1, top_n)
@@ -590,7 +595,32 @@ def decode_permalink(value: str) -> dict:
 
 def restore(query_value: str) -> tuple:
     """Replay a permalink: (control values in CONTROLS order..., *step_outputs)."""
-    doc = decode_permalink(query_value)
+    state, current, controls = _replay(decode_permalink(query_value))
+    values = [controls[k] for k in ("prompt", "model", "chat", "system")] + list(_config_controls(current))
+    return (*values, *step_outputs(state, current.top_n))
+
+
+RECOVERED = ("The server had lost this page's run (it restarted, or the session expired), so the run was "
+             "replayed from its permalink.")  # fmt: skip
+
+
+def _recover(state, permalink: str | None):
+    """The page's state, or, when the server no longer has its run (after a restart) but the page still shows
+    the run's permalink, that run replayed, with a notice saying so. A link that cannot be replayed is
+    ignored: the next step starts a fresh run, as it would have anyway."""
+    if (isinstance(state, PlaygroundState) and state.session is not None) or not permalink:
+        return state
+    try:
+        state, _, _ = _replay(decode_permalink(str(permalink).split(f"{PERMALINK_PARAM}=", 1)[-1]))
+    except Exception:  # noqa: BLE001
+        return state
+    state.session.notices.append(RECOVERED)
+    gr.Warning(RECOVERED)
+    return state
+
+
+def _replay(doc: dict) -> tuple[PlaygroundState, DecodingConfig, dict]:
+    """A permalink's recipe run again: (state, the settings of its last step, its controls)."""
     config = DecodingConfig.from_dict(doc["config"])
     controls = {
         "prompt": str(doc.get("prompt", "")), "model": str(doc.get("model") or DEFAULT_MODEL),
@@ -607,8 +637,7 @@ def restore(query_value: str) -> tuple:
         state.session.step(config=current, force_token=entry.get("f"))
         if state.session.done:
             break
-    values = [controls[k] for k in ("prompt", "model", "chat", "system")] + list(_config_controls(current))
-    return (*values, *step_outputs(state, current.top_n))
+    return state, current, controls
 
 
 def _config_controls(config: DecodingConfig) -> tuple:
@@ -835,13 +864,14 @@ def build_demo(policy: HostingPolicy | None = None) -> gr.Blocks:
         step_out = [result, text_html, dist_plot, table, traj_plot, status, inspect, candidates, permalink, state]
         one = gr.Number(1, visible=False)
 
-        step_btn.click(on_step, [state, *controls, one], step_out, api_name="step", trigger_mode="always_last")
-        step_n_btn.click(on_step, [state, *controls, n_box], step_out, api_name="step_n")
-        run_evt = run_btn.click(on_run, [state, *controls], step_out, api_name="run")
+        # the page's permalink rides along so that a run the server lost (a restart) is replayed, not dropped
+        step_btn.click(on_step, [state, *controls, one, permalink], step_out, api_name="step", trigger_mode="always_last")
+        step_n_btn.click(on_step, [state, *controls, n_box, permalink], step_out, api_name="step_n")
+        run_evt = run_btn.click(on_run, [state, *controls, permalink], step_out, api_name="run")
         stop_btn.click(None, None, None, cancels=[run_evt], api_visibility="private")
-        force_btn.click(on_force, [state, *controls, inspect, candidates], step_out, api_name="force")
-        undo_btn.click(on_undo, [state, top_n], step_out, api_name="undo")
-        rewind_btn.click(on_rewind, [state, rewind_to, top_n], step_out, api_name="rewind")
+        force_btn.click(on_force, [state, *controls, inspect, candidates, permalink], step_out, api_name="force")
+        undo_btn.click(on_undo, [state, top_n, permalink], step_out, api_name="undo")
+        rewind_btn.click(on_rewind, [state, rewind_to, top_n, permalink], step_out, api_name="rewind")
         reset_btn.click(on_reset, [state], step_out, api_name="reset")
         inspect.release(on_inspect, [state, inspect, top_n], step_out, api_name="inspect")
         strategy.change(on_strategy, [strategy], [temperature, top_k, top_p, min_p, num_beams, length_penalty, force_btn],

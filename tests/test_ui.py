@@ -251,3 +251,21 @@ def test_build_demo_names_the_api_endpoints(app):
     demo = ui.build_demo()
     names = {fn.api_name for fn in demo.fns.values()}
     assert {"step", "run", "compare", "force", "undo", "rewind", "reset", "explore", "export"} <= names
+
+
+def test_a_run_the_server_lost_is_replayed_from_the_page_permalink(app, tiny_engine):
+    """After a restart the server has no state for the page, but the page still shows its permalink: the next
+    Step continues the same run (token for token) and says it was replayed, instead of silently starting over."""
+    out = step(None, n=3, strategy="sample", temperature=1.3, seed=4)
+    permalink, before = out[8], out[0]["token_ids"]
+    after = ui.on_step(None, **controls(strategy="sample", temperature=1.3, seed=4), n_steps=2, permalink=permalink)
+    result = after[0]
+    assert result["token_ids"][:3] == before and result["n_steps"] == 5
+    assert result["token_ids"] == expected_ids(tiny_engine, strategy="sample", temperature=1.3, seed=4)[:5]
+    assert ui.RECOVERED in result["notices"]
+    # a damaged link is ignored: a fresh run starts, as it would have without one
+    fresh = ui.on_step(None, **controls(), permalink="?run=not-a-run")[0]
+    assert fresh["n_steps"] == 1 and ui.RECOVERED not in fresh["notices"]
+    # a live state is never replaced by the link
+    state = after[-1]
+    assert ui.on_step(state, **controls(strategy="sample", temperature=1.3, seed=4), permalink="?run=x")[0]["n_steps"] == 6
