@@ -85,3 +85,23 @@ def smol_engine():
     from playground.loading import load_engine
 
     return load_engine(None, device="cpu")
+
+
+@pytest.fixture
+def tiny_ui(tiny_engine, tiny_model_dir, monkeypatch):
+    """playground.ui with a registry holding only the tiny model (as the app's default) and no hosting caps."""
+    ui = pytest.importorskip("playground.ui")
+    registry = ui.ModelRegistry(default_spec=tiny_model_dir)
+    registry.put(ui.DEFAULT_MODEL, tiny_engine)
+    monkeypatch.setattr(ui, "REGISTRY", registry)
+    monkeypatch.setattr(ui, "POLICY", ui.HostingPolicy())
+    return ui
+
+
+def ui_controls(ui, prompt: str = "Once upon a time", **overrides) -> list:
+    """The step handlers' control values, in ui.CONTROLS order: a short sampled run unless overridden."""
+    values = dict(prompt=prompt, model=ui.DEFAULT_MODEL, chat=False, system="", strategy="sample", temperature=1.0,
+                  top_k=0, top_p=1.0, min_p=0.0, repetition_penalty=1.0, num_beams=2, length_penalty=1.0,
+                  max_new_tokens=6, top_n=5, seed=4)  # fmt: skip
+    values.update(overrides)
+    return [values[name] for name in ui.CONTROLS]

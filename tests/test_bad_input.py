@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import ui_controls
 
 from playground.config import MAX_BEAMS, DecodingConfig
 from playground.engine import Session
@@ -469,14 +470,8 @@ def test_cli_in_a_real_process_prints_no_traceback(tiny_model_dir):
 
 
 @pytest.fixture
-def ui(tiny_engine, tiny_model_dir, monkeypatch):
-    """playground.ui with a registry holding only the tiny model (as the app's default) and no hosting caps."""
-    ui = pytest.importorskip("playground.ui")
-    registry = ui.ModelRegistry(default_spec=tiny_model_dir)
-    registry.put(ui.DEFAULT_MODEL, tiny_engine)
-    monkeypatch.setattr(ui, "REGISTRY", registry)
-    monkeypatch.setattr(ui, "POLICY", ui.HostingPolicy())
-    return ui
+def ui(tiny_ui):
+    return tiny_ui
 
 
 @pytest.fixture
@@ -487,12 +482,7 @@ def hosted(ui, monkeypatch):
     return ui
 
 
-def _controls(ui, **overrides) -> list:
-    values = dict(prompt="Once upon a time", model=ui.DEFAULT_MODEL, chat=False, system="", strategy="sample",
-                  temperature=1.0, top_k=0, top_p=1.0, min_p=0.0, repetition_penalty=1.0, num_beams=2,
-                  length_penalty=1.0, max_new_tokens=6, top_n=5, seed=4)  # fmt: skip
-    values.update(overrides)
-    return [values[name] for name in ui.CONTROLS]
+_controls = ui_controls
 
 
 def _ui_error(call) -> str:

@@ -9,6 +9,7 @@ compares against an undisturbed run of the same settings, computed first.
 from __future__ import annotations
 
 import pytest
+from conftest import ui_controls
 import torch
 
 from playground.config import DecodingConfig
@@ -189,21 +190,12 @@ def test_float16_overflow_is_detected_on_a_real_forward(tiny_model_dir):
 
 
 @pytest.fixture
-def ui_with_tiny(tiny_engine, tiny_model_dir, monkeypatch):
-    ui = pytest.importorskip("playground.ui")
-    registry = ui.ModelRegistry(default_spec=tiny_model_dir)
-    registry.put(ui.DEFAULT_MODEL, tiny_engine)
-    monkeypatch.setattr(ui, "REGISTRY", registry)
-    monkeypatch.setattr(ui, "POLICY", ui.HostingPolicy())
-    return ui
+def ui_with_tiny(tiny_ui):
+    return tiny_ui
 
 
 def _controls(ui, **overrides):
-    values = dict(prompt=PROMPT, model=ui.DEFAULT_MODEL, chat=False, system="", strategy="sample", temperature=1.0,
-                  top_k=0, top_p=1.0, min_p=0.0, repetition_penalty=1.0, num_beams=2, length_penalty=1.0,
-                  max_new_tokens=6, top_n=5, seed=4)  # fmt: skip
-    values.update(overrides)
-    return [values[name] for name in ui.CONTROLS]
+    return ui_controls(ui, PROMPT, **overrides)
 
 
 def test_ui_out_of_memory_is_one_sentence_and_the_next_request_works(ui_with_tiny, tiny_engine, faulty):
