@@ -29,25 +29,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def default_model_spec(requested: str | None) -> str | None:
-    """The requested model; else the embedded one if its package is installed; else its Hub id."""
-    if requested:
-        return requested
-    from playground.hosting import DEFAULT_HUB_MODEL
-    from playground.loading import ModelLoadError, find_embedded_gguf
-
-    try:
-        find_embedded_gguf()
-        return None
-    except ModelLoadError:
-        return DEFAULT_HUB_MODEL
-
-
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     from playground import ui
 
-    ui.REGISTRY.default_spec = default_model_spec(args.model)
+    ui.REGISTRY.default_spec = args.model  # None: the embedded model, or its Hub copy where not installed
     if not args.no_preload:
         ui.REGISTRY.get(ui.DEFAULT_MODEL, progress=print)  # fail fast, and make the first Step quick
     demo = ui.build_demo()

@@ -18,10 +18,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from .config import DecodingConfig
+from .loading import EMBEDDED_ALIASES
+from .loading import EMBEDDED_HUB_ID as DEFAULT_HUB_MODEL
 
-DEFAULT_HUB_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 # Every spelling of "the embedded default model" that loading.is_embedded accepts, plus its Hub id.
-_DEFAULT_ALIASES = {"", "default", "embedded", "smollm2", "smollm2-135m-instruct (embedded)", DEFAULT_HUB_MODEL.lower()}
+_DEFAULT_ALIASES = EMBEDDED_ALIASES | {DEFAULT_HUB_MODEL.lower()}
 
 
 @dataclass(frozen=True)
