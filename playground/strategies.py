@@ -98,7 +98,7 @@ def _pack_distribution(
 def _entropy(p: torch.Tensor, logp: torch.Tensor) -> torch.Tensor:
     """-sum(p * log p) in nats from both forms (V,); cut tokens (p = 0, logp = -inf) add 0. Half the time of
     torch.special.entr on CPU, which recomputes the log (the benchmark's profile: docs/bench.md)."""
-    return -(p * logp.clamp_min(torch.finfo(logp.dtype).min)).sum()
+    return 0.0 - (p * logp.clamp_min(torch.finfo(logp.dtype).min)).sum()  # 0.0 - x: never -0.0 for a sure thing
 
 
 def _unpack_distribution(values: list[float], vocab: Vocab, step: int) -> tuple[dict, list[Candidate]]:

@@ -268,3 +268,12 @@ def test_explore_matches_the_step_it_explains(tiny_engine):
     assert session.token_ids == [r.token_id for r in records]  # exploring does not disturb the run
     with pytest.raises(ValueError):
         session.explore(99)
+
+
+def test_entropy_of_a_certain_distribution_is_plus_zero():
+    """-(1 * log 1) is -0.0 in floating point, which the views printed as "-0.00 nats"."""
+    from playground.strategies import _entropy
+
+    logp = torch.log_softmax(torch.tensor([0.0, -float("inf"), -float("inf")]), -1)
+    value = float(_entropy(logp.exp(), logp))
+    assert value == 0.0 and math.copysign(1.0, value) == 1.0
