@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import logging
 import random
 import tempfile
 import threading
@@ -143,6 +144,8 @@ def _friendly(e: Exception) -> UserError:
         return e
     if isinstance(e, (ValueError, ModelLoadError, DecodingError, ModelMemoryError)):
         return UserError(str(e).splitlines()[0] if str(e) else type(e).__name__)
+    # not the user's doing: the user gets one sentence, the server log gets the traceback
+    logging.getLogger("playground.ui").error("unexpected error in a handler", exc_info=e)
     return UserError(f"Something went wrong ({type(e).__name__}); try again or reset.")
 
 

@@ -269,3 +269,14 @@ def test_a_run_the_server_lost_is_replayed_from_the_page_permalink(app, tiny_eng
     # a live state is never replaced by the link
     state = after[-1]
     assert ui.on_step(state, **controls(strategy="sample", temperature=1.3, seed=4), permalink="?run=x")[0]["n_steps"] == 6
+
+
+def test_unexpected_errors_are_one_sentence_for_the_user_and_a_traceback_in_the_log(caplog):
+    with caplog.at_level("ERROR", logger="playground.ui"):
+        err = ui._friendly(KeyError("boom"))
+    assert "Something went wrong (KeyError)" in err.message
+    assert caplog.records and caplog.records[0].exc_info is not None
+    caplog.clear()
+    with caplog.at_level("ERROR", logger="playground.ui"):
+        ui._friendly(ValueError("top_p must be in (0, 1]."))  # the user's mistake: nothing to log
+    assert not caplog.records
