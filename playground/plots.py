@@ -360,7 +360,7 @@ def knobs_figure(exploration: Exploration) -> go.Figure:
         fig.add_trace(go.Bar(x=[None], y=[None], name=name, marker=dict(color=color, pattern=dict(shape=shape)),
                              hoverinfo="skip"), row=1, col=1)
     _layout(fig, f"Step {exploration.step}: what each knob keeps on its own", height=HEIGHT)
-    fig.update_layout(margin=dict(t=100), legend=dict(y=1.28, yanchor="bottom"))
+    fig.update_layout(margin=dict(t=100, b=110))
     fig.update_annotations(font=dict(size=12))
     fig.update_yaxes(tickformat=".0%", rangemode="tozero")
     fig.update_yaxes(range=[0, 1.05], secondary_y=True)
@@ -471,7 +471,8 @@ def beam_tree_figure(trace: Trace) -> go.Figure:
                 label = _esc(token_label(b.token))
                 xs.append(s)
                 ys.append(j)
-                text.append(label if status != "pruned" or (s, j) in on_path else "")
+                # every kept label fits on short runs; on long ones only the winner's path is written out
+                text.append(label if (s, j) in on_path or (status != "pruned" and len(trace.steps) <= 12) else "")
                 norm = f"<br>normalised {b.normalized_score:.3f}" if b.normalized_score is not None else ""
                 role = f"kept as beam {b.beam}" if b.status == "kept" else b.status
                 if status == "pruned" and b.status == "kept":
@@ -481,7 +482,8 @@ def beam_tree_figure(trace: Trace) -> go.Figure:
         if not xs:
             continue
         fig.add_trace(go.Scatter(
-            x=xs, y=ys, mode="markers+text", name=status, text=text, textposition="top center",
+            x=xs, y=ys, mode="markers+text", name=status, text=text,
+            textposition=["top center" if x % 2 == 0 else "bottom center" for x in xs],  # neighbours alternate
             textfont=dict(size=10, family="ui-monospace, Menlo, monospace",
                           color="#9ca3af" if status == "pruned" else "#1f2937"),
             marker=dict(size=9 if status != "pruned" else 6, color=BEAM_COLORS[status],

@@ -231,7 +231,7 @@ def _card_html(trace: Trace) -> str:
         ("tokens", str(len(trace.token_ids))),
         ("log-prob", _num(trace.sequence_logprob, ".2f")),
         ("perplexity", _num(trace.perplexity, ".2f")),
-        ("tokens/s", _num(trace.tokens_per_s, ".1f")),
+        ("batch tok/s", _num(trace.tokens_per_s, ".1f")),  # the lanes share one forward a step, so one rate
         ("finish", trace.finish_reason),
     ]
     if trace.beam_score is not None:
