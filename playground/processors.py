@@ -147,9 +147,10 @@ def explain(
     knobs = []
     base = processed.shaped  # (1, V): penalty and temperature, before truncation
     top_prob = shaped_p.max()
+    dev = logits.device  # every piece of the packed result on it, so the one transfer works on a GPU too
     for fn, arg, threshold in (
-        (top_k_filter, config.top_k, torch.tensor(float("nan"))),
-        (top_p_filter, config.top_p, torch.tensor(config.top_p)),
+        (top_k_filter, config.top_k, torch.tensor(float("nan"), device=dev)),
+        (top_p_filter, config.top_p, torch.tensor(config.top_p, device=dev)),
         (min_p_filter, config.min_p, config.min_p * top_prob),
     ):
         kept = ~torch.isneginf(fn(base, arg)[0])  # (V,)

@@ -358,7 +358,7 @@ class BeamLane:
             best_len = t + 1
         best_possible = new_running_scores[:, :1] / (best_len**config.length_penalty)
         worst_finished = torch.where(
-            s_next["is_finished"], torch.min(s_next["scores"], dim=1, keepdim=True)[0], torch.tensor(NEG)
+            s_next["is_finished"], torch.min(s_next["scores"], dim=1, keepdim=True)[0], NEG
         )
         s_next["heuristic_unsatisfied"] = s["heuristic_unsatisfied"] & torch.any(
             best_possible > worst_finished, dim=-1, keepdim=True
