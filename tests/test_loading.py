@@ -91,3 +91,18 @@ def test_cuda_engine_runs_and_matches_generate(tiny_model_dir):
         with torch.no_grad():
             out = engine.model.generate(torch.tensor([ids], device="cuda"), max_new_tokens=config.max_new_tokens, **kwargs)
         assert trace.token_ids == out[0, len(ids):].tolist()[: len(trace.token_ids)]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+def test_cuda_compare_rewind_and_explore_stay_on_the_device(tiny_model_dir):
+    """Every packed record must live on the model's device: a CPU tensor in the mix fails only on a GPU."""
+    engine = load_engine(tiny_model_dir, device="cuda", dtype="bfloat16")
+    ids = engine.encode("The quick brown fox")
+    traces = engine.compare(ids, DecodingConfig(max_new_tokens=6, num_beams=3, top_k=10, top_p=0.9), num_samples=2)
+    assert all(t.token_ids for t in traces.values())
+    session = engine.start(ids, DecodingConfig(strategy="beam", num_beams=2, max_new_tokens=6))
+    first = [r.token_id for r in session.run()]
+    session.rewind(2)
+    assert [r.token_id for r in session.run()] == first[2:]
+    x = session.explore(1, temperatures=(0.5, 1.0), top_n=5)
+    assert len(x.candidates) == 5 and len(x.knobs) == 3
