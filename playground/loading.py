@@ -178,17 +178,21 @@ def load_model(
             if not (path / "config.json").is_file():
                 raise ModelLoadError(f"Folder {source!r} is not a model: it has no config.json.")
             source = str(path)
-    if progress:
-        progress(f"Loading {name} on {dev} as {str(torch_dtype).removeprefix('torch.')}...")
     kwargs = {"trust_remote_code": False}
     if local_files_only is not None:
         kwargs["local_files_only"] = local_files_only
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
+    if source == name and not local_files_only and not _in_local_cache(source) and not _hub_resolves():
+        # huggingface_hub would retry for ~25 s before saying the same thing
+        raise ModelLoadError(f"{name!r} is not in the local cache and the Hugging Face Hub cannot be reached (offline).")
+
     try:
         config = AutoConfig.from_pretrained(source, **kwargs)
     except Exception as e:  # noqa: BLE001 - every failure becomes one sentence
         raise ModelLoadError(_explain(name, e)) from e
+    if progress:  # only now: a spec that does not resolve gets its one-sentence error and nothing else
+        progress(f"Loading {name} on {dev} as {str(torch_dtype).removeprefix('torch.')}...")
     archs = [a for a in (getattr(config, "architectures", None) or []) if isinstance(a, str)]
     if archs and not any(a.endswith(_LM_HEADS) for a in archs):  # e.g. BertModel: AutoModelForCausalLM would
         raise ModelLoadError(  # wrap it in a fresh, random LM head
@@ -214,6 +218,42 @@ def load_model(
     except torch.OutOfMemoryError as e:
         raise ModelLoadError(f"{name!r} does not fit in {dev}'s memory as {torch_dtype}.") from e
     return model.eval(), tokenizer, name
+
+
+def _in_local_cache(repo_id: str) -> bool:
+    """Whether the Hub cache already holds this repo's config (then no network is needed)."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+    except Exception:  # noqa: BLE001 - a malformed id: let from_pretrained explain it
+        return True
+
+
+def _hub_resolves(timeout_s: float = 3.0) -> bool:
+    """Whether the Hub's host name resolves (offline mode counts as no). A quick DNS look-up, not a request."""
+    import socket
+    import threading
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return True  # from_pretrained says "offline" itself, at once
+    host = urlparse(constants.ENDPOINT).hostname or "huggingface.co"
+    answer: list[bool] = []
+
+    def look_up() -> None:
+        try:
+            socket.getaddrinfo(host, 443)
+            answer.append(True)
+        except OSError:
+            answer.append(False)
+
+    worker = threading.Thread(target=look_up, daemon=True)
+    worker.start()
+    worker.join(timeout_s)
+    return answer[0] if answer else True  # undecided: let from_pretrained try
 
 
 def _explain(name: str, e: Exception) -> str:

@@ -66,6 +66,7 @@ def test_generate_text_output_has_a_step_table(tiny_model_dir):
         (["--prompt", "hi", "--strategy", "nucleus"], "invalid choice"),
         (["--prompt", "hi", "--top-k", "many"], "invalid int"),
         (["--prompt", "hi", "--model", "/no/such/folder"], "not a folder"),
+        (["--prompt", "hi", "--model", "no-such-org/no-such-model"], "'no-such-org/no-such-model'"),
     ],
 )
 def test_bad_input_exits_nonzero_with_one_line(flags, fragment):
@@ -84,3 +85,18 @@ def test_help_lists_every_flag():
                  "--top-p", "--min-p", "--repetition-penalty", "--num-beams", "--length-penalty", "--seed", "--top-n",
                  "--chat", "--system", "--json"):
         assert flag in r.stdout
+
+
+def test_an_unknown_hub_id_fails_fast_without_a_network(monkeypatch):
+    """With no network, huggingface_hub retries for ~25 s; the loader notices the Hub does not resolve and says
+    so at once (this checks the answer, not the time: the look-up is stubbed, so no network is touched)."""
+    from playground import loading
+
+    monkeypatch.setattr(loading, "_hub_resolves", lambda timeout_s=3.0: False)
+    calls = []
+    import transformers
+
+    monkeypatch.setattr(transformers.AutoConfig, "from_pretrained", lambda *a, **k: calls.append(a) or 1 / 0)
+    with pytest.raises(loading.ModelLoadError, match="cannot be reached"):
+        loading.load_model("no-such-org/no-such-model", device="cpu")
+    assert calls == []  # never went to from_pretrained (and its retries)
