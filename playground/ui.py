@@ -431,6 +431,21 @@ def on_inspect(state, inspect_step, top_n=10) -> tuple:
         raise _friendly(e) from e
 
 
+def on_token_click(state, top_n, evt: gr.EventData) -> tuple:
+    """A click on a generated token in the coloured text inspects its step (the page sends the span's data-step)."""
+    step = getattr(evt, "step", None)
+    if step is None:
+        return tuple(gr.skip() for _ in range(10))  # a click beside the tokens
+    return on_inspect(state, step, top_n)
+
+
+# Clicks anywhere in the coloured text, delegated from its root (which survives re-renders): the token's step.
+TOKEN_CLICK_JS = (
+    "element.addEventListener('click', (e) => { const t = e.target.closest('[data-step]');"
+    " if (t) { trigger('click', {step: Number(t.dataset.step)}); } });"
+)
+
+
 def on_strategy(strategy: str) -> tuple:
     """Grey out the controls the strategy ignores: (temperature, top_k, top_p, min_p, num_beams, length_penalty,
     force button)."""
@@ -810,7 +825,8 @@ def build_demo(policy: HostingPolicy | None = None) -> gr.Blocks:
                             stop_btn = gr.Button("Stop", variant="stop", elem_id="dp-stop")
                             undo_btn = gr.Button("Undo", elem_id="dp-undo")
                             reset_btn = gr.Button("Reset", elem_id="dp-reset")
-                        text_html = gr.HTML(views.colored_text_html(DEFAULT_PROMPT, []), elem_id="dp-text")
+                        text_html = gr.HTML(views.colored_text_html(DEFAULT_PROMPT, []), elem_id="dp-text",
+                                            js_on_load=TOKEN_CLICK_JS)
                         status = gr.HTML(_status_html(PlaygroundState()), elem_id="dp-status")
                         with gr.Row(equal_height=False):
                             with gr.Column(scale=3):
@@ -877,6 +893,7 @@ def build_demo(policy: HostingPolicy | None = None) -> gr.Blocks:
         rewind_btn.click(on_rewind, [state, rewind_to, top_n, permalink], step_out, api_name="rewind")
         reset_btn.click(on_reset, [state], step_out, api_name="reset")
         inspect.release(on_inspect, [state, inspect, top_n], step_out, api_name="inspect")
+        text_html.click(on_token_click, [state, top_n], step_out, api_visibility="private")
         strategy.change(on_strategy, [strategy], [temperature, top_k, top_p, min_p, num_beams, length_penalty, force_btn],
                         api_visibility="private", queue=False)  # fmt: skip
         chat.change(lambda c: gr.Textbox(visible=bool(c)), [chat], [system], api_visibility="private", queue=False)

@@ -145,7 +145,7 @@ def colored_text_html(prompt_text: str, steps: list[StepRecord], selected_step: 
         'font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:14px">'
         f'<span class="dp-prompt" style="opacity:.55">{prompt}</span>{"".join(spans)}</div>'
         f"{_legend_html('probability of the chosen token after the knobs')}"
-        '<div class="dp-legend-note" style="font-size:12px;opacity:.7">hover a token for the alternatives; '
+        '<div class="dp-legend-note" style="font-size:12px;opacity:.7">hover a token for the alternatives, click it to inspect its step; '
         'dashed underline = forced by you</div></div>'
     )
 

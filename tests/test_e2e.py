@@ -127,6 +127,11 @@ def test_step_force_run_compare_and_permalink(app_url, page_factory):
     page.wait_for_function("document.querySelector('#dp-status').innerText.includes('finished')")
     assert _rows(page) > 6
 
+    # Clicking a generated token inspects its step: outlined in the text, its chart shown.
+    page.click("#dp-text [data-step='2']")
+    page.wait_for_selector("#dp-text .dp-selected[data-step='2']")
+    page.wait_for_function("document.querySelector('#dp-dist').innerText.includes('Step 2')")
+
     # Compare: greedy, beam and sampled cards, and the beam tree.
     page.get_by_role("tab", name="Compare strategies").click()
     page.click("#dp-compare")

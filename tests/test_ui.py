@@ -280,3 +280,15 @@ def test_unexpected_errors_are_one_sentence_for_the_user_and_a_traceback_in_the_
     with caplog.at_level("ERROR", logger="playground.ui"):
         ui._friendly(ValueError("top_p must be in (0, 1]."))  # the user's mistake: nothing to log
     assert not caplog.records
+
+
+def test_clicking_a_token_inspects_its_step(app):
+    state = step(None, n=4)[-1]
+
+    class Click:  # what gr.EventData carries for the page's trigger('click', {step: ...})
+        step = 1
+
+    out = ui.on_token_click(state, 10, Click())
+    assert out[-1].selected == 1
+    assert out[1].count("dp-selected") == 1 and 'data-step="1"' in out[1].split("dp-selected", 1)[1][:200]
+    assert all(isinstance(x, type(ui.gr.skip())) for x in ui.on_token_click(state, 10, object()))
