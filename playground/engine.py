@@ -187,7 +187,12 @@ class _Batch:
             if self.reorder is not None:
                 self.cache.reorder_cache(self.reorder)
                 self.reorder = None  # applied: a forward that fails (out of memory) must not reorder twice
-            self.logits, self.cache = self.engine.forward(self.pending[:, None], self.cache)
+            length = self.cache.get_seq_length()
+            try:
+                self.logits, self.cache = self.engine.forward(self.pending[:, None], self.cache)
+            except ModelMemoryError:  # failed part-way: the first layers grew, the rest did not
+                _truncate_layers(self.cache, length)  # so a retry feeds every layer the same token once
+                raise
             self.cache_rows = self.pending.shape[0]
             self.pending = self.reorder = None
         live = [i for i, lane in enumerate(self.lanes) if not lane.done]
@@ -241,6 +246,15 @@ class _Batch:
             self.cache_rows = lane.n_rows
         self.rows = [torch.arange(lane.n_rows, device=self.engine.device)]
         self.pending, self.reorder = replay[:, -1], None
+
+
+def _truncate_layers(cache, length: int) -> None:
+    """Cut every layer of a DynamicCache back to `length` positions (crop() cuts the same count from each)."""
+    for layer in getattr(cache, "layers", []):
+        keys = getattr(layer, "keys", None)
+        if keys is not None and keys.dim() >= 2 and keys.shape[-2] > length:
+            layer.keys = layer.keys[..., :length, :]
+            layer.values = layer.values[..., :length, :]
 
 
 def _lane(label: str, config: DecodingConfig, prompt: torch.Tensor, engine: Engine):

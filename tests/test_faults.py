@@ -229,3 +229,36 @@ def test_ui_decoding_error_is_one_sentence(ui_with_tiny, faulty):
     with pytest.raises(gr.Error) as info:
         ui.on_step(None, *_controls(ui), 1)
     assert "NaN or infinite" in info.value.message and "\n" not in info.value.message
+
+
+@pytest.mark.parametrize("strategy", ["sample", "beam"])
+def test_out_of_memory_inside_the_model_leaves_a_consistent_cache(tiny_engine, strategy):
+    """An OOM raised part-way through a forward (here: in the second of two layers) has already grown the first
+    layer's cache; the engine must cut it back, so the retried step equals the undisturbed run."""
+    ids = tiny_engine.encode(PROMPT)
+    config = DecodingConfig(strategy=strategy, seed=3, num_beams=3, temperature=1.2, max_new_tokens=6)
+    undisturbed = tiny_engine.generate(ids, config)
+    expected = undisturbed.token_ids
+    layer = tiny_engine.model.model.layers[1]
+    session = tiny_engine.start(ids, config)
+    session.step()
+    session.step()
+    real_forward = layer.forward
+    fail = {"left": 1}
+
+    def failing(*args, **kwargs):
+        if fail["left"]:
+            fail["left"] -= 1
+            raise torch.OutOfMemoryError("simulated: out of memory in layer 1")
+        return real_forward(*args, **kwargs)
+
+    layer.forward = failing
+    try:
+        with pytest.raises(ModelMemoryError):
+            session.step()
+    finally:
+        layer.forward = real_forward
+    list(session.run())
+    assert session.trace().token_ids == expected
+    for got, want in zip(session.steps, undisturbed.steps):  # the numbers too, not only the picks
+        assert [c.logit for c in got.top] == pytest.approx([c.logit for c in want.top], abs=1e-5)
