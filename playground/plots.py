@@ -95,6 +95,12 @@ def _layout(fig: go.Figure, title: str, height: int = HEIGHT, **kwargs) -> go.Fi
     return fig
 
 
+def _dual_axis_figure() -> go.Figure:
+    """A figure with a second y axis on the right, overlaying the first (make_subplots' secondary_y does the
+    same in ~13 ms a call; this takes ~1 ms, and two such figures are rebuilt on every Step)."""
+    return go.Figure(layout=dict(yaxis2=dict(overlaying="y", side="right", anchor="x")))
+
+
 def _empty(title: str, note: str, height: int = 240) -> go.Figure:
     fig = go.Figure()
     _layout(fig, title, height=height)
@@ -148,7 +154,7 @@ def distribution_figure(record: StepRecord, max_tokens: int = 15) -> go.Figure:
     chosen = [c.token_id == record.token_id for c in cands]
     outline = dict(color=[CHOSEN if ch else "rgba(0,0,0,0)" for ch in chosen], width=[2.5 if ch else 0 for ch in chosen])
 
-    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    fig = _dual_axis_figure()
     raw_hover = [
         f"<b>{lab}</b><br>rank {c.rank + 1} · id {c.token_id}<br>logit {c.logit:.2f}<br>raw {_pct(c.raw_prob)}"
         for lab, c in zip(x, cands)
@@ -156,7 +162,6 @@ def distribution_figure(record: StepRecord, max_tokens: int = 15) -> go.Figure:
     fig.add_trace(
         go.Bar(x=x, y=[c.raw_prob for c in cands], name="raw model", marker=dict(color=RAW, line=outline),
                hovertext=raw_hover, hoverinfo="text", offsetgroup="raw"),
-        secondary_y=False,
     )
     after_y, after_color, after_pattern, after_hover, after_text = [], [], [], [], []
     for lab, c in zip(x, cands):
@@ -182,21 +187,19 @@ def distribution_figure(record: StepRecord, max_tokens: int = 15) -> go.Figure:
                text=after_text, textposition="outside", textfont=dict(size=10, color="#6b7280"), cliponaxis=False,
                hovertext=after_hover, hoverinfo="text",
                customdata=[[c.token_id, c.cut_by or ""] for c in cands]),
-        secondary_y=False,
     )
     if any(not c.kept for c in cands):  # a legend entry for the grey bars
         fig.add_trace(go.Bar(x=[None], y=[None], name="cut by a knob", marker=dict(color=CUT, pattern=dict(shape="/")),
-                             showlegend=True, hoverinfo="skip"), secondary_y=False)
+                             showlegend=True, hoverinfo="skip"))
 
     cumulative, total = [], 0.0
     for c in cands:
         total += c.shaped_prob
         cumulative.append(min(total, 1.0))
     fig.add_trace(
-        go.Scatter(x=x, y=cumulative, name="cumulative (top-p)", mode="lines+markers",
+        go.Scatter(x=x, y=cumulative, name="cumulative (top-p)", mode="lines+markers", yaxis="y2",
                    line=dict(color=CUMULATIVE, width=1.5, shape="hv"), marker=dict(size=4),
                    hovertemplate="cumulative %{y:.1%}<extra></extra>"),
-        secondary_y=True,
     )
     if cfg.strategy == "sample" and not cfg.is_greedy and cfg.top_p < 1:
         fig.add_shape(type="line", xref="paper", x0=0, x1=1, yref="y2", y0=cfg.top_p, y1=cfg.top_p,
@@ -217,9 +220,8 @@ def distribution_figure(record: StepRecord, max_tokens: int = 15) -> go.Figure:
     )
     _layout(fig, title)
     fig.update_layout(barmode="group", margin=dict(t=78))
-    fig.update_yaxes(title_text="probability", tickformat=".0%", rangemode="tozero", secondary_y=False)
-    fig.update_yaxes(title_text="cumulative", tickformat=".0%", range=[0, 1.05], tickvals=_QUARTERS, showgrid=False,
-                     secondary_y=True)
+    fig.layout.yaxis.update(title_text="probability", tickformat=".0%", rangemode="tozero")
+    fig.layout.yaxis2.update(title_text="cumulative", tickformat=".0%", range=[0, 1.05], tickvals=_QUARTERS, showgrid=False)
     fig.update_xaxes(tickangle=-40 if len(x) > 8 else 0)
     return fig
 
@@ -230,37 +232,32 @@ def trajectory_figure(steps: list[StepRecord]) -> go.Figure:
         return _empty("Trajectory", "No steps yet: take a step to see the run's trajectory.")
     x = [r.step for r in steps]
     labels = [_esc(token_label(r.token)) for r in steps]
-    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    fig = _dual_axis_figure()
     symbols = ["diamond" if r.forced else "circle" for r in steps]
     fig.add_trace(
         go.Scatter(x=x, y=[r.prob for r in steps], name="p(chosen) after knobs", mode="lines+markers",
                    line=dict(color=AFTER, width=2), marker=dict(size=7, symbol=symbols),
                    text=labels, customdata=[["forced" if r.forced else ""] for r in steps],
                    hovertemplate="step %{x}: <b>%{text}</b> %{customdata[0]}<br>after knobs %{y:.1%}<extra></extra>"),
-        secondary_y=False,
     )
     fig.add_trace(
         go.Scatter(x=x, y=[r.raw_prob for r in steps], name="p(chosen) raw", mode="lines+markers",
                    line=dict(color=RAW, width=2), marker=dict(size=6, symbol=symbols), text=labels,
                    hovertemplate="step %{x}: <b>%{text}</b><br>raw %{y:.1%}<extra></extra>"),
-        secondary_y=False,
     )
     fig.add_trace(
-        go.Scatter(x=x, y=[r.entropy_raw for r in steps], name="entropy raw", mode="lines",
+        go.Scatter(x=x, y=[r.entropy_raw for r in steps], name="entropy raw", mode="lines", yaxis="y2",
                    line=dict(color=ENTROPY, width=1.5, dash="dot"),
                    hovertemplate="step %{x}: raw entropy %{y:.2f} nats<extra></extra>"),
-        secondary_y=True,
     )
     fig.add_trace(
-        go.Scatter(x=x, y=[r.entropy for r in steps], name="entropy after knobs", mode="lines",
+        go.Scatter(x=x, y=[r.entropy for r in steps], name="entropy after knobs", mode="lines", yaxis="y2",
                    line=dict(color=ENTROPY, width=2),
                    hovertemplate="step %{x}: entropy after knobs %{y:.2f} nats<extra></extra>"),
-        secondary_y=True,
     )
     _layout(fig, "Chosen token probability and entropy per step")
-    fig.update_yaxes(title_text="probability", tickformat=".0%", range=[0, 1.05], secondary_y=False)
-    fig.update_yaxes(title_text="entropy (nats)", rangemode="tozero", tickformat=".1f", nticks=6, showgrid=False,
-                     secondary_y=True)
+    fig.layout.yaxis.update(title_text="probability", tickformat=".0%", range=[0, 1.05])
+    fig.layout.yaxis2.update(title_text="entropy (nats)", rangemode="tozero", tickformat=".1f", nticks=6, showgrid=False)
     fig.update_xaxes(title_text="step", dtick=1 if len(steps) <= 20 else None,
                      tickfont=dict(family=FONT["family"]))
     return fig

@@ -585,9 +585,9 @@ def permalink_query(state: PlaygroundState) -> str:
     steps, previous = [], base
     for r in state.steps:
         entry = {}
-        changed = {k: v for k, v in r.config.to_dict().items() if v != previous.to_dict().get(k)}
-        if changed:
-            entry["c"] = changed
+        if r.config != previous:  # frozen dataclasses compare cheaply; diff the fields only when they differ
+            before = previous.to_dict()
+            entry["c"] = {k: v for k, v in r.config.to_dict().items() if v != before.get(k)}
         if r.forced:
             entry["f"] = r.token_id
         steps.append(entry)
