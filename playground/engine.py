@@ -191,7 +191,7 @@ class _Batch:
             try:
                 self.logits, self.cache = self.engine.forward(self.pending[:, None], self.cache)
             except ModelMemoryError:  # failed part-way: the first layers grew, the rest did not
-                _truncate_layers(self.cache, length)  # so a retry feeds every layer the same token once
+                self.crop(length)  # so a retry feeds every layer the same token once
                 raise
             self.cache_rows = self.pending.shape[0]
             self.pending = self.reorder = None
@@ -221,9 +221,12 @@ class _Batch:
         return records
 
     def crop(self, length: int) -> None:
-        excess = self.cache.get_seq_length() - length
-        if excess > 0:
-            self.cache.crop(-excess)
+        """Cut every cache layer back to `length` positions, each by its own excess: after a forward that failed
+        part-way the layers differ in length, which Cache.crop (the same count from each) would not mend."""
+        for layer in getattr(self.cache, "layers", []):
+            excess = layer.get_seq_length() - length
+            if excess > 0:
+                layer.crop(-excess)
 
     def rewind(self, n_steps: int) -> None:
         """Back to just after step n_steps (0 = just after prefill); a single lane, as sessions have."""
@@ -246,15 +249,6 @@ class _Batch:
             self.cache_rows = lane.n_rows
         self.rows = [torch.arange(lane.n_rows, device=self.engine.device)]
         self.pending, self.reorder = replay[:, -1], None
-
-
-def _truncate_layers(cache, length: int) -> None:
-    """Cut every layer of a DynamicCache back to `length` positions (crop() cuts the same count from each)."""
-    for layer in getattr(cache, "layers", []):
-        keys = getattr(layer, "keys", None)
-        if keys is not None and keys.dim() >= 2 and keys.shape[-2] > length:
-            layer.keys = layer.keys[..., :length, :]
-            layer.values = layer.values[..., :length, :]
 
 
 def _lane(label: str, config: DecodingConfig, prompt: torch.Tensor, engine: Engine):

@@ -295,7 +295,7 @@ class BeamLane:
         if forced is not None:
             raise ValueError("Forcing a token is for greedy and sampled runs, not beam search.")
         s, B, t, T = self.state, self.n_rows, self.t, self.max_new_tokens
-        self._history.append({k: v.clone() for k, v in s.items()})
+        self._history.append(dict(s))  # no state tensor is ever written in place: references suffice
         V = logits.shape[-1]
         context = torch.cat([self.prompt_ids.expand(B, -1), s["running_seqs"][0, :, :t]], dim=-1)  # (B, P + t)
         processed = process(context, logits, config)  # log-softmaxed and penalised scores
