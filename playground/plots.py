@@ -20,7 +20,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from .records import Candidate, Exploration, StepRecord, Trace
-from .views import token_label
+from .views import _pct, token_label
 
 __all__ = [
     "RAW",
@@ -109,10 +109,6 @@ def _empty(title: str, note: str, height: int = 240) -> go.Figure:
     fig.add_annotation(text=_esc(note), x=0.5, y=0.5, xref="paper", yref="paper", showarrow=False,
                        font=dict(size=13, color="#6b7280"))
     return fig
-
-
-def _pct(p: float) -> str:
-    return f"{100 * p:.2f}%" if p is not None and math.isfinite(p) else "n/a"
 
 
 def _entropy_text(nats: float) -> str:
