@@ -19,6 +19,7 @@ This module only shapes; choosing the token is `strategies.py`'s job. It knows n
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 
@@ -65,12 +66,48 @@ def top_p_filter(scores: torch.Tensor, p: float, min_keep: int = 1) -> torch.Ten
         raise ValueError(f"top_p must be in (0, 1], got {p}.")
     if p >= 1.0:
         return scores
+    sparse = _top_p_few_finite(scores, p, min_keep)
+    if sparse is not None:
+        return sparse
     sorted_scores, sorted_idx = torch.sort(scores, descending=False)  # (R, V), least likely first
     cumulative = sorted_scores.softmax(dim=-1).cumsum(dim=-1)
     sorted_remove = cumulative <= (1 - p)
     sorted_remove[..., -min_keep:] = False
     remove = sorted_remove.scatter(1, sorted_idx, sorted_remove)
     return scores.masked_fill(remove, FILTER_VALUE)
+
+
+def _top_p_few_finite(scores: torch.Tensor, p: float, min_keep: int) -> torch.Tensor | None:
+    """top_p_filter without sorting the whole vocabulary, for one row on the CPU where few tokens are finite
+    (after top-k): the same result bit for bit, or None where that cannot be promised.
+
+    The full sort puts every -inf first and the finite scores after them in ascending order, and when no two
+    finite scores are equal that order is unique. So sorting only the finite scores and laying them out after
+    V - n -inf values rebuilds the very tensor the full sort gives (only the order of the -inf entries, which
+    are cut either way, is unknown), and its softmax and cumulative sum are the same numbers. Ties (where the
+    full sort's order among equal scores decides which one is cut), NaN, +inf and dense rows take the full sort.
+    A full-vocabulary sort is most of sampling's cost on a CPU; on a GPU it is cheap and the checks here would
+    each wait for the device, so GPUs always take the full sort.
+    """
+    if scores.device.type != "cpu" or scores.dim() != 2 or scores.shape[0] != 1:
+        return None
+    row = scores[0]
+    vocab = row.shape[0]
+    finite_idx = torch.nonzero(row > FILTER_VALUE)[:, 0]  # (n,) ascending token ids; NaN is never > -inf
+    n = finite_idx.shape[0]
+    if n == 0 or 4 * n > vocab or bool(torch.isnan(row).any()):
+        return None
+    values, order = torch.sort(row[finite_idx])  # (n,)
+    if bool(torch.isposinf(values[-1])) or bool((values[1:] == values[:-1]).any()):
+        return None
+    laid_out = torch.full_like(row, FILTER_VALUE)
+    laid_out[vocab - n :] = values
+    cumulative = laid_out.softmax(dim=-1).cumsum(dim=-1)[vocab - n :]
+    sorted_remove = cumulative <= (1 - p)
+    sorted_remove[-min_keep:] = False
+    out = scores.clone()
+    out[0, finite_idx[order[sorted_remove]]] = FILTER_VALUE
+    return out
 
 
 def min_p_filter(scores: torch.Tensor, min_p: float, min_keep: int = 1) -> torch.Tensor:
@@ -92,7 +129,25 @@ class Processed:
 
     shaped: torch.Tensor  # after penalty (+ temperature when sampling): the distribution before truncation
     scores: torch.Tensor  # final scores; -inf where a truncation stage cut the token
-    cut_stage: torch.Tensor  # int8 index into CUT_BY: 0 kept, 1 top-k, 2 top-p, 3 min-p
+    stages: tuple[tuple[int, torch.Tensor], ...] = ()  # (index into CUT_BY, scores after it) per stage that was on
+
+    @cached_property
+    def cut_stage(self) -> torch.Tensor:
+        """(R, V) int8 index into CUT_BY of the stage that cut each token: 0 kept, 1 top-k, 2 top-p, 3 min-p."""
+        return self._cut(lambda scores: scores)
+
+    def cut_stage_at(self, row, ids: torch.Tensor) -> torch.Tensor:
+        """cut_stage[row][ids] without building it over the whole vocabulary (what a step record needs)."""
+        return self._cut(lambda scores: scores[row][ids])
+
+    def _cut(self, view) -> torch.Tensor:
+        before = view(self.shaped)
+        cut = torch.zeros(before.shape, dtype=torch.int8, device=before.device)
+        for stage, after in self.stages:
+            now = view(after)
+            cut = cut.masked_fill(now != before, stage)  # stages only write -inf: what changed, this stage cut
+            before = now
+        return cut
 
 
 def process(input_ids: torch.Tensor, logits: torch.Tensor, config: DecodingConfig) -> Processed:
@@ -105,22 +160,19 @@ def process(input_ids: torch.Tensor, logits: torch.Tensor, config: DecodingConfi
     else:
         scores = logits
     scores = repetition_penalty(input_ids, scores, config.repetition_penalty)
-    no_cut = torch.zeros(scores.shape, dtype=torch.int8, device=scores.device)
     if config.strategy != "sample" or config.is_greedy:
-        return Processed(shaped=scores, scores=scores, cut_stage=no_cut)
+        return Processed(shaped=scores, scores=scores)
 
-    shaped = temperature(scores, config.temperature)
-    cut_stage = no_cut
-    scores = shaped
+    shaped = scores = temperature(scores, config.temperature)
+    stages = []
     for stage, (fn, arg) in enumerate(
         ((top_k_filter, config.top_k), (top_p_filter, config.top_p), (min_p_filter, config.min_p)), start=1
     ):
         after = fn(scores, arg)
-        if after is not scores:  # the stage is on: remember what it newly cut
-            newly_cut = after != scores  # stages only write -inf, so what changed is what this stage cut
-            cut_stage = cut_stage.masked_fill(newly_cut, stage)
+        if after is not scores:  # the stage is on
+            stages.append((stage, after))
         scores = after
-    return Processed(shaped=shaped, scores=scores, cut_stage=cut_stage)
+    return Processed(shaped=shaped, scores=scores, stages=tuple(stages))
 
 
 def explain(

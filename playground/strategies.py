@@ -50,60 +50,55 @@ class Selection:
 # ----------------------------------------------------------------------------------------------------------
 # The per-step distribution record, shared by every lane: pack on the device, unpack on the host.
 
-_HEAD = 6  # token, raw logprob, logprob, raw entropy, entropy, ok flag
+_HEAD = 5  # token, raw logprob, logprob, raw negentropy, negentropy
 
 
 def _pack_distribution(
     logits: torch.Tensor,  # (V,) raw float32
-    shaped: torch.Tensor | None,  # (V,); None: the same as logits (no knob changed them)
-    scores: torch.Tensor | None,  # (V,) final; None: the same as shaped
-    cut_stage: torch.Tensor,  # (V,) int8
     token: torch.Tensor,  # () long
     top_n: int,
+    *,
+    raw_logp: torch.Tensor | None = None,  # (V,) log_softmax(logits), where the caller has it already
+    shaped: torch.Tensor | None = None,  # (V,) before truncation; None: the same as logits (no knob changed them)
+    scores: torch.Tensor | None = None,  # (V,) final; None: the same as shaped
+    probs: torch.Tensor | None = None,  # (V,) softmax of the final scores, where the caller sampled from it
+    cut_stage_at=None,  # ids -> their int8 cut stage (Processed.cut_stage_at); None: nothing was cut
 ) -> torch.Tensor:
-    raw_logp = torch.log_softmax(logits, dim=-1)
+    if raw_logp is None:
+        raw_logp = torch.log_softmax(logits, dim=-1)
     raw_p = raw_logp.exp()
-    shaped_p = raw_p if shaped is None else torch.softmax(shaped, dim=-1)
-    if scores is None and shaped is None:  # greedy without penalty: one distribution, computed once
+    final = shaped if scores is None else scores
+    if final is None:  # greedy without penalty: one distribution, computed once
         logp, p = raw_logp, raw_p
     else:
-        logp = torch.log_softmax(shaped if scores is None else scores, dim=-1)
-        p = logp.exp()
-    # NaN or +inf anywhere in the logits makes their log-softmax NaN, so one check per distribution covers both
-    ok = ~(torch.isnan(raw_logp).any() | torch.isnan(logp).any())
+        logp = torch.log_softmax(final, dim=-1)
+        p = logp.exp() if probs is None else probs
     top_logits, top_ids = torch.topk(logits, min(top_n, logits.shape[-1]))  # (n,)
+    if shaped is None:
+        shaped_top = raw_p[top_ids]
+    elif scores is None:
+        shaped_top = p[top_ids]
+    else:  # only the candidates' shaped probabilities are recorded: no softmax over the whole vocabulary
+        shaped_top = (shaped[top_ids] - torch.logsumexp(shaped, dim=-1)).exp()
+    raw_neg_h = _neg_entropy(raw_p, raw_logp)
+    cut = torch.zeros(top_ids.shape, device=logits.device) if cut_stage_at is None else cut_stage_at(top_ids).float()
     head = torch.stack(
-        [
-            token.float(),
-            raw_logp[token],
-            logp[token],
-            _entropy(raw_p, raw_logp),
-            _entropy(p, logp),
-            ok.float(),
-        ]
+        [token.float(), raw_logp[token], logp[token], raw_neg_h, raw_neg_h if final is None else _neg_entropy(p, logp)]
     )
-    return torch.cat(
-        [
-            head,
-            top_ids.float(),
-            top_logits,
-            raw_p[top_ids],
-            shaped_p[top_ids],
-            p[top_ids],
-            cut_stage[top_ids].float(),
-        ]
-    )
+    return torch.cat([head, top_ids.float(), top_logits, raw_p[top_ids], shaped_top, p[top_ids], cut])
 
 
-def _entropy(p: torch.Tensor, logp: torch.Tensor) -> torch.Tensor:
-    """-sum(p * log p) in nats from both forms (V,); cut tokens (p = 0, logp = -inf) add 0. Half the time of
-    torch.special.entr on CPU, which recomputes the log (the benchmark's profile: docs/bench.md)."""
-    return 0.0 - (p * logp.clamp_min(torch.finfo(logp.dtype).min)).sum()  # 0.0 - x: never -0.0 for a sure thing
+def _neg_entropy(p: torch.Tensor, logp: torch.Tensor) -> torch.Tensor:
+    """sum(p * log p) from both forms (V,), negated into an entropy in nats on the host; cut tokens (p = 0,
+    logp = -inf) add 0. Half the time of torch.special.entr on CPU, which recomputes the log (the benchmark's
+    profile: docs/bench.md). NaN or +inf anywhere in the logits makes their log-softmax NaN everywhere, and so
+    this sum: it doubles as the step's check that the model gave numbers to decode from."""
+    return (p * logp.clamp_min(torch.finfo(logp.dtype).min)).sum()
 
 
 def _unpack_distribution(values: list[float], vocab: Vocab, step: int) -> tuple[dict, list[Candidate]]:
-    token, raw_logprob, logprob, entropy_raw, entropy, ok = values[:_HEAD]
-    if not ok:
+    token, raw_logprob, logprob, raw_neg_h, neg_h = values[:_HEAD]
+    if math.isnan(raw_neg_h) or math.isnan(neg_h):
         raise DecodingError(
             f"The model produced NaN or infinite logits at step {step} (in float16 this is often an overflow; "
             "try float32 or bfloat16), so there is nothing to sample from."
@@ -130,8 +125,8 @@ def _unpack_distribution(values: list[float], vocab: Vocab, step: int) -> tuple[
         "logprob": logprob,
         "raw_prob": math.exp(raw_logprob),
         "prob": math.exp(logprob),
-        "entropy_raw": entropy_raw,
-        "entropy": entropy,
+        "entropy_raw": 0.0 - raw_neg_h,  # 0.0 - x: never -0.0 for a sure thing
+        "entropy": 0.0 - neg_h,
     }
     return head, top
 
@@ -173,19 +168,22 @@ class SingleLane:
         """logits (1, V) raw float32 -> the next token, by argmax, by a draw, or as forced."""
         self._rng_states.append(self.generator.get_state())
         processed = process(self.context, logits, config)
+        probs = None
         if forced is not None:
             token = torch.tensor([forced], device=logits.device)
         elif config.is_greedy:
             token = torch.argmax(processed.scores, dim=-1)  # (1,)
         else:
-            token = torch.multinomial(_safe_probs(processed.scores), 1, generator=self.generator)[:, 0]
+            probs = _safe_probs(processed.scores)
+            token = torch.multinomial(probs, 1, generator=self.generator)[:, 0]
         packed = _pack_distribution(
             logits[0],
-            None if processed.shaped is logits else processed.shaped[0],
-            None if processed.scores is processed.shaped else processed.scores[0],
-            processed.cut_stage[0],
             token[0],
             config.top_n,
+            shaped=None if processed.shaped is logits else processed.shaped[0],
+            scores=None if processed.scores is processed.shaped else processed.scores[0],
+            probs=None if probs is None else probs[0],
+            cut_stage_at=(lambda ids: processed.cut_stage_at(0, ids)) if processed.stages else None,
         )
         self.context = torch.cat([self.context, token[:, None]], dim=-1)
         return Selection(tokens=token, parents=torch.zeros(1, dtype=torch.long, device=logits.device), packed=packed)
@@ -299,7 +297,8 @@ class BeamLane:
         V = logits.shape[-1]
         context = torch.cat([self.prompt_ids.expand(B, -1), s["running_seqs"][0, :, :t]], dim=-1)  # (B, P + t)
         processed = process(context, logits, config)  # log-softmaxed and penalised scores
-        raw_logp = torch.log_softmax(logits, dim=-1)  # (B, V)
+        # (B, V) the model's own log-probabilities: what process() gave, unless a penalty changed them
+        raw_logp = processed.shaped if config.repetition_penalty == 1.0 else torch.log_softmax(logits, dim=-1)
 
         acc = processed.scores[None] + s["running_scores"][:, :, None]  # (1, B, V)
         acc = acc.reshape(1, -1)  # (1, B * V)
@@ -378,8 +377,7 @@ class BeamLane:
             [
                 go_on.float()[None],
                 _pack_distribution(
-                    logits[p0], processed.shaped[p0], None, processed.cut_stage[p0], new_running_seqs[0, 0, t],
-                    config.top_n,
+                    logits[p0], new_running_seqs[0, 0, t], config.top_n, raw_logp=raw_logp[p0], shaped=processed.shaped[p0]
                 ),
                 parent[0].float(),
                 tokens[0].float(),

@@ -272,8 +272,13 @@ def test_explore_matches_the_step_it_explains(tiny_engine):
 
 def test_entropy_of_a_certain_distribution_is_plus_zero():
     """-(1 * log 1) is -0.0 in floating point, which the views printed as "-0.00 nats"."""
-    from playground.strategies import _entropy
+    from playground.strategies import _pack_distribution, _unpack_distribution
 
-    logp = torch.log_softmax(torch.tensor([0.0, -float("inf"), -float("inf")]), -1)
-    value = float(_entropy(logp.exp(), logp))
-    assert value == 0.0 and math.copysign(1.0, value) == 1.0
+    class Vocab:
+        def token_str(self, token_id):
+            return str(token_id)
+
+    logits = torch.tensor([0.0, -float("inf"), -float("inf")])
+    head, _ = _unpack_distribution(_pack_distribution(logits, torch.tensor(0), 3).tolist(), Vocab(), 0)
+    for value in (head["entropy_raw"], head["entropy"]):
+        assert value == 0.0 and math.copysign(1.0, value) == 1.0

@@ -173,6 +173,57 @@ def test_process_equals_transformers_chain_in_generate_order(data, config):
     assert torch.equal(torch.isneginf(ours), torch.isneginf(theirs))
 
 
+@st.composite
+def wide_logits(draw):
+    """(1, V) logits over a vocabulary of up to 4,096 tokens, often with many ties (a coarse grid of values)."""
+    vocab = draw(st.integers(min_value=8, max_value=4096))
+    seed = draw(st.integers(min_value=0, max_value=2**31 - 1))
+    row = torch.randn(1, vocab, generator=torch.Generator().manual_seed(seed)) * draw(st.sampled_from([0.1, 1.0, 8.0]))
+    if draw(st.booleans()):
+        row = (row * 4).round() / 4  # ties everywhere: the full sort's order among them decides the cut
+    return row
+
+
+@SETTINGS
+@given(
+    logits=wide_logits(),
+    k=st.integers(min_value=1, max_value=300),
+    p=st.floats(min_value=1e-6, max_value=1.0, exclude_max=True),
+    min_keep=st.integers(min_value=1, max_value=3),
+)
+def test_top_p_after_top_k_equals_transformers_bit_for_bit(logits, k, p, min_keep):
+    """After top-k most of the row is -inf, and top_p_filter sorts only the finite scores (on the CPU); the
+    result must still be transformers' TopPLogitsWarper's exactly, ties included (ties take the full sort)."""
+    cut = TopKLogitsWarper(k)(None, logits.clone())
+    theirs = TopPLogitsWarper(p, min_tokens_to_keep=min_keep)(None, cut.clone())
+    assert torch.equal(processors.top_p_filter(cut, p, min_keep), theirs)
+
+
+def test_top_p_sorts_only_the_finite_scores_when_it_can():
+    """The short path is taken where it is exact (few finite, distinct scores) and refused where it is not."""
+    row = torch.full((1, 1000), -float("inf"))
+    row[0, [3, 500, 999]] = torch.tensor([1.0, 2.0, 0.5])
+    assert processors._top_p_few_finite(row, 0.5, 1) is not None
+    tied = row.clone()
+    tied[0, 999] = 1.0  # equal to token 3: which of them a full sort puts first decides the cut
+    assert processors._top_p_few_finite(tied, 0.5, 1) is None
+    assert processors._top_p_few_finite(torch.randn(1, 1000), 0.5, 1) is None  # dense: nothing to save
+    with_nan = row.clone()
+    with_nan[0, 7] = float("nan")
+    assert processors._top_p_few_finite(with_nan, 0.5, 1) is None
+    assert processors._top_p_few_finite(row.repeat(2, 1), 0.5, 1) is None  # one row at a time
+
+
+@SETTINGS
+@given(data=logits_and_context(), config=sampling_configs)
+def test_cut_stage_at_equals_the_full_cut_stage(data, config):
+    """The step record reads the cut stage of its candidates only; it must be the full map's, id for id."""
+    logits, context = data
+    out = processors.process(context, logits, config)
+    ids = torch.arange(logits.shape[-1]).flip(0)
+    assert torch.equal(out.cut_stage_at(0, ids), out.cut_stage[0][ids])
+
+
 def test_top_p_one_is_off():
     """At p=1 we return the scores untouched; transformers' warper also cuts tokens whose probability
     underflows to 0 in float32, which is the same distribution (generate() skips the warper at 1.0)."""
