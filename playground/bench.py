@@ -8,6 +8,8 @@
     compare_vs_three_generates  time of one batched `Engine.compare` (greedy + beam + 1 sample) over the time of
                                 the three matching `generate()` calls
     step_latency_ms             one Step of the web UI, server-side (`ui.bench_step`: handler in, outputs out)
+    time_split_ms               where each side's time goes (every model.forward is timed): the prefill, the
+                                forward per generated token, and everything else per token
     cold_start_s / cached_load_s  loading the embedded model in a fresh process: first (GGUF -> cached copy,
                                 `--cold` only) and cached
     peak memory, and the machine it ran on
@@ -118,6 +120,53 @@ def run_three_generates(engine, prompt_ids: list[int], config) -> tuple[float, d
         seconds, ids[strategy] = run_hf_generate(engine, prompt_ids, config.replace(strategy=strategy))
         total += seconds
     return total, ids
+
+
+class ForwardTimer:
+    """Times every call of `model.forward` while active (both sides call the model through it), so that a run
+    splits into its prefill, its per-token forwards, and everything else (the decoding loop, and for the engine
+    the records it keeps). Same overhead on both sides: one Python call around each forward."""
+
+    def __init__(self, model):
+        self.model = model
+        self.calls: list[float] = []
+
+    def __enter__(self) -> "ForwardTimer":
+        inner = self.model.forward
+
+        def forward(*args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                self.calls.append(time.perf_counter() - started)
+
+        self.model.forward = forward  # an instance attribute: nn.Module.__call__ finds it first
+        return self
+
+    def __exit__(self, *exc) -> None:
+        del self.model.forward
+
+
+def timed_forwards(engine, side: Callable) -> Callable:
+    """side() -> (seconds, ids)  becomes  () -> (seconds, ids, seconds of each forward call)."""
+
+    def run():
+        with ForwardTimer(engine.model) as timer:
+            seconds, ids = side()
+        return seconds, ids, timer.calls
+
+    return run
+
+
+def split_runs(runs: list) -> dict:
+    """Where the time of (seconds, ids, forward calls) runs goes, medians in ms: the prefill (the first
+    forward), a forward per generated token (the others), and the rest per generated token."""
+    return {
+        "prefill_ms": statistics.median(calls[0] for _, _, calls in runs) * 1e3,
+        "forward_ms_per_token": statistics.median(sum(calls[1:]) / max(len(calls) - 1, 1) for _, _, calls in runs) * 1e3,
+        "other_ms_per_token": statistics.median((s - sum(calls)) / max(len(ids), 1) for s, ids, calls in runs) * 1e3,
+    }
 
 
 def _pad_id(engine) -> int | None:
@@ -268,25 +317,30 @@ def run_bench(
     }
 
     # 1. engine vs generate(), one strategy at a time
-    ratios, matched, raw = {}, {}, {}
+    ratios, matched, raw, split = {}, {}, {}, {}
     for strategy in STRATEGIES:
         say(f"engine vs generate(): {strategy} ({repeats} rounds of {max_new_tokens} tokens)...")
         config = engine_config(strategy, max_new_tokens)
         eng_runs, gen_runs = alternate(
-            lambda: run_engine(engine, prompt_ids, config), lambda: run_hf_generate(engine, prompt_ids, config), repeats
+            timed_forwards(engine, lambda: run_engine(engine, prompt_ids, config)),
+            timed_forwards(engine, lambda: run_hf_generate(engine, prompt_ids, config)),
+            repeats,
         )
         eng_ids, gen_ids = eng_runs[-1][1], gen_runs[-1][1]
-        eng_tps = statistics.median(len(ids) / s for s, ids in eng_runs)
-        gen_tps = statistics.median(len(ids) / s for s, ids in gen_runs)
+        eng_tps = statistics.median(len(ids) / s for s, ids, _ in eng_runs)
+        gen_tps = statistics.median(len(ids) / s for s, ids, _ in gen_runs)
         # each round's ratio (its two runs are adjacent in time), then the median: robust to load that comes
         # and goes on a shared machine, which a ratio of two medians is not
         ratios[strategy] = statistics.median(
-            (len(e_ids) / e_s) / (len(g_ids) / g_s) for (e_s, e_ids), (g_s, g_ids) in zip(eng_runs, gen_runs)
+            (len(e[1]) / e[0]) / (len(g[1]) / g[0]) for e, g in zip(eng_runs, gen_runs)
         )
         matched[strategy] = all(e[1] == g[1] for e, g in zip(eng_runs, gen_runs))
+        split[strategy] = {"engine": split_runs(eng_runs), "generate": split_runs(gen_runs)}
         raw[strategy] = {
-            "engine_s": [s for s, _ in eng_runs],
-            "generate_s": [s for s, _ in gen_runs],
+            "engine_s": [s for s, _, _ in eng_runs],
+            "generate_s": [s for s, _, _ in gen_runs],
+            "engine_forward_s": [calls for _, _, calls in eng_runs],
+            "generate_forward_s": [calls for _, _, calls in gen_runs],
             "engine_tokens": len(eng_ids),
             "generate_tokens": len(gen_ids),
             "engine_tok_s": eng_tps,
@@ -298,6 +352,7 @@ def run_bench(
     result["engine_vs_generate"] = ratios
     result["tokens_match"] = matched
     result["engine_vs_generate_raw"] = raw
+    result["time_split_ms"] = split
 
     # 2. one batched compare vs three generate() calls
     say("compare (greedy + beam + sample, one batch) vs three generate() calls...")
@@ -405,6 +460,16 @@ def format_table(result: dict) -> str:
             f"{result['engine_vs_generate'][s]:>8.2f}  {'>= 1.0':<8}{_yes(met):<5}"
             f"{'same' if result['tokens_match'][s] else 'DIFFER'}"
         )
+    split = result.get("time_split_ms")
+    if split:
+        rows.append(f"  where the time goes, ms (medians){'prefill':>12}{'forward/token':>15}{'other/token':>13}")
+        for s in STRATEGIES:
+            for side in ("engine", "generate"):
+                t = split[s][side]
+                rows.append(
+                    f"  {(s if side == 'engine' else ''):<8}{side:<24}{t['prefill_ms']:>12.1f}"
+                    f"{t['forward_ms_per_token']:>15.2f}{t['other_ms_per_token']:>13.2f}"
+                )
     c = result["compare_raw"]
     same = all(result["compare_tokens_match"].values())
     rows.append(

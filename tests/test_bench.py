@@ -43,6 +43,26 @@ def test_engine_tokens_equal_generate_in_the_run(tiny_result):
     assert all(tiny_result["compare_tokens_match"].values())
 
 
+def test_time_split_accounts_for_every_forward(tiny_result, tiny_engine):
+    """Each run's forwards are all timed: one prefill plus one per generated token after the first (greedy and
+    sampling; beams forward one batch a step too), and the split's parts are real durations."""
+    for strategy, raw in tiny_result["engine_vs_generate_raw"].items():
+        for side in ("engine", "generate"):
+            for calls, seconds in zip(raw[f"{side}_forward_s"], raw[f"{side}_s"]):
+                assert len(calls) == raw[f"{side}_tokens"]  # prefill + (tokens - 1) decode forwards
+                assert 0 < sum(calls) < seconds
+            split = tiny_result["time_split_ms"][strategy][side]
+            assert all(_finite_positive(split[k]) for k in ("prefill_ms", "forward_ms_per_token", "other_ms_per_token"))
+    assert "forward/token" in bench.format_table(tiny_result)
+
+
+def test_forward_timer_restores_the_model(tiny_engine):
+    model = tiny_engine.model
+    with bench.ForwardTimer(model) as timer:
+        tiny_engine.generate(tiny_engine.encode("Hello"), bench.engine_config("greedy", 3))
+    assert "forward" not in vars(model) and len(timer.calls) == 3
+
+
 def test_result_is_json_and_table_renders(tiny_result, tmp_path):
     path = bench.write_json(tiny_result, tmp_path / "r.json")
     assert json.loads(path.read_text())["engine_vs_generate"] == tiny_result["engine_vs_generate"]
