@@ -23,6 +23,7 @@ it knows nothing about how either decodes.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -134,6 +135,7 @@ class ForwardTimer:
     def __enter__(self) -> "ForwardTimer":
         inner = self.model.forward
 
+        @functools.wraps(inner)  # keeps the signature: generate() reads it (logits_to_keep) to decide what to compute
         def forward(*args, **kwargs):
             started = time.perf_counter()
             try:

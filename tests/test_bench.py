@@ -57,8 +57,14 @@ def test_time_split_accounts_for_every_forward(tiny_result, tiny_engine):
 
 
 def test_forward_timer_restores_the_model(tiny_engine):
+    """...and keeps forward's signature, which generate() reads: without `logits_to_keep` in it, generate()
+    would compute logits for every prompt position while timed, and the timer itself would slow it down."""
+    import inspect
+
     model = tiny_engine.model
+    before = inspect.signature(model.forward)
     with bench.ForwardTimer(model) as timer:
+        assert inspect.signature(model.forward) == before and "logits_to_keep" in before.parameters
         tiny_engine.generate(tiny_engine.encode("Hello"), bench.engine_config("greedy", 3))
     assert "forward" not in vars(model) and len(timer.calls) == 3
 
