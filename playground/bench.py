@@ -279,7 +279,7 @@ def run_bench(
     device: str = "cpu",
     prompt: str = DEFAULT_PROMPT,
     max_new_tokens: int = 32,
-    repeats: int = 5,
+    repeats: int = 9,
     quick: bool = False,
     cold: bool = False,
     ui_steps: int = 10,
@@ -570,7 +570,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto (default: cpu)")
     p.add_argument("--prompt", default=DEFAULT_PROMPT, help="the prompt both sides continue")
     p.add_argument("--max-new-tokens", type=int, default=32, help="new tokens per run (default: 32; 8 with --quick)")
-    p.add_argument("--repeats", type=int, default=5, help="timed rounds per measurement (default: 5; 1 with --quick)")
+    p.add_argument("--repeats", type=int, default=9, help="timed rounds per measurement (default: 9; 1 with --quick)")
     p.add_argument("--ui-steps", type=int, default=10, help="UI Steps to time, 0 to skip (default: 10)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads for both sides (default: torch's)")
     p.add_argument("--quick", action="store_true", help="few tokens, one round, no cold start: under a minute")
