@@ -182,7 +182,9 @@ class _Batch:
         self.pending: torch.Tensor | None = None  # (R,) tokens to feed before the next step
         self.reorder: torch.Tensor | None = None  # (R,) cache row each new row continues
 
-    def step(self, configs: list[DecodingConfig], forced: list[int | None]) -> list[StepRecord | None]:
+    def ready(self) -> None:
+        """Forward the pending tokens, once: afterwards `self.logits` are the next step's. A preview calls it
+        before the step does, and the step then reuses its forward."""
         if self.pending is not None:
             if self.reorder is not None:
                 self.cache.reorder_cache(self.reorder)
@@ -195,6 +197,9 @@ class _Batch:
                 raise
             self.cache_rows = self.pending.shape[0]
             self.pending = self.reorder = None
+
+    def step(self, configs: list[DecodingConfig], forced: list[int | None]) -> list[StepRecord | None]:
+        self.ready()
         live = [i for i, lane in enumerate(self.lanes) if not lane.done]
         selections = {i: self.lanes[i].select(self.logits[self.rows[i]], configs[i], forced[i]) for i in live}
         values = torch.cat([selections[i].packed for i in live]).tolist()  # the step's one host transfer
@@ -328,6 +333,23 @@ class Session:
         self.elapsed_s += time.perf_counter() - start
         self.config = config
         return record
+
+    @torch.inference_mode()
+    def preview(self, config: DecodingConfig | None = None) -> StepRecord:
+        """The record the next step would make with `config`, without taking it: the same numbers and the same
+        token (a sampled run's generator is put back after the draw). The step's forward is made here and kept,
+        so the step that follows costs no second model call."""
+        config = self._next_config(config)
+        if self.done:
+            raise ValueError(f"The run has finished ({self.finish_reason}): there is no next step to preview.")
+        self._batch.ready()
+        lane, n, settings = self.lane, len(self.steps), self.lane.config
+        selection = lane.select(self._batch.logits[self._batch.rows[0]], config, None)
+        try:
+            return lane.commit(selection.packed.tolist(), config, None)
+        finally:  # the lane as it was: its records, generator state, context and settings
+            lane.rewind(n)
+            lane.config = settings
 
     def run(self, config: DecodingConfig | None = None) -> Iterator[StepRecord]:
         """Step until the run ends, yielding each record (stop early by no longer iterating)."""

@@ -131,6 +131,11 @@ class Processed:
     scores: torch.Tensor  # final scores; -inf where a truncation stage cut the token
     stages: tuple[tuple[int, torch.Tensor], ...] = ()  # (index into CUT_BY, scores after it) per stage that was on
 
+    @property
+    def top_p_input(self) -> torch.Tensor:
+        """(R, V) the scores top-p sees: after penalty, temperature and top-k (PIPELINE order)."""
+        return next((after for stage, after in self.stages if CUT_BY[stage] == "top_k"), self.shaped)
+
     @cached_property
     def cut_stage(self) -> torch.Tensor:
         """(R, V) int8 index into CUT_BY of the stage that cut each token: 0 kept, 1 top-k, 2 top-p, 3 min-p."""

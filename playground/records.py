@@ -27,6 +27,10 @@ class Candidate:
     prob: float  # after every knob: what the sampler draws from (0 if cut)
     kept: bool
     cut_by: str | None  # "top_k", "top_p", "min_p" or None
+    # top-p's running sum at this token: the probability, in the distribution top-p sees (after penalty,
+    # temperature and top-k, renormalised; over the whole vocabulary), of this token and every token more
+    # likely than it. Top-p keeps a token while the sum before it is below p. None when top-p was off.
+    cumulative: float | None = None
 
     def to_dict(self) -> dict:
         return {
@@ -39,6 +43,7 @@ class Candidate:
             "prob": self.prob,
             "kept": self.kept,
             "cut_by": self.cut_by,
+            "cumulative": self.cumulative,
         }
 
 

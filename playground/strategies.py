@@ -51,6 +51,7 @@ class Selection:
 # The per-step distribution record, shared by every lane: pack on the device, unpack on the host.
 
 _HEAD = 5  # token, raw logprob, logprob, raw negentropy, negentropy
+_COLUMNS = 7  # per candidate: id, logit, raw prob, shaped prob, prob, cut stage, top-p cumulative
 
 
 def _pack_distribution(
@@ -63,6 +64,8 @@ def _pack_distribution(
     scores: torch.Tensor | None = None,  # (V,) final; None: the same as shaped
     probs: torch.Tensor | None = None,  # (V,) softmax of the final scores, where the caller sampled from it
     cut_stage_at=None,  # ids -> their int8 cut stage (Processed.cut_stage_at); None: nothing was cut
+    top_p_input: torch.Tensor | None = None,  # (V,) the scores top-p saw, when it was on
+    top_k: int = 0,  # the top-k setting that shaped top_p_input (0: off)
 ) -> torch.Tensor:
     if raw_logp is None:
         raw_logp = torch.log_softmax(logits, dim=-1)
@@ -85,7 +88,22 @@ def _pack_distribution(
     head = torch.stack(
         [token.float(), raw_logp[token], logp[token], raw_neg_h, raw_neg_h if final is None else _neg_entropy(p, logp)]
     )
-    return torch.cat([head, top_ids.float(), top_logits, raw_p[top_ids], shaped_top, p[top_ids], cut])
+    cumulative = (
+        torch.full(top_ids.shape, float("nan"), device=logits.device)
+        if top_p_input is None
+        else _top_p_cumulative(top_p_input, top_ids, top_k)
+    )
+    return torch.cat([head, top_ids.float(), top_logits, raw_p[top_ids], shaped_top, p[top_ids], cut, cumulative])
+
+
+def _top_p_cumulative(scores: torch.Tensor, ids: torch.Tensor, top_k: int) -> torch.Tensor:
+    """(n,) for each of `ids`, the probability under softmax(scores) (V,) of it and every token at least as
+    likely: top-p's running sum at that token, over the whole vocabulary. After top-k only the k kept tokens
+    have any probability, so only they are compared (no host sync, no sort)."""
+    q = scores.softmax(dim=-1)  # (V,)
+    support = q if top_k == 0 else torch.topk(q, min(top_k, q.shape[-1])).values  # (V,) or (k,)
+    at_least = support[None, :] >= q[ids][:, None]  # (n, V) or (n, k)
+    return (support[None, :] * at_least).sum(dim=-1)
 
 
 def _neg_entropy(p: torch.Tensor, logp: torch.Tensor) -> torch.Tensor:
@@ -103,8 +121,8 @@ def _unpack_distribution(values: list[float], vocab: Vocab, step: int) -> tuple[
             f"The model produced NaN or infinite logits at step {step} (in float16 this is often an overflow; "
             "try float32 or bfloat16), so there is nothing to sample from."
         )
-    n = (len(values) - _HEAD) // 6
-    cols = [values[_HEAD + i * n : _HEAD + (i + 1) * n] for i in range(6)]
+    n = (len(values) - _HEAD) // _COLUMNS
+    cols = [values[_HEAD + i * n : _HEAD + (i + 1) * n] for i in range(_COLUMNS)]
     top = [
         Candidate(
             token_id=int(tid),
@@ -116,8 +134,9 @@ def _unpack_distribution(values: list[float], vocab: Vocab, step: int) -> tuple[
             prob=p,
             kept=cut == 0,
             cut_by=CUT_BY[int(cut)],
+            cumulative=None if math.isnan(cum) else cum,
         )
-        for rank, (tid, logit, raw_p, shaped_p, p, cut) in enumerate(zip(*cols))
+        for rank, (tid, logit, raw_p, shaped_p, p, cut, cum) in enumerate(zip(*cols))
     ]
     head = {
         "token_id": int(token),
@@ -184,6 +203,8 @@ class SingleLane:
             scores=None if processed.scores is processed.shaped else processed.scores[0],
             probs=None if probs is None else probs[0],
             cut_stage_at=(lambda ids: processed.cut_stage_at(0, ids)) if processed.stages else None,
+            top_p_input=processed.top_p_input[0] if processed.stages and config.top_p < 1 else None,
+            top_k=config.top_k,
         )
         self.context = torch.cat([self.context, token[:, None]], dim=-1)
         return Selection(tokens=token, parents=torch.zeros(1, dtype=torch.long, device=logits.device), packed=packed)

@@ -282,3 +282,57 @@ def test_entropy_of_a_certain_distribution_is_plus_zero():
     head, _ = _unpack_distribution(_pack_distribution(logits, torch.tensor(0), 3).tolist(), Vocab(), 0)
     for value in (head["entropy_raw"], head["entropy"]):
         assert value == 0.0 and math.copysign(1.0, value) == 1.0
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        DecodingConfig(strategy="sample", temperature=1.3, top_k=8, top_p=0.6, min_p=0.02, seed=3, top_n=8),
+        DecodingConfig(strategy="greedy", repetition_penalty=1.3, top_n=8),
+        DecodingConfig(strategy="beam", num_beams=3, top_n=8),
+    ],
+    ids=["sample", "greedy", "beam"],
+)
+def test_preview_is_the_next_step_and_its_forward_is_reused(tiny_engine, monkeypatch, config):
+    """A preview that drew from the run's generator, kept a beam's state or left its forward unused would make
+    the next Step differ from a run without previews, or cost a second model call."""
+    ids = tiny_engine.encode(PROMPT)
+    config = config.replace(max_new_tokens=6)
+    plain = tiny_engine.start(ids, config)
+    previewed = tiny_engine.start(ids, config)
+    calls = []
+    forward = tiny_engine.forward
+    monkeypatch.setattr(tiny_engine, "forward", lambda *a, **k: calls.append(1) or forward(*a, **k))
+    while not previewed.done:
+        first = previewed.preview(config)
+        again = previewed.preview(config.replace(top_n=4))  # a knob moved: the same forward serves it
+        before = len(calls)
+        taken = previewed.step(config)
+        assert len(calls) == before, "the step after a preview called the model again"
+        assert first == taken == plain.step(config)
+        assert [c.token_id for c in again.top] == [c.token_id for c in taken.top][:4]
+    assert previewed.token_ids == plain.token_ids
+    with pytest.raises(ValueError, match="finished"):
+        previewed.preview(config)
+
+
+def test_recorded_cumulative_is_what_top_p_sees(tiny_engine):
+    """The chart's top-p line must be the running sum over the distribution top-p really filters (after penalty,
+    temperature and top-k, over the whole vocabulary), and agree with the record's top-p cuts."""
+    ids = tiny_engine.encode(PROMPT)
+    config = DecodingConfig(strategy="sample", temperature=1.5, top_k=12, top_p=0.5, repetition_penalty=1.2,
+                            seed=2, max_new_tokens=4, top_n=20)  # fmt: skip
+    session = tiny_engine.start(ids, config)
+    for record in session.run():
+        context = torch.tensor([ids + session.token_ids[: record.step]])
+        with torch.no_grad():
+            logits = tiny_engine.model(context).logits[0, -1:].float()
+        scores = processors.temperature(processors.repetition_penalty(context, logits, 1.2), 1.5)
+        q = processors.top_k_filter(scores, 12)[0].softmax(-1)  # what top-p sees
+        for c in record.top:
+            assert c.cumulative == pytest.approx(float(q[q >= q[c.token_id]].sum()), abs=1e-5)
+            mass_above = c.cumulative - float(q[c.token_id])
+            if c.cut_by in (None, "top_p") and q[c.token_id] > 0:  # kept by top-k: top-p decides
+                assert (c.cut_by == "top_p") == (mass_above >= 0.5 - 1e-6)
+    greedy = tiny_engine.start(ids, DecodingConfig(strategy="greedy", top_n=5)).step()
+    assert all(c.cumulative is None for c in greedy.top)
