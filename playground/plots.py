@@ -1,33 +1,44 @@
-"""Plotly figures of decoding records: one step's distribution, a run's trajectory, temperatures, knobs, beams.
+"""matplotlib figures of decoding records: one step's distribution, a run's trajectory, temperatures, knobs, beams.
 
-Each function takes records (`StepRecord`, `Trace`, `Exploration`) and returns a `plotly.graph_objects.Figure`;
-none computes model maths, and none trims what the records hold except for display (`max_tokens`). Colours
-mean the same thing in every chart:
+Each `*_figure` function takes records (`StepRecord`, `Trace`, `Exploration`) and returns a
+`matplotlib.figure.Figure` built without pyplot (no global figure state, so concurrent sessions never share
+one; the Agg canvas renders it). What a figure draws is computed first, as plain data (`distribution_data`),
+so tests can pin it against the record. None of these functions computes model maths, and none trims what
+the records hold except for display (`max_tokens`, labels shortened in the middle). Colours mean the same
+thing in every chart:
 
     RAW    the model's own probabilities           AFTER  after the knobs (penalty, temperature, top-k/p, min-p)
-    CUT    a token a truncation knob removed       CHOSEN outline of the token the step took
+    CUT    a token a truncation knob removed        (each knob its own shade and hatch: CUT_STYLE)
+    CHOSEN outline of the token the step took       FORCED the same, when the user forced it
 
-Token labels come from `views.token_label` (whitespace made visible) and are made unique on each axis. Text
-that reaches plotly's HTML-like labels is escaped. This module knows nothing about Gradio, tensors or models.
+Text is drawn at 12 pt or more at the default size (legible on a projector); token labels come from
+`views.token_label` (whitespace made visible) and never go through mathtext. This module knows nothing about
+Gradio, tensors or models.
 """
 
 from __future__ import annotations
 
-import html
 import math
+from dataclasses import dataclass
 
-import plotly.graph_objects as go
-from plotly.subplots import make_subplots
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from .records import Candidate, Exploration, StepRecord, Trace
-from .views import _pct, token_label
+from .views import token_label
 
 __all__ = [
     "RAW",
     "AFTER",
     "CUT",
+    "CUT_STYLE",
     "CHOSEN",
+    "FORCED",
+    "short_label",
     "axis_labels",
+    "DistributionData",
+    "distribution_data",
     "distribution_figure",
     "trajectory_figure",
     "temperature_figure",
@@ -36,37 +47,55 @@ __all__ = [
     "beam_winner_path",
 ]
 
-RAW = "#7aa6d8"  # the model's raw probabilities
+RAW = "#5b8fd0"  # the model's raw probabilities
 AFTER = "#f28e2b"  # after the knobs
-CUT = "#c7c9cc"  # removed by a truncation knob
-CHOSEN = "#1f2937"  # outline of the chosen token
+CUT = "#9ca3af"  # removed by a truncation knob (grey); each knob has its own shade and hatch below
+CUT_STYLE = {  # knob -> (colour, hatch): the three cuts stay distinguishable in every chart
+    "top_k": ("#6b7280", "//"),
+    "top_p": ("#7b4fb8", "\\\\"),
+    "min_p": ("#b45309", "xx"),
+}
+CHOSEN = "#111827"  # outline and label of the chosen token
+FORCED = "#7c3aed"  # ... of a token the user forced (the coloured text underlines it in the same colour)
 CUMULATIVE = "#7b4fb8"  # top-p's running sum
 ENTROPY = "#2a9d8f"
 BEAM_COLORS = {"kept": "#4e79a7", "finished": "#59a14f", "pruned": "#c7c9cc"}
 WINNER = "#e15759"
 KNOB_NAMES = {"top_k": "top-k", "top_p": "top-p", "min_p": "min-p"}
 LN2 = math.log(2)
-_QUARTERS = [0, 0.25, 0.5, 0.75, 1.0]
-HEIGHT = 360
-FONT = dict(family="Inter, system-ui, -apple-system, Segoe UI, sans-serif", size=12, color="#1f2937")
+
+DPI = 100
+WIDTH = 8.0  # inches: 800 px, the width of the page's main column on a 1440 px screen (shown 1:1)
+FONT = 13  # points: every text at least 12 pt
+SMALL = 12
+TOKEN_FONT = "DejaVu Sans Mono"  # monospace tokens; it has ␣ ↵ ⇥ ∅ … (one family: a fallback list is slower)
+CHAR_IN = FONT * 0.602 / 72  # inches per character of TOKEN_FONT at FONT points
+LINE_IN = SMALL * 1.45 / 72  # inches per line of SMALL text
+TITLE_IN = 2 * FONT * 1.35 / 72 + 0.2  # a two-line title
+AXIS_IN = 0.62  # tick labels and an axis label below the plot
+LABEL_CHARS = 18  # a token label longer than this is shortened in the middle
+LOG_FLOOR = 1e-4  # the log scale's left edge
+TEMPERATURE_TOKENS = 12  # tokens per temperature panel (the rest join "all others")
 
 
-def _esc(text: str) -> str:
-    """Plotly renders a subset of HTML in labels and hovers: escape what came from the model or the user."""
-    return html.escape(text, quote=False)
+def short_label(text: str, max_chars: int = LABEL_CHARS) -> str:
+    """`text` shortened in the middle ("␣extraordin…arily") when longer than `max_chars`: its start and end
+    both stay visible. The full token stays on the record (and in the tables and tooltips)."""
+    if len(text) <= max_chars:
+        return text
+    head = max_chars // 2
+    tail = max_chars - 1 - head
+    return text[:head] + "…" + (text[-tail:] if tail else "")
 
 
-def axis_labels(candidates: list[Candidate]) -> list[str]:
-    """Visible, escaped and unique category labels: tokens that render the same get their token id appended."""
-    labels = [_esc(token_label(c.token)) for c in candidates]
+def axis_labels(candidates: list[Candidate], max_chars: int = LABEL_CHARS) -> list[str]:
+    """Visible, shortened and unique labels: tokens that label the same get their token id appended."""
+    labels = [short_label(token_label(c.token), max_chars) for c in candidates]
     counts: dict[str, int] = {}
     for label in labels:
         counts[label] = counts.get(label, 0) + 1
-    out = []
-    for label, c in zip(labels, candidates):
-        out.append(f"{label} #{c.token_id}" if counts[label] > 1 else label)
-    # a label may still collide with another token's "x #id" form; fall back to numbering
-    seen: dict[str, int] = {}
+    out = [f"{label} #{c.token_id}" if counts[label] > 1 else label for label, c in zip(labels, candidates)]
+    seen: dict[str, int] = {}  # a label may still collide with another token's "x #id" form: number it
     for i, label in enumerate(out):
         if label in seen:
             seen[label] += 1
@@ -76,56 +105,93 @@ def axis_labels(candidates: list[Candidate]) -> list[str]:
     return out
 
 
-def _layout(fig: go.Figure, title: str, height: int = HEIGHT, **kwargs) -> go.Figure:
-    fig.update_layout(
-        title=dict(text=title, x=0.01, xanchor="left", font=dict(size=14)),
-        height=height,
-        margin=dict(l=50, r=50, t=60, b=90),
-        font=FONT,
-        plot_bgcolor="white",
-        paper_bgcolor="white",
-        # below the plot: above it, a wrapped legend runs into two-line titles in narrow columns
-        legend=dict(orientation="h", yanchor="top", y=-0.28, xanchor="left", x=0.0, font=dict(size=11)),
-        hoverlabel=dict(font=dict(family=FONT["family"], size=12)),
-        bargap=0.2,
-        **kwargs,
-    )
-    fig.update_xaxes(showgrid=False, linecolor="#9ca3af", tickfont=dict(family="ui-monospace, Menlo, monospace"))
-    fig.update_yaxes(gridcolor="#eef0f3", zerolinecolor="#d1d5db")
-    return fig
-
-
-def _dual_axis_figure() -> go.Figure:
-    """A figure with a second y axis on the right, overlaying the first (make_subplots' secondary_y does the
-    same in ~13 ms a call; this takes ~1 ms, and two such figures are rebuilt on every Step)."""
-    return go.Figure(layout=dict(yaxis2=dict(overlaying="y", side="right", anchor="x")))
-
-
-def _empty(title: str, note: str, height: int = 240) -> go.Figure:
-    fig = go.Figure()
-    _layout(fig, title, height=height)
-    fig.update_xaxes(visible=False)
-    fig.update_yaxes(visible=False)
-    fig.add_annotation(text=_esc(note), x=0.5, y=0.5, xref="paper", yref="paper", showarrow=False,
-                       font=dict(size=13, color="#6b7280"))
-    return fig
+def _pct(p: float) -> str:
+    return f"{100 * p:.1f}%" if p is not None and math.isfinite(p) else "n/a"
 
 
 def _entropy_text(nats: float) -> str:
     return f"{nats:.2f} nats ({nats / LN2:.2f} bits)" if math.isfinite(nats) else "n/a"
 
 
-def _cut_name(cut_by: str | None) -> str:
-    return KNOB_NAMES.get(cut_by, cut_by or "")
+_PERCENT = FuncFormatter(lambda x, _: f"{100 * x:.0f}%" if x >= 0.01 or x == 0 else f"{100 * x:.2g}%")
+
+
+def _figure(height: float, width: float = WIDTH) -> Figure:
+    """A new figure on the Agg canvas (no pyplot). Margins are set by `_place` from the text they must hold:
+    a layout engine would measure every label in an extra drawing pass, which costs as much as the drawing."""
+    return Figure(figsize=(width, height), dpi=DPI, facecolor="white")
+
+
+def _place(fig: Figure, left: float, right: float, top: float, bottom: float, **space) -> None:
+    """Margins in inches (room for the labels, title and legend), so no text is clipped at any figure size."""
+    w, h = fig.get_size_inches()
+    fig.subplots_adjust(left=left / w, right=1 - right / w, top=1 - top / h, bottom=bottom / h, **space)
+
+
+def _label_room(labels: list[str]) -> float:
+    """Inches the token labels need left of the axis."""
+    return CHAR_IN * max((len(x) for x in labels), default=1) + 0.25
+
+
+def _style(ax, grid_axis: str = "x") -> None:
+    ax.tick_params(labelsize=SMALL)
+    ax.grid(axis=grid_axis, color="#e5e7eb", linewidth=0.8)
+    ax.set_axisbelow(True)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+
+
+def _token_ticks(ax, labels: list[str], axis: str = "y", **kw) -> None:
+    """Token labels on an axis: monospace, plain text (a '$' in a token is not mathtext)."""
+    positions = list(range(len(labels)))
+    setter = ax.set_yticks if axis == "y" else ax.set_xticks
+    setter(positions, labels, fontsize=FONT, family=TOKEN_FONT, parse_math=False, **kw)
+
+
+def _legend(fig: Figure, handles: list, ncols: int) -> None:
+    """The legend below the plot (`_legend_room` inches): above it, a wrapped legend runs into the title."""
+    fig.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 0.0), ncols=ncols, fontsize=SMALL,
+               frameon=False, borderaxespad=0.3)  # fmt: skip
+
+
+def _legend_room(n_handles: int, ncols: int) -> float:
+    return math.ceil(n_handles / ncols) * LINE_IN * 1.25 + 0.15
+
+
+def _empty(title: str, note: str, height: float = 2.4) -> Figure:
+    fig = _figure(height)
+    ax = fig.subplots()
+    ax.set_axis_off()
+    ax.set_title(title, fontsize=FONT + 1, loc="left", parse_math=False)
+    ax.text(0.5, 0.5, note, ha="center", va="center", fontsize=FONT, color="#6b7280", wrap=True, parse_math=False)
+    return fig
 
 
 # ----------------------------------------------------------------------------------------------------------
+# One step's distribution
 
 
-def _displayed_candidates(record: StepRecord, max_tokens: int) -> list[Candidate]:
-    """The top `max_tokens` by raw rank, plus the chosen token when it ranks lower (or outside the record's
-    top-N, from the record's own numbers)."""
-    ranked = sorted(record.top, key=lambda c: c.rank)
+@dataclass(frozen=True)
+class DistributionData:
+    """What the distribution chart draws, row by row (top row first): every number comes from the record."""
+
+    candidates: list[Candidate]  # the rows: by probability before truncation (the order the knobs see)
+    labels: list[str]
+    raw: list[float]  # the model's probability
+    after: list[float]  # after every knob; for a greedy step, 1 on the argmax and 0 elsewhere (what it picks)
+    cut_by: list[str | None]  # the knob that removed each token, or None
+    cumulative: list[float] | None  # top-p's running sum (over what top-p sees), when top-p was on
+    top_p: float | None  # the threshold drawn, when top-p was on
+    chosen: int  # the row of the token the step took
+    forced: bool
+    greedy: bool
+
+
+def _candidates_shown(record: StepRecord, max_tokens: int) -> list[Candidate]:
+    """The record's candidates in the order the truncation knobs see them (probability after penalty and
+    temperature; for sampling with no penalty this is the model's own order), the first `max_tokens`, plus the
+    chosen token when it ranks lower (or outside the record's candidates, from the record's own numbers)."""
+    ranked = sorted(record.top, key=lambda c: (-c.shaped_prob, c.rank))
     shown = ranked[:max_tokens]
     if all(c.token_id != record.token_id for c in shown):
         extra = next((c for c in ranked if c.token_id == record.token_id), None)
@@ -133,168 +199,224 @@ def _displayed_candidates(record: StepRecord, max_tokens: int) -> list[Candidate
             extra = Candidate(
                 token_id=record.token_id, token=record.token, rank=len(ranked), logit=float("nan"),
                 raw_prob=record.raw_prob, shaped_prob=record.prob, prob=record.prob, kept=True, cut_by=None,
-            )
+            )  # fmt: skip
         shown.append(extra)
     return shown
 
 
-def distribution_figure(record: StepRecord, max_tokens: int = 15) -> go.Figure:
-    """One step's candidates by raw rank: raw probability and probability after the knobs side by side; tokens
-    the knobs cut drawn grey and hatched at the height they had before the cut; top-p's cumulative line on the
-    right axis with its cut-off; the chosen token outlined."""
+def distribution_data(record: StepRecord, max_tokens: int = 15) -> DistributionData:
+    """The rows, bars, cut marks, cumulative line and highlighted token of `distribution_figure`."""
+    cands = _candidates_shown(record, max(1, int(max_tokens)))
+    cfg = record.config
+    greedy = cfg.strategy == "greedy" or (cfg.strategy == "sample" and cfg.is_greedy)
+    if greedy:  # after the knobs a greedy step is certain: the token its argmax picks, whatever was forced
+        pick = max(record.top, key=lambda c: (c.prob, -c.rank)).token_id if record.top else record.token_id
+        after = [1.0 if c.token_id == pick else 0.0 for c in cands]
+    else:
+        after = [c.prob if c.kept else 0.0 for c in cands]
+    top_p_on = cfg.strategy == "sample" and not greedy and cfg.top_p < 1
+    cumulative = None
+    if top_p_on and all(c.cumulative is not None for c in cands):
+        cumulative = [c.cumulative for c in cands]
+    return DistributionData(
+        candidates=cands,
+        labels=axis_labels(cands),
+        raw=[c.raw_prob for c in cands],
+        after=after,
+        cut_by=[None if c.kept else c.cut_by for c in cands],
+        cumulative=cumulative,
+        top_p=cfg.top_p if top_p_on else None,
+        chosen=next(i for i, c in enumerate(cands) if c.token_id == record.token_id),
+        forced=record.forced,
+        greedy=greedy,
+    )
+
+
+def distribution_figure(record: StepRecord, max_tokens: int = 15, log_scale: bool = False,
+                        pending: bool = False) -> Figure:  # fmt: skip
+    """One step's candidates, one row each: the model's probability (blue) above the probability after the knobs
+    (orange); rows a knob cut are shaded in that knob's colour and hatch and say which knob; top-p's
+    cumulative line on the same 0-100 % axis, with its threshold; the chosen (or forced) token outlined and
+    labelled. `log_scale` spreads small probabilities out; `pending` titles it as the next step, not taken yet."""
     if not record.top:
         return _empty(f"Step {record.step}", "This step recorded no candidates.")
-    cands = _displayed_candidates(record, max(1, int(max_tokens)))
-    x = axis_labels(cands)
-    cfg = record.config
-    chosen = [c.token_id == record.token_id for c in cands]
-    outline = dict(color=[CHOSEN if ch else "rgba(0,0,0,0)" for ch in chosen], width=[2.5 if ch else 0 for ch in chosen])
+    d = distribution_data(record, max_tokens)
+    n = len(d.candidates)
+    ncols = 3
+    n_handles = 2 + len({k for k in d.cut_by if k}) + (d.cumulative is not None)
+    top, bottom = TITLE_IN, AXIS_IN + _legend_room(n_handles, ncols)
+    fig = _figure(top + bottom + 0.42 * n + (0.26 if d.cumulative is not None else 0))
+    _place(fig, left=_label_room(d.labels), right=0.3, top=top, bottom=bottom)
+    ax = fig.subplots()
+    if log_scale:
+        ax.set_xscale("log")
+        ax.set_xlim(LOG_FLOOR, 1.0)
+    else:
+        ax.set_xlim(0, 1.0)
+    _style(ax)
+    ys = list(range(n))
+    mark = FORCED if d.forced else CHOSEN
+    edge = [mark if i == d.chosen else "none" for i in ys]
+    width = [2.2 if i == d.chosen else 0 for i in ys]
+    ax.barh([y - 0.2 for y in ys], d.raw, height=0.38, color=RAW, edgecolor=edge, linewidth=width, label="model (raw)")
+    after_label = "after knobs (greedy: the argmax)" if d.greedy else "after knobs"
+    ax.barh([y + 0.2 for y in ys], d.after, height=0.38, color=AFTER, edgecolor=edge, linewidth=width, label=after_label)
+    handles = [Patch(color=RAW, label="model (raw)"), Patch(color=AFTER, label=after_label)]
 
-    fig = _dual_axis_figure()
-    raw_hover = [
-        f"<b>{lab}</b><br>rank {c.rank + 1} · id {c.token_id}<br>logit {c.logit:.2f}<br>raw {_pct(c.raw_prob)}"
-        for lab, c in zip(x, cands)
-    ]
-    fig.add_trace(
-        go.Bar(x=x, y=[c.raw_prob for c in cands], name="raw model", marker=dict(color=RAW, line=outline),
-               hovertext=raw_hover, hoverinfo="text", offsetgroup="raw"),
-    )
-    after_y, after_color, after_pattern, after_hover, after_text = [], [], [], [], []
-    for lab, c in zip(x, cands):
-        if c.kept:
-            after_y.append(c.prob)
-            after_color.append(AFTER)
-            after_pattern.append("")
-            after_hover.append(f"<b>{lab}</b><br>after knobs {_pct(c.prob)}<br>(raw {_pct(c.raw_prob)})")
-            after_text.append("")
-        else:
-            name = _cut_name(c.cut_by)
-            after_y.append(c.shaped_prob)  # its height before the cut, so the cut is visible
-            after_color.append(CUT)
-            after_pattern.append("/")
-            after_hover.append(
-                f"<b>{lab}</b><br>cut by {name}: 0% after knobs<br>({_pct(c.shaped_prob)} before the cut, "
-                f"raw {_pct(c.raw_prob)})"
-            )
-            after_text.append(f"✂ {name}")
-    fig.add_trace(
-        go.Bar(x=x, y=after_y, name="after knobs", offsetgroup="after",
-               marker=dict(color=after_color, pattern=dict(shape=after_pattern, fgcolor="#6b7280", size=6), line=outline),
-               text=after_text, textposition="outside", textfont=dict(size=10, color="#6b7280"), cliponaxis=False,
-               hovertext=after_hover, hoverinfo="text",
-               customdata=[[c.token_id, c.cut_by or ""] for c in cands]),
-    )
-    if any(not c.kept for c in cands):  # a legend entry for the grey bars
-        fig.add_trace(go.Bar(x=[None], y=[None], name="cut by a knob", marker=dict(color=CUT, pattern=dict(shape="/")),
-                             showlegend=True, hoverinfo="skip"))
+    for knob, (color, hatch) in CUT_STYLE.items():  # cut rows are shaded whatever their height: always visible
+        for y0, y1 in _runs([k == knob for k in d.cut_by]):
+            ax.axhspan(y0 - 0.5, y1 + 0.5, facecolor=color, alpha=0.16, hatch=hatch, edgecolor=color, linewidth=0,
+                       gid=f"cut:{knob}")  # fmt: skip
+            _bar_note(ax, f"✂ cut by {KNOB_NAMES[knob]}", max(d.raw[y0], d.after[y0]), y0, color, f"cut-label:{knob}")
+    for knob in CUT_STYLE:
+        if knob in d.cut_by:
+            color, hatch = CUT_STYLE[knob]
+            handles.append(Patch(facecolor=color, alpha=0.3, hatch=hatch, edgecolor=color,
+                                 label=f"cut by {KNOB_NAMES[knob]}"))  # fmt: skip
 
-    cumulative, total = [], 0.0
-    for c in cands:
-        total += c.shaped_prob
-        cumulative.append(min(total, 1.0))
-    fig.add_trace(
-        go.Scatter(x=x, y=cumulative, name="cumulative (top-p)", mode="lines+markers", yaxis="y2",
-                   line=dict(color=CUMULATIVE, width=1.5, shape="hv"), marker=dict(size=4),
-                   hovertemplate="cumulative %{y:.1%}<extra></extra>"),
-    )
-    if cfg.strategy == "sample" and not cfg.is_greedy and cfg.top_p < 1:
-        fig.add_shape(type="line", xref="paper", x0=0, x1=1, yref="y2", y0=cfg.top_p, y1=cfg.top_p,
-                      line=dict(color=CUMULATIVE, dash="dash", width=1))
-        fig.add_annotation(xref="paper", x=1, xanchor="right", yref="y2", y=cfg.top_p, yanchor="bottom",
-                           text=f"top-p = {cfg.top_p:g}", showarrow=False, font=dict(size=10, color=CUMULATIVE))
+    if d.cumulative is not None:  # a staircase: row i spans from the mass above it to its running sum
+        (line,) = ax.plot([0.0, *d.cumulative], [0, *ys], color=CUMULATIVE, marker="o", markersize=4, markevery=slice(1, None),
+                          linewidth=1.6, drawstyle="steps-pre", label="cumulative (what top-p sees)", gid="cumulative")  # fmt: skip
+        ax.axvline(d.top_p, color=CUMULATIVE, linestyle="--", linewidth=1.2, gid="top_p")
+        ax.text(d.top_p, -0.62, f"top-p = {d.top_p:g} ", color=CUMULATIVE, fontsize=SMALL, ha="right", va="bottom")
+        handles.append(line)
 
-    i = chosen.index(True)
-    top_y = max(cands[i].raw_prob, after_y[i])
-    fig.add_annotation(x=x[i], y=top_y, text="forced" if record.forced else "chosen", showarrow=True, arrowhead=2,
-                       ax=0, ay=-28, font=dict(size=11, color=CHOSEN), bgcolor="rgba(255,255,255,0.85)",
-                       yref="y", xref="x")
+    # the chosen token: bold label in the mark colour and a note at the end of its longer bar
+    _token_ticks(ax, d.labels)
+    chosen_label = ax.get_yticklabels()[d.chosen]
+    chosen_label.set_color(mark)
+    chosen_label.set_fontweight("bold")
+    if pending:
+        word = "will pick" if d.greedy else "would draw"
+    else:
+        word = "forced" if d.forced else "chosen"
+    _bar_note(ax, f"◀ {word}", max(d.raw[d.chosen], d.after[d.chosen]), d.chosen, mark, "chosen")
 
-    title = (
-        f"Step {record.step}: {'forced' if record.forced else 'chose'} <b>{_esc(token_label(record.token))}</b> "
-        f"({_pct(record.prob)})<br><span style='font-size:11px'>entropy raw {_entropy_text(record.entropy_raw)} → "
-        f"after knobs {_entropy_text(record.entropy)}</span>"
-    )
-    _layout(fig, title)
-    fig.update_layout(barmode="group", margin=dict(t=78))
-    fig.layout.yaxis.update(title_text="probability", tickformat=".0%", rangemode="tozero")
-    fig.layout.yaxis2.update(title_text="cumulative", tickformat=".0%", range=[0, 1.05], tickvals=_QUARTERS, showgrid=False)
-    fig.update_xaxes(tickangle=-40 if len(x) > 8 else 0)
+    ax.set_ylim(n - 0.5, -0.5 - (0.6 if d.cumulative is not None else 0))  # top row first
+    ax.set_xlabel("probability" + (" (log scale)" if log_scale else ""), fontsize=SMALL)
+    ax.xaxis.set_major_formatter(_PERCENT)
+
+    token = short_label(token_label(record.token), 24)
+    prob = f"model {_pct(record.raw_prob)}" if d.greedy else f"{_pct(record.prob)} after knobs"
+    if pending:
+        head = f"Next step ({record.step}, not taken yet): {word} {token} ({prob})"
+    else:
+        head = f"Step {record.step}: {'forced' if d.forced else 'chose'} {token} ({prob})"
+    after_h = "0 after knobs (greedy takes the most likely token)" if d.greedy else f"{_entropy_text(record.entropy)} after knobs"
+    ax.set_title(f"{head}\nentropy {_entropy_text(record.entropy_raw)} raw → {after_h}", fontsize=FONT, loc="left",
+                 parse_math=False)  # fmt: skip
+    _legend(fig, handles, ncols)
     return fig
 
 
-def trajectory_figure(steps: list[StepRecord]) -> go.Figure:
-    """The chosen token's probability (raw and after the knobs) and the entropy, step by step."""
+def _bar_note(ax, text: str, tip: float, y: float, color: str, gid: str) -> None:
+    """A bold note at the end of a row's longest bar: after it, or inside it (in white) when the bar nearly
+    fills the axis, so it is never cut off at the right edge."""
+    lo, hi = ax.get_xlim()
+    tip = max(tip, lo)
+    frac = (math.log(tip / lo) / math.log(hi / lo)) if ax.get_xscale() == "log" else (tip - lo) / (hi - lo)
+    inside = frac > 0.72
+    ax.annotate(text, (tip, y), xytext=(-6 if inside else 6, 0), textcoords="offset points", va="center",
+                ha="right" if inside else "left", fontsize=SMALL, fontweight="bold", gid=gid,
+                color="white" if inside else color)  # fmt: skip
+
+
+# ----------------------------------------------------------------------------------------------------------
+# A run's trajectory
+
+
+def trajectory_figure(steps: list[StepRecord]) -> Figure:
+    """The chosen token's probability (raw and after the knobs; forced steps as diamonds) and the entropy (raw
+    and after the knobs, right axis), step by step."""
     if not steps:
         return _empty("Trajectory", "No steps yet: take a step to see the run's trajectory.")
+    n_handles = 4 + any(r.forced for r in steps)
+    top, bottom = TITLE_IN / 2 + 0.1, AXIS_IN + _legend_room(n_handles, 3)
+    fig = _figure(top + bottom + 2.6)
+    _place(fig, left=0.95, right=0.95, top=top, bottom=bottom)
+    ax = fig.subplots()
+    _style(ax, grid_axis="y")
     x = [r.step for r in steps]
-    labels = [_esc(token_label(r.token)) for r in steps]
-    fig = _dual_axis_figure()
-    symbols = ["diamond" if r.forced else "circle" for r in steps]
-    fig.add_trace(
-        go.Scatter(x=x, y=[r.prob for r in steps], name="p(chosen) after knobs", mode="lines+markers",
-                   line=dict(color=AFTER, width=2), marker=dict(size=7, symbol=symbols),
-                   text=labels, customdata=[["forced" if r.forced else ""] for r in steps],
-                   hovertemplate="step %{x}: <b>%{text}</b> %{customdata[0]}<br>after knobs %{y:.1%}<extra></extra>"),
-    )
-    fig.add_trace(
-        go.Scatter(x=x, y=[r.raw_prob for r in steps], name="p(chosen) raw", mode="lines+markers",
-                   line=dict(color=RAW, width=2), marker=dict(size=6, symbol=symbols), text=labels,
-                   hovertemplate="step %{x}: <b>%{text}</b><br>raw %{y:.1%}<extra></extra>"),
-    )
-    fig.add_trace(
-        go.Scatter(x=x, y=[r.entropy_raw for r in steps], name="entropy raw", mode="lines", yaxis="y2",
-                   line=dict(color=ENTROPY, width=1.5, dash="dot"),
-                   hovertemplate="step %{x}: raw entropy %{y:.2f} nats<extra></extra>"),
-    )
-    fig.add_trace(
-        go.Scatter(x=x, y=[r.entropy for r in steps], name="entropy after knobs", mode="lines", yaxis="y2",
-                   line=dict(color=ENTROPY, width=2),
-                   hovertemplate="step %{x}: entropy after knobs %{y:.2f} nats<extra></extra>"),
-    )
-    _layout(fig, "Chosen token probability and entropy per step")
-    fig.layout.yaxis.update(title_text="probability", tickformat=".0%", range=[0, 1.05])
-    fig.layout.yaxis2.update(title_text="entropy (nats)", rangemode="tozero", tickformat=".1f", nticks=6, showgrid=False)
-    fig.update_xaxes(title_text="step", dtick=1 if len(steps) <= 20 else None,
-                     tickfont=dict(family=FONT["family"]))
+    ax.plot(x, [r.prob for r in steps], color=AFTER, linewidth=2, label="p(chosen) after knobs", gid="prob")
+    ax.plot(x, [r.raw_prob for r in steps], color=RAW, linewidth=2, label="p(chosen) raw", gid="raw_prob")
+    for series, color in ((lambda r: r.prob, AFTER), (lambda r: r.raw_prob, RAW)):
+        plain = [(r.step, series(r)) for r in steps if not r.forced]
+        forced = [(r.step, series(r)) for r in steps if r.forced]
+        if plain:
+            ax.scatter(*zip(*plain), color=color, s=28, zorder=3)
+        if forced:
+            ax.scatter(*zip(*forced), color=FORCED, marker="D", s=44, zorder=4)
+    ax.set_ylim(0, 1.05)
+    ax.yaxis.set_major_formatter(_PERCENT)
+    ax.set_ylabel("probability", fontsize=SMALL)
+    ax.set_xlabel("step", fontsize=SMALL)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=min(len(steps), 16)))
+    ax2 = ax.twinx()
+    ax2.plot(x, [r.entropy_raw for r in steps], color=ENTROPY, linewidth=1.5, linestyle=":", label="entropy raw",
+             gid="entropy_raw")  # fmt: skip
+    ax2.plot(x, [r.entropy for r in steps], color=ENTROPY, linewidth=2, label="entropy after knobs", gid="entropy")
+    ax2.set_ylabel("entropy (nats)", fontsize=SMALL, color=ENTROPY)
+    ax2.tick_params(labelsize=SMALL, colors=ENTROPY)
+    ax2.set_ylim(bottom=0)
+    ax2.spines["top"].set_visible(False)
+    ax.set_title("Chosen token's probability and the entropy, step by step", fontsize=FONT, loc="left")
+    handles = [*ax.lines, *ax2.lines]
+    if any(r.forced for r in steps):
+        handles.append(ax.scatter([], [], color=FORCED, marker="D", s=44, label="forced"))
+    _legend(fig, handles, 3)
     return fig
 
 
 # ----------------------------------------------------------------------------------------------------------
+# Teaching views: temperatures and knobs
 
 
 def _temperature_colors(n: int) -> list[str]:
     """Cool (low temperature) to warm (high), a fixed ramp."""
-    ramp = ["#2c7bb6", "#5aa5c8", "#9cc9b9", "#e0c36b", "#f28e2b", "#d7191c"]
+    ramp = ["#2c7bb6", "#5aa5c8", "#7fbf9f", "#d9b84a", "#f28e2b", "#d7191c"]
     if n <= 1:
         return ramp[:1]
     return [ramp[round(i * (len(ramp) - 1) / (n - 1))] for i in range(n)]
 
 
-def temperature_figure(exploration: Exploration) -> go.Figure:
-    """The step's candidates at several temperatures at once (one bar group each), with the probability of
-    every other token in the vocabulary as its own bar at the end."""
-    cands, views_ = exploration.candidates, exploration.temperatures
-    if not cands or not views_:
+def temperature_figure(exploration: Exploration) -> Figure:
+    """The step's candidates at several temperatures, one panel per temperature (the seed notebook's temperature
+    comparison): the same tokens in every panel, with the probability of every other token in the vocabulary
+    as the last bar, and each panel's entropy over the whole vocabulary."""
+    cands, temps = exploration.candidates, exploration.temperatures
+    if not cands or not temps:
         return _empty("Temperature", "Nothing to explore at this step.")
-    x = axis_labels(cands) + ["(all others)"]
+    cands = cands[:TEMPERATURE_TOKENS]
+    labels = axis_labels(cands, max_chars=14) + ["(all others)"]
+    cols = min(4, len(temps))
+    rows = math.ceil(len(temps) / cols)
+    panel_title = 2 * SMALL * 1.35 / 72 + 0.1
+    panel = 0.3 * len(labels)
+    top, bottom = TITLE_IN / 2 + 0.15 + panel_title, 0.45
+    fig = _figure(top + bottom + rows * panel + (rows - 1) * (panel_title + 0.45))
+    _place(fig, left=_label_room(labels), right=0.4, top=top, bottom=bottom, wspace=0.3,
+           hspace=(panel_title + 0.45) / panel)  # fmt: skip
+    axes = fig.subplots(rows, cols, sharey=True, squeeze=False)
     current = exploration.config.temperature
-    fig = go.Figure()
-    for color, v in zip(_temperature_colors(len(views_)), views_):
-        is_current = math.isclose(v.temperature, current) and exploration.config.strategy == "sample"
-        name = f"T = {v.temperature:g}" + (" (current)" if is_current else "")
-        fig.add_trace(
-            go.Bar(x=x, y=list(v.probs) + [v.rest], name=name,
-                   marker=dict(color=color, line=dict(color=CHOSEN, width=1.5 if is_current else 0)),
-                   customdata=[[v.entropy, v.entropy / LN2]] * len(x),
-                   hovertemplate=f"{name}<br><b>%{{x}}</b>: %{{y:.2%}}<br>entropy %{{customdata[0]:.2f}} nats "
-                   "(%{customdata[1]:.2f} bits)<extra></extra>")
-        )
-    entropies = " · ".join(f"T={v.temperature:g}: {v.entropy:.2f}" for v in views_)
-    _layout(fig, f"Step {exploration.step} at several temperatures<br><span style='font-size:11px'>entropy (nats) "
-                 f"{entropies}</span>")
-    fig.update_layout(barmode="group", margin=dict(t=78))
-    fig.update_yaxes(title_text="probability", tickformat=".0%", rangemode="tozero")
-    fig.update_xaxes(tickangle=-40 if len(x) > 8 else 0)
+    for i, (color, view) in enumerate(zip(_temperature_colors(len(temps)), temps)):
+        ax = axes[i // cols][i % cols]
+        _style(ax)
+        is_current = math.isclose(view.temperature, current) and exploration.config.strategy == "sample"
+        values = list(view.probs[: len(cands)]) + [view.rest + sum(view.probs[len(cands) :])]
+        ax.barh(range(len(values)), values, color=color, edgecolor=CHOSEN if is_current else "none",
+                linewidth=1.5 if is_current else 0, gid=f"T={view.temperature:g}")  # fmt: skip
+        ax.set_xlim(0, 1)
+        ax.set_xticks([0, 0.5, 1])
+        ax.xaxis.set_major_formatter(_PERCENT)
+        ax.set_title(f"T = {view.temperature:g}{' (current)' if is_current else ''}\nentropy {view.entropy:.2f} nats",
+                     fontsize=SMALL, loc="left")  # fmt: skip
+        if i % cols == 0:
+            _token_ticks(ax, labels)
+    for j in range(len(temps), rows * cols):
+        axes[j // cols][j % cols].set_axis_off()
+    axes[0][0].invert_yaxis()
+    fig.suptitle(f"Step {exploration.step} at several temperatures (softmax over the whole vocabulary)",
+                 fontsize=FONT, x=0.01, y=0.995, ha="left", va="top")  # fmt: skip
     return fig
 
 
@@ -302,63 +424,72 @@ def _knob_title(knob) -> str:
     name = KNOB_NAMES.get(knob.knob, knob.knob)
     off = {"top_k": knob.setting == 0, "top_p": knob.setting >= 1, "min_p": knob.setting <= 0}.get(knob.knob, False)
     setting = f"{int(knob.setting)}" if knob.knob == "top_k" else f"{knob.setting:g}"
-    head = f"{name} = {setting}" + (" (off)" if off else "")
-    return f"<b>{head}</b><br><span style='font-size:11px'>keeps {knob.kept_count:,} tokens · {knob.kept_mass:.1%} of mass</span>"
+    tokens = "token" if knob.kept_count == 1 else "tokens"
+    return f"{name} = {setting}{' (off)' if off else ''}\nkeeps {knob.kept_count:,} {tokens}, {knob.kept_mass:.1%}"
 
 
-def knobs_figure(exploration: Exploration) -> go.Figure:
-    """Top-k, top-p and min-p, each alone, on the step's distribution (after penalty and temperature): one
-    panel per knob, candidates sorted by that probability, kept ones coloured, cut ones grey and hatched, with
-    top-p's cumulative line and cut-off and min-p's threshold drawn."""
+def knobs_figure(exploration: Exploration) -> Figure:
+    """Top-k, top-p and min-p, each alone, on the step's distribution (after penalty and temperature): one panel
+    per knob, the same tokens in the order the knobs see them, kept ones orange, cut ones in the knob's shade
+    and hatch; top-k's cut-off rank, top-p's cumulative line and threshold and min-p's threshold drawn."""
     cands, knobs = exploration.candidates, exploration.knobs
     if not cands or not knobs:
         return _empty("Knobs", "Nothing to explore at this step.")
     order = sorted(range(len(cands)), key=lambda i: -cands[i].shaped_prob)  # the order the knobs see
-    labels = axis_labels(cands)
-    x = [labels[i] for i in order]
-    y = [cands[i].shaped_prob for i in order]
-    fig = make_subplots(rows=1, cols=len(knobs), subplot_titles=[_knob_title(k) for k in knobs],
-                        specs=[[{"secondary_y": k.knob == "top_p"} for k in knobs]], horizontal_spacing=0.09)
-    for col, knob in enumerate(knobs, start=1):
+    labels = axis_labels([cands[i] for i in order], max_chars=14)
+    values = [cands[i].shaped_prob for i in order]
+    panel_title = 2 * SMALL * 1.35 / 72 + 0.1
+    n_handles = 2 + len(knobs)
+    top, bottom = TITLE_IN / 2 + 0.15 + panel_title, AXIS_IN - 0.2 + _legend_room(n_handles, 5)
+    fig = _figure(top + bottom + 0.3 * len(order))
+    _place(fig, left=_label_room(labels), right=0.3, top=top, bottom=bottom, wspace=0.15)
+    axes = fig.subplots(1, len(knobs), sharey=True, squeeze=False)[0]
+    ys = list(range(len(order)))
+    top = max(values) if values else 1.0
+    for ax, knob in zip(axes, knobs):
+        _style(ax)
+        color, hatch = CUT_STYLE.get(knob.knob, (CUT, "//"))
         kept = [knob.kept[i] for i in order]
-        fig.add_trace(
-            go.Bar(x=x, y=y, name=KNOB_NAMES.get(knob.knob, knob.knob), showlegend=False,
-                   marker=dict(color=[AFTER if k else CUT for k in kept],
-                               pattern=dict(shape=["" if k else "/" for k in kept], fgcolor="#6b7280", size=5)),
-                   customdata=[["kept" if k else "cut"] for k in kept],
-                   hovertemplate="<b>%{x}</b>: %{y:.2%} — %{customdata[0]}<extra>" + KNOB_NAMES.get(knob.knob, "")
-                   + "</extra>"),
-            row=1, col=col, **({"secondary_y": False} if knob.knob == "top_p" else {}),
-        )
+        ax.barh(ys, values, color=[AFTER if k else color for k in kept], gid=knob.knob)
+        for y0, y1 in _runs([not k for k in kept]):  # cut rows shaded whatever their height
+            ax.axhspan(y0 - 0.5, y1 + 0.5, facecolor=color, alpha=0.14, linewidth=0, gid=f"cut:{knob.knob}")
+        ax.set_title(_knob_title(knob), fontsize=SMALL, loc="left")
         if knob.knob == "top_p":
-            cum = list(exploration.cumulative)[: len(x)]
-            fig.add_trace(
-                go.Scatter(x=x[: len(cum)], y=cum, mode="lines+markers", showlegend=False, name="cumulative",
-                           line=dict(color=CUMULATIVE, width=1.5, shape="hv"), marker=dict(size=4),
-                           hovertemplate="cumulative %{y:.1%}<extra></extra>"),
-                row=1, col=col, secondary_y=True,
-            )
+            ax.set_xlim(0, 1.0)
+            cum = list(exploration.cumulative)[: len(ys)]
+            ax.plot([0.0, *cum], [0, *ys[: len(cum)]], color=CUMULATIVE, marker="o", markersize=3, linewidth=1.4,
+                    markevery=slice(1, None), drawstyle="steps-pre", gid="cumulative")  # fmt: skip
             if knob.threshold is not None and knob.threshold < 1:
-                fig.add_hline(y=knob.threshold, line=dict(color=CUMULATIVE, dash="dash", width=1), row=1, col=col,
-                              secondary_y=True)
-            fig.update_yaxes(range=[0, 1.05], tickformat=".0%", tickvals=_QUARTERS, showgrid=False, row=1, col=col,
-                             secondary_y=True)
-        elif knob.knob == "min_p" and knob.threshold:
-            fig.add_hline(y=knob.threshold, line=dict(color="#b45309", dash="dash", width=1), row=1, col=col,
-                          annotation_text=f"{knob.threshold:.1%}", annotation_position="top right",
-                          annotation_font=dict(size=10, color="#b45309"))
-        elif knob.knob == "top_k" and 0 < sum(kept) < len(kept):
-            fig.add_vline(x=sum(kept) - 0.5, line=dict(color="#6b7280", dash="dash", width=1), row=1, col=col)
-    for name, color, shape in (("kept", AFTER, ""), ("cut", CUT, "/")):  # legend entries for the bar colours
-        fig.add_trace(go.Bar(x=[None], y=[None], name=name, marker=dict(color=color, pattern=dict(shape=shape)),
-                             hoverinfo="skip"), row=1, col=1)
-    _layout(fig, f"Step {exploration.step}: what each knob keeps on its own", height=HEIGHT)
-    fig.update_layout(margin=dict(t=100, b=110))
-    fig.update_annotations(font=dict(size=12))
-    fig.update_yaxes(tickformat=".0%", rangemode="tozero")
-    fig.update_yaxes(range=[0, 1.05], secondary_y=True)
-    fig.update_xaxes(tickangle=-60, tickfont=dict(size=9))
+                ax.axvline(knob.threshold, color=CUMULATIVE, linestyle="--", linewidth=1.2, gid="threshold")
+        else:
+            ax.set_xlim(0, top * 1.15)
+            if knob.knob == "min_p" and knob.threshold:
+                ax.axvline(knob.threshold, color=color, linestyle="--", linewidth=1.2, gid="threshold")
+            elif knob.knob == "top_k" and 0 < sum(kept) < len(kept):
+                ax.axhline(sum(kept) - 0.5, color=color, linestyle="--", linewidth=1.2, gid="threshold")
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=3))
+        ax.xaxis.set_major_formatter(_PERCENT)
+    _token_ticks(axes[0], labels)
+    axes[0].invert_yaxis()
+    fig.suptitle(f"Step {exploration.step}: what each knob keeps on its own", fontsize=FONT, x=0.01, y=0.995, ha="left",
+                 va="top")  # fmt: skip
+    handles = [Patch(color=AFTER, label="kept")] + [
+        Patch(color=CUT_STYLE[k.knob][0], label=f"cut by {KNOB_NAMES[k.knob]}") for k in knobs if k.knob in CUT_STYLE
+    ]
+    handles.append(axes[0].plot([], [], color=CUMULATIVE, marker="o", label="cumulative (top-p)")[0])
+    _legend(fig, handles, 5)
     return fig
+
+
+def _runs(flags: list[bool]) -> list[tuple[int, int]]:
+    """(first, last) index of each run of True in `flags`."""
+    runs: list[tuple[int, int]] = []
+    for i, flag in enumerate(flags):
+        if flag and runs and runs[-1][1] == i - 1:
+            runs[-1] = (runs[-1][0], i)
+        elif flag:
+            runs.append((i, i))
+    return runs
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -418,9 +549,9 @@ def beam_winner_path(trace: Trace) -> list[tuple[int, int]]:
     return path[::-1]
 
 
-def beam_tree_figure(trace: Trace) -> go.Figure:
-    """Every beam candidate at every step (x = step, y = rank among the step's candidates), joined to the beam
-    it extends; coloured by status (kept / finished / pruned); the winner's path highlighted."""
+def beam_tree_figure(trace: Trace) -> Figure:
+    """Every beam candidate at every step (x = step, y = rank among the step's candidates), joined to the beam it
+    extends; coloured by status (kept / finished / pruned); the winner's path drawn thick, its tokens labelled."""
     if trace.strategy != "beam" or any(r.beams is None for r in trace.steps):
         return _empty("Beam search tree", "The beam tree is drawn for beam search runs: choose strategy = beam.")
     if not trace.steps:
@@ -428,76 +559,53 @@ def beam_tree_figure(trace: Trace) -> go.Figure:
     nodes = _beam_nodes(trace)
     winner = beam_winner_path(trace)
     on_path = set(winner)
+    n = len(trace.steps)
     width = max(len(r.beams) for r in trace.steps)
     root_y = (width - 1) / 2
-
-    def pos(s: int, j: int | None) -> tuple[float, float]:
-        return (-1.0, root_y) if j is None else (float(s), float(j))
-
-    edge_x: list = []
-    edge_y: list = []
-    win_x: list = []
-    win_y: list = []
-    for s, row in enumerate(nodes):
+    top, bottom = TITLE_IN / 2 + 0.1, AXIS_IN + _legend_room(4, 4)
+    fig = _figure(top + bottom + 0.4 + 0.36 * width, width=max(WIDTH, 0.75 * n + 2))
+    _place(fig, left=0.8, right=0.4, top=top, bottom=bottom)
+    ax = fig.subplots()
+    for s, row in enumerate(nodes):  # edges, the winner's on top
         for j, (_, parent_idx) in enumerate(row):
-            x0, y0 = pos(s - 1, parent_idx) if (s == 0 or parent_idx is not None) else (None, None)
-            if x0 is None:
+            if s > 0 and parent_idx is None:
                 continue
-            xs, ys = (edge_x, edge_y) if (s, j) not in on_path else (win_x, win_y)
-            xs += [x0, float(s), None]
-            ys += [y0, float(j), None]
-    fig = go.Figure()
-    fig.add_trace(go.Scatter(x=edge_x, y=edge_y, mode="lines", line=dict(color="#cbd5e1", width=1),
-                             hoverinfo="skip", showlegend=False, name="edges"))
-    if win_x:
-        fig.add_trace(go.Scatter(x=win_x, y=win_y, mode="lines", line=dict(color=WINNER, width=3),
-                                 hoverinfo="skip", showlegend=False, name="winner edges"))
-    fig.add_trace(go.Scatter(x=[-1.0], y=[root_y], mode="markers+text", text=["prompt"], textposition="bottom center",
-                             marker=dict(size=12, color="#374151", symbol="square"), hoverinfo="text",
-                             hovertext=["the prompt"], showlegend=False, name="prompt"))
-    for status in ("kept", "finished", "pruned"):
-        xs, ys, text, hover = [], [], [], []
-        for s, record in enumerate(trace.steps):
-            for j, b in enumerate(record.beams):
-                if _beam_status(trace, s, b) != status:
-                    continue
-                label = _esc(token_label(b.token))
-                xs.append(s)
-                ys.append(j)
-                # every kept label fits on short runs; on long ones only the winner's path is written out
-                text.append(label if (s, j) in on_path or (status != "pruned" and len(trace.steps) <= 12) else "")
-                norm = f"<br>normalised {b.normalized_score:.3f}" if b.normalized_score is not None else ""
-                role = f"kept as beam {b.beam}" if b.status == "kept" else b.status
-                if status == "pruned" and b.status == "kept":
-                    role = "not finished: the run ended at this step"
-                hover.append(f"step {s} · <b>{label}</b> (id {b.token_id})<br>{role}, extends beam {b.parent}"
-                             f"<br>score {b.score:.3f}{norm}")
-        if not xs:
+            x0, y0 = (-1.0, root_y) if s == 0 else (s - 1.0, float(parent_idx))
+            win = (s, j) in on_path
+            ax.plot([x0, s], [y0, j], color=WINNER if win else "#cbd5e1", linewidth=3 if win else 1,
+                    zorder=2 if win else 1, gid="winner-edge" if win else "edge")  # fmt: skip
+    ax.scatter([-1.0], [root_y], marker="s", s=90, color="#374151", zorder=3)
+    ax.annotate("prompt", (-1.0, root_y), xytext=(0, -14), textcoords="offset points", ha="center", va="top",
+                fontsize=SMALL)  # fmt: skip
+    label_all = n <= 12 and width <= 8  # short, narrow runs: every kept or finished token is written out
+    for status in ("pruned", "kept", "finished"):
+        pts = [(s, j) for s, r in enumerate(trace.steps) for j, b in enumerate(r.beams) if _beam_status(trace, s, b) == status]
+        if not pts:
             continue
-        fig.add_trace(go.Scatter(
-            x=xs, y=ys, mode="markers+text", name=status, text=text,
-            textposition=["top center" if x % 2 == 0 else "bottom center" for x in xs],  # neighbours alternate
-            textfont=dict(size=10, family="ui-monospace, Menlo, monospace",
-                          color="#9ca3af" if status == "pruned" else "#1f2937"),
-            marker=dict(size=9 if status != "pruned" else 6, color=BEAM_COLORS[status],
-                        line=dict(color="white", width=1)),
-            hovertext=hover, hoverinfo="text"))
+        ax.scatter([s for s, _ in pts], [j for _, j in pts], s=70 if status != "pruned" else 36,
+                   color=BEAM_COLORS[status], edgecolor="white", linewidth=0.8, zorder=4, label=status, gid=status)  # fmt: skip
+        for s, j in pts:
+            if (s, j) in on_path or (label_all and status != "pruned"):
+                b = trace.steps[s].beams[j]
+                above = s % 2 == 0  # neighbours alternate above and below
+                ax.annotate(short_label(token_label(b.token), 10), (s, j), xytext=(0, 8 if above else -8),
+                            textcoords="offset points", ha="center", va="bottom" if above else "top",
+                            fontsize=SMALL if (s, j) in on_path else SMALL - 1, family=TOKEN_FONT, parse_math=False,
+                            color=CHOSEN if (s, j) in on_path else "#374151", annotation_clip=False)  # fmt: skip
     if winner:
-        wx = [float(s) for s, _ in winner]
-        wy = [float(j) for _, j in winner]
-        tokens = [trace.steps[s].beams[j] for s, j in winner]
-        fig.add_trace(go.Scatter(
-            x=wx, y=wy, mode="markers", name="winner", marker=dict(size=13, color="rgba(0,0,0,0)",
-                                                                   line=dict(color=WINNER, width=2.5)),
-            text=[_esc(token_label(b.token)) for b in tokens], customdata=[b.token_id for b in tokens],
-            hovertemplate="winner · <b>%{text}</b><extra></extra>"))
+        ax.scatter([s for s, _ in winner], [j for _, j in winner], s=170, facecolor="none", edgecolor=WINNER,
+                   linewidth=2.2, zorder=5, label="winner", gid="winner")  # fmt: skip
+    ax.set_xlim(-1.6, n - 0.4)
+    ax.set_ylim(width - 0.4, -0.9)
+    ax.set_xlabel("step", fontsize=SMALL)
+    ax.set_ylabel("rank at step", fontsize=SMALL)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=min(n, 16)))
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True, nbins=min(width, 10)))
+    ax.tick_params(labelsize=SMALL)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
     note = "" if winner else " (no finished winner among the candidates)"
     score = f" · beam score {trace.beam_score:.3f}" if trace.beam_score is not None else ""
-    _layout(fig, f"Beam search: {trace.config.num_beams} beams, {len(trace.steps)} steps{score}{note}",
-            height=max(HEIGHT, 48 * width + 100))
-    fig.update_yaxes(autorange="reversed", title_text="rank at step", dtick=1, showgrid=False, zeroline=False)
-    n = len(trace.steps)
-    ticks = list(range(0, n, 1 if n <= 24 else max(1, n // 12)))
-    fig.update_xaxes(title_text="step", tickvals=ticks, zeroline=False, range=[-1.9, n - 0.4],
-                     tickfont=dict(family=FONT["family"]))
+    ax.set_title(f"Beam search: {trace.config.num_beams} beams, {n} steps{score}{note}", fontsize=FONT, loc="left")
+    _legend(fig, ax.collections[1:], 4)
     return fig

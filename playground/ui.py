@@ -6,8 +6,8 @@ values of its outputs; none does tensor maths (the engine does), none builds a f
 by every user); each browser session has its own `Session` in its state. `POLICY` (hosting.py) caps what a
 public Space allows, checked in the handlers so API clients meet the same limits.
 
-Named API endpoints (see docs/ui.md): /step, /step_n, /run, /compare, /force, /undo, /rewind, /reset,
-/inspect, /explore, /export, /load_model.
+Named API endpoints (see docs/ui.md): /step, /step_n, /run, /preview, /compare, /force, /undo, /rewind,
+/reset, /inspect, /explore, /export, /load_model.
 
 This module knows nothing about how a token is chosen, how a figure is drawn or how HTML is escaped beyond
 its own small status fragments.
@@ -30,10 +30,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import gradio as gr
+from matplotlib.figure import Figure
 
 from . import plots, views
 from .config import MAX_BEAMS, DecodingConfig
 from .engine import DecodingError, Engine, ModelMemoryError, Session
+from .records import StepRecord
 from .hosting import HostingPolicy
 from .loading import EMBEDDED_NAME, ModelLoadError, is_embedded, load_engine
 
@@ -42,6 +44,9 @@ DEFAULT_MODEL = "default"  # the model picker's value for "whatever the app was 
 DEFAULT_PROMPT = "Once upon a time, in a small village by the sea,"
 PERMALINK_PARAM = "run"
 N_TABLE_CHOICES = 5
+PLOT_FORMAT = "png"  # how gr.Plot sends a figure: PNG encodes faster than Gradio's default WebP here
+PLOT_RENDER = gr.Plot(format=PLOT_FORMAT, render=False)  # renders figures as the page's plots do (benchmark)
+STREAM_CHART_EVERY_S = 0.5  # a streamed run redraws the distribution chart at most this often
 
 # The decoding controls, in the order every step-like handler (and API endpoint) takes them.
 CONTROLS = (
@@ -125,7 +130,14 @@ class PlaygroundState:
     prompt_text: str = ""  # the prompt as the model sees it (chat template included)
     base_config: DecodingConfig | None = None
     selected: int | None = None  # the step whose distribution is shown
+    preview: StepRecord | None = None  # the pending step, previewed with the current knobs (shown when nothing is selected)
+    log_scale: bool = False  # the distribution chart's probability axis
     notices: list[str] = field(default_factory=list)
+
+    def changed(self) -> None:
+        """The run moved on (a step, a rewind): show its last step, and forget a preview of a step that is gone."""
+        self.selected = None
+        self.preview = None
 
     @property
     def steps(self) -> list:
@@ -287,38 +299,49 @@ _FINISH = {
 }
 
 
-def _candidate_choices(state: PlaygroundState, top_n: int) -> list[tuple[str, int]]:
+def _shown_record(state: PlaygroundState) -> tuple[StepRecord | None, bool]:
+    """The record the distribution chart and the candidate list show, and whether it is the pending step's
+    preview: the inspected step, else the preview (when one was made since the run last moved), else the last."""
+    if state.selected is None and state.preview is not None:
+        return state.preview, True
     if not state.steps:
+        return None, False
+    return state.steps[state.selected if state.selected is not None else -1], False
+
+
+def _candidate_choices(record: StepRecord | None, top_n: int) -> list[tuple[str, int]]:
+    if record is None:
         return []
-    r = state.steps[state.selected if state.selected is not None else -1]
     return [(f"{views.token_label(c.token)}   {c.prob:.1%} (model {c.raw_prob:.1%})", c.token_id)
-            for c in sorted(r.top, key=lambda c: c.rank)[: max(1, top_n)]]  # fmt: skip
+            for c in sorted(record.top, key=lambda c: c.rank)[: max(1, top_n)]]  # fmt: skip
 
 
-def _selected_record(state: PlaygroundState):
-    if not state.steps:
-        return None
-    return state.steps[state.selected if state.selected is not None else -1]
+def step_outputs(state: PlaygroundState, top_n=10, full: bool = True, figures: bool = True) -> tuple:
+    """(result, text_html, distribution, table, trajectory, status, inspect, candidates, permalink, state).
 
-
-def step_outputs(state: PlaygroundState, top_n=10, full: bool = True) -> tuple:
-    """(result, text_html, distribution, table, trajectory, status, inspect, candidates, permalink, state)."""
+    `full=False` leaves the step table and the trajectory as they are (they did not change, or a streamed run
+    sends them at its end); `figures=False` also leaves the distribution chart, the inspector and the
+    permalink: a streamed run's light update, the text and the status only."""
     top_n = max(1, _as_int("Candidates shown", top_n or 10))
     steps = state.steps
     if state.selected is not None and state.selected >= len(steps):
         state.selected = None
-    record = _selected_record(state)
-    sel = record.step if record is not None else None
+    record, pending = _shown_record(state)
+    sel = state.selected if state.selected is not None else (len(steps) - 1 if steps and not pending else None)
     text = views.colored_text_html(state.prompt_text, steps, selected_step=sel)
-    dist = plots.distribution_figure(record, max_tokens=top_n) if record is not None else None
+    result = _result(state)
+    status = _status_html(state)
+    if not figures:
+        return (result, text, gr.skip(), gr.skip(), gr.skip(), status, gr.skip(), gr.skip(), gr.skip(), state)
+    dist = (plots.distribution_figure(record, max_tokens=top_n, log_scale=state.log_scale, pending=pending)
+            if record is not None else None)  # fmt: skip
     table = views.step_table(state.prompt_text, steps, n_choices=N_TABLE_CHOICES) if full else gr.skip()
     traj = plots.trajectory_figure(steps) if (full and steps) else (None if full else gr.skip())
     inspect = gr.Slider(minimum=0, maximum=max(1, len(steps) - 1), value=sel if sel is not None else 0,
                         interactive=len(steps) > 1)  # fmt: skip
-    choices = _candidate_choices(state, top_n)
+    choices = _candidate_choices(record, top_n)
     candidates = gr.Dropdown(choices=choices, value=choices[0][1] if choices else None)
-    result = _result(state)
-    return (result, text, dist, table, traj, _status_html(state), inspect, candidates, result["permalink"], state)
+    return (result, text, dist, table, traj, status, inspect, candidates, result["permalink"], state)
 
 
 def _empty_outputs(state: PlaygroundState | None = None) -> tuple:
@@ -344,7 +367,7 @@ def on_step(state, prompt, model, chat, system, strategy, temperature, top_k, to
             if state.session.done:
                 break
             state.session.step(config=config)
-        state.selected = None
+        state.changed()
         return step_outputs(state, top_n)
     except Exception as e:  # noqa: BLE001 - every failure reaches the user as one sentence
         raise _friendly(e) from e
@@ -357,16 +380,53 @@ def on_run(state, prompt, model, chat, system, strategy, temperature, top_k, top
         state = _recover(state, permalink)
         state, config = _prepare(state, prompt, model, chat, system, strategy, temperature, top_k, top_p, min_p,
                                  repetition_penalty, num_beams, length_penalty, max_new_tokens, top_n, seed)  # fmt: skip
-        state.selected = None
-        if state.session.done:
-            state.session.step(config=config)  # a finished run raises its one-sentence message (or extends)
-            yield step_outputs(state, top_n, full=False)
-        while not state.session.done:
+        state.changed()
+        drawn = 0.0  # when the distribution chart was last sent
+        extend = state.session.done  # a finished run: its first step raises its one-sentence message (or extends)
+        while extend or not state.session.done:
+            extend = False
             state.session.step(config=config)
-            yield step_outputs(state, top_n, full=False)
+            # the text streams every token; the chart a few times a second; table and trajectory at the end
+            heavy = time.perf_counter() - drawn >= STREAM_CHART_EVERY_S
+            yield step_outputs(state, top_n, full=False, figures=heavy)
+            if heavy:
+                drawn = time.perf_counter()
         yield step_outputs(state, top_n)
     except Exception as e:  # noqa: BLE001
         raise _friendly(e) from e
+
+
+def on_preview(state, prompt, model, chat, system, strategy, temperature, top_k, top_p, min_p, repetition_penalty,
+               num_beams, length_penalty, max_new_tokens, top_n, seed, permalink="") -> tuple:  # fmt: skip
+    """The pending step's distribution with the current settings, without taking it: the chart, candidates and
+    status as /step returns them, the run unchanged. Its forward is kept for the next Step (a knob that moves
+    costs no model call)."""
+    try:
+        state = _recover(state, permalink)
+        before = state.session if isinstance(state, PlaygroundState) else None
+        state, config = _prepare(state, prompt, model, chat, system, strategy, temperature, top_k, top_p, min_p,
+                                 repetition_penalty, num_beams, length_penalty, max_new_tokens, top_n, seed)  # fmt: skip
+        state.selected = None
+        if state.session.done:
+            state.preview = None
+            state.notices.append(f"The run has finished ({_FINISH.get(state.session.finish_reason, 'done')}): "
+                                 "the chart shows its last step. Rewind or reset to go on.")  # fmt: skip
+        else:
+            state.preview = state.session.preview(config)
+        return step_outputs(state, top_n, full=state.session is not before)  # a new run: clear table and trajectory
+    except Exception as e:  # noqa: BLE001
+        raise _friendly(e) from e
+
+
+def on_scale(state, log_scale, top_n=10) -> tuple:
+    """Switch the distribution chart between a linear and a log probability axis; returns (chart, state)."""
+    state = state if isinstance(state, PlaygroundState) else PlaygroundState()
+    state.log_scale = bool(log_scale)
+    record, pending = _shown_record(state)
+    if record is None:
+        return None, state
+    top_n = max(1, _as_int("Candidates shown", top_n or 10))
+    return plots.distribution_figure(record, max_tokens=top_n, log_scale=state.log_scale, pending=pending), state
 
 
 def on_force(state, prompt, model, chat, system, strategy, temperature, top_k, top_p, min_p, repetition_penalty,
@@ -374,19 +434,20 @@ def on_force(state, prompt, model, chat, system, strategy, temperature, top_k, t
     """Use `token_id` at step `inspect_step` (0-based, as in the table) instead: rewind to just before it and force the token."""
     try:
         state = _recover(state, permalink)
-        if not isinstance(state, PlaygroundState) or state.session is None or not state.steps:
+        if not isinstance(state, PlaygroundState) or state.session is None or not (state.steps or state.preview):
             raise ValueError("Take a step first, then pick one of its candidates to force.")
         if token_id in (None, ""):
             raise ValueError("Pick a candidate token to use instead.")
-        at = _as_int("Step", inspect_step)
-        if not 0 <= at < len(state.steps):
+        at = len(state.steps) if _shown_record(state)[1] else _as_int("Step", inspect_step)
+        if not 0 <= at <= len(state.steps):
             raise ValueError(f"There is no step {at}: this run has steps 0 to {len(state.steps) - 1}.")
         config = make_config(strategy, temperature, top_k, top_p, min_p, repetition_penalty, num_beams,
                              length_penalty, max_new_tokens, top_n, seed)  # fmt: skip
         config, _ = POLICY.apply(config)
-        state.session.rewind(at)
+        if at < len(state.steps):  # forcing the pending step needs no rewind (and keeps its previewed forward)
+            state.session.rewind(at)
         state.session.step(config=config, force_token=_as_int("Token id", token_id))
-        state.selected = None
+        state.changed()
         return step_outputs(state, top_n)
     except Exception as e:  # noqa: BLE001
         raise _friendly(e) from e
@@ -399,7 +460,7 @@ def on_rewind(state, to_step, top_n=10, permalink="") -> tuple:
         if not isinstance(state, PlaygroundState) or state.session is None:
             raise ValueError("There is no run to rewind yet: take a step first.")
         state.session.rewind(_as_int("Step", to_step))
-        state.selected = None
+        state.changed()
         return step_outputs(state, top_n)
     except Exception as e:  # noqa: BLE001
         raise _friendly(e) from e
@@ -545,8 +606,8 @@ def on_explore(state, prompt, model, chat, system, strategy, temperature, top_k,
         temps = parse_temperatures(temperatures)
         state, config = _prepare(state, prompt, model, chat, system, strategy, temperature, top_k, top_p, min_p,
                                  repetition_penalty, num_beams, length_penalty, max_new_tokens, top_n, seed)  # fmt: skip
-        record = _selected_record(state)
-        at = record.step if record is not None else None
+        record, pending = _shown_record(state)
+        at = None if record is None or pending else record.step
         exploration = state.session.explore(at, temperatures=temps, top_n=20, config=config)
         where = f"step {at}" if at is not None else "the next step"
         knobs = " · ".join(f"{k.knob.replace('_', '-')} = {k.setting:g} keeps {k.kept_count:,} tokens ({k.kept_mass:.1%})"
@@ -663,13 +724,17 @@ def _config_controls(config: DecodingConfig) -> tuple:
             config.num_beams, config.length_penalty, config.max_new_tokens, config.top_n, config.seed)  # fmt: skip
 
 
-def on_page_load(state, request: gr.Request) -> tuple:
-    """Open a permalink when the page's URL carries one; otherwise leave everything as it is."""
+def on_page_load(state, prompt, model, chat, system, strategy, temperature, top_k, top_p, min_p, repetition_penalty,
+                 num_beams, length_penalty, max_new_tokens, top_n, seed, request: gr.Request) -> tuple:  # fmt: skip
+    """Open a permalink when the page's URL carries one; otherwise preview the first step of the page's prompt,
+    so its distribution is on screen before any Step."""
+    controls = (prompt, model, chat, system, strategy, temperature, top_k, top_p, min_p, repetition_penalty,
+                num_beams, length_penalty, max_new_tokens, top_n, seed)  # fmt: skip
     n_outputs = len(CONTROLS) + 10
     value = dict(request.query_params).get(PERMALINK_PARAM) if request is not None else None
-    if not value:
-        return tuple(gr.skip() for _ in range(n_outputs))
     try:
+        if not value:
+            return (*(gr.skip() for _ in CONTROLS), *on_preview(state, *controls))
         return restore(value)
     except Exception as e:  # noqa: BLE001
         gr.Warning(str(_friendly(e).message))
@@ -682,7 +747,8 @@ def on_page_load(state, request: gr.Request) -> tuple:
 
 def bench_step(engine: Engine, prompt: str, n_steps: int) -> list[float]:
     """Run the real Step handler `n_steps` times on a fresh session for `engine`; each call's server-side
-    latency in seconds (handler in, every output out: figures, HTML and table included)."""
+    latency in seconds (handler in, every output out: figures rendered to PNG as gr.Plot sends them, HTML and
+    table included)."""
     spec = f"bench:{engine.name}"
     REGISTRY.put(spec, engine)
     controls = dict(prompt=prompt, model=spec, chat=False, system="", strategy="sample", temperature=0.8, top_k=50,
@@ -692,6 +758,9 @@ def bench_step(engine: Engine, prompt: str, n_steps: int) -> list[float]:
     for _ in range(n_steps):
         started = time.perf_counter()
         outputs = on_step(state, **controls)
+        for value in outputs:
+            if isinstance(value, Figure):
+                PLOT_RENDER.postprocess(value)
         times.append(time.perf_counter() - started)
         state = outputs[-1]
     return times
@@ -795,12 +864,13 @@ def build_demo(policy: HostingPolicy | None = None) -> gr.Blocks:
                 model_status = gr.HTML("")
                 strategy = gr.Radio(["greedy", "sample", "beam"], value="sample", label="Strategy", info=_INFO["strategy"])
                 with gr.Accordion("Sampling knobs", open=True):
-                    temperature = gr.Slider(0, 3, value=0.8, step=0.05, label="Temperature", info=_INFO["temperature"])
-                    top_k = gr.Slider(0, 200, value=50, step=1, label="Top-k", info=_INFO["top_k"])
-                    top_p = gr.Slider(0.01, 1, value=0.95, step=0.01, label="Top-p", info=_INFO["top_p"])
-                    min_p = gr.Slider(0, 1, value=0.0, step=0.01, label="Min-p", info=_INFO["min_p"])
+                    temperature = gr.Slider(0, 3, value=0.8, step=0.05, label="Temperature", info=_INFO["temperature"],
+                                            elem_id="dp-temperature")  # fmt: skip
+                    top_k = gr.Slider(0, 200, value=50, step=1, label="Top-k", info=_INFO["top_k"], elem_id="dp-top-k")
+                    top_p = gr.Slider(0.01, 1, value=0.95, step=0.01, label="Top-p", info=_INFO["top_p"], elem_id="dp-top-p")
+                    min_p = gr.Slider(0, 1, value=0.0, step=0.01, label="Min-p", info=_INFO["min_p"], elem_id="dp-min-p")
                     repetition_penalty = gr.Slider(0.5, 2, value=1.0, step=0.05, label="Repetition penalty",
-                                                   info=_INFO["repetition_penalty"])  # fmt: skip
+                                                   info=_INFO["repetition_penalty"], elem_id="dp-rep")  # fmt: skip
                 with gr.Accordion("Beam search", open=False):
                     num_beams = gr.Slider(1, max_beams, value=min(4, max_beams), step=1, label="Beams",
                                           info=_INFO["num_beams"], interactive=False)  # fmt: skip
@@ -808,7 +878,8 @@ def build_demo(policy: HostingPolicy | None = None) -> gr.Blocks:
                                                info=_INFO["length_penalty"], interactive=False)  # fmt: skip
                 max_new_tokens = gr.Slider(1, max_tokens, value=min(32, max_tokens), step=1, label="Max new tokens",
                                            info=_INFO["max_new_tokens"])  # fmt: skip
-                top_n = gr.Slider(2, 50, value=10, step=1, label="Candidates shown", info=_INFO["top_n"])
+                top_n = gr.Slider(2, 50, value=10, step=1, label="Candidates shown", info=_INFO["top_n"],
+                                  elem_id="dp-top-n")  # fmt: skip
                 with gr.Row():
                     seed = gr.Number(0, label="Seed", precision=0, minimum=0, info=_INFO["seed"], scale=3)
                     new_seed = gr.Button("New seed", size="sm", scale=1)
@@ -828,21 +899,23 @@ def build_demo(policy: HostingPolicy | None = None) -> gr.Blocks:
                         text_html = gr.HTML(views.colored_text_html(DEFAULT_PROMPT, []), elem_id="dp-text",
                                             js_on_load=TOKEN_CLICK_JS)
                         status = gr.HTML(_status_html(PlaygroundState()), elem_id="dp-status")
+                        dist_plot = gr.Plot(label="Distribution: the next step as the knobs shape it, or the inspected step",
+                                            elem_id="dp-dist", format=PLOT_FORMAT, show_label=False)  # fmt: skip
+                        log_scale = gr.Checkbox(False, label="Log scale (spreads out the small probabilities)",
+                                                elem_id="dp-log")  # fmt: skip
                         with gr.Row(equal_height=False):
-                            with gr.Column(scale=3):
-                                dist_plot = gr.Plot(label="Distribution of the inspected step", elem_id="dp-dist")
-                            with gr.Column(scale=2, min_width=260):
-                                inspect = gr.Slider(0, 1, value=0, step=1, label="Inspect step",
-                                                    info="Pick a step (0 = the first generated token) to see its distribution.",
-                                                    interactive=False, elem_id="dp-inspect")  # fmt: skip
+                            inspect = gr.Slider(0, 1, value=0, step=1, label="Inspect step",
+                                                info="Pick a step (0 = the first generated token) to see its distribution.",
+                                                interactive=False, elem_id="dp-inspect", min_width=220)  # fmt: skip
+                            with gr.Column(min_width=220):
                                 candidates = gr.Dropdown([], label="Candidates at this step", elem_id="dp-candidates",
                                                          info="Choose another token for this step…")  # fmt: skip
                                 force_btn = gr.Button("Use this token instead", elem_id="dp-force")
-                                with gr.Row():
-                                    rewind_to = gr.Number(0, label="Rewind: keep the first N tokens", precision=0, minimum=0, scale=2,
-                                                          info="0 = back to the prompt.")  # fmt: skip
-                                    rewind_btn = gr.Button("Rewind", size="sm", scale=1)
-                        traj_plot = gr.Plot(label="Trajectory: probability and entropy per step", elem_id="dp-traj")
+                            with gr.Column(min_width=220):
+                                rewind_to = gr.Number(0, label="Rewind: keep the first N tokens", precision=0, minimum=0,
+                                                      info="0 = back to the prompt.")  # fmt: skip
+                                rewind_btn = gr.Button("Rewind", size="sm")
+                        traj_plot = gr.Plot(label="Trajectory: probability and entropy per step", elem_id="dp-traj", format=PLOT_FORMAT, show_label=False)
                         table = gr.Dataframe(label="Step table (top choices by the model's own probability)",
                                              interactive=False, wrap=True, elem_id="dp-table", max_height=420)  # fmt: skip
                         with gr.Accordion("Share and export", open=False):
@@ -864,7 +937,7 @@ def build_demo(policy: HostingPolicy | None = None) -> gr.Blocks:
                             compare_btn = gr.Button("Compare", variant="primary", elem_id="dp-compare")
                             compare_stop = gr.Button("Stop", variant="stop")
                         compare_cards = gr.HTML("", elem_id="dp-compare-cards")
-                        beam_plot = gr.Plot(label="Beam search tree", elem_id="dp-beam-tree")
+                        beam_plot = gr.Plot(label="Beam search tree", elem_id="dp-beam-tree", format=PLOT_FORMAT, show_label=False)
                         compare_result = gr.JSON(visible=False)
 
                     with gr.Tab("Temperature & knobs", id="teach"):
@@ -874,8 +947,8 @@ def build_demo(policy: HostingPolicy | None = None) -> gr.Blocks:
                                                info="Comma-separated; the inspected step (or the next one) is shown.")  # fmt: skip
                             explore_btn = gr.Button("Show", variant="primary", scale=1, elem_id="dp-explore")
                         explore_status = gr.HTML("")
-                        temp_plot = gr.Plot(label="One step at several temperatures")
-                        knobs_plot = gr.Plot(label="What top-k, top-p and min-p keep")
+                        temp_plot = gr.Plot(label="One step at several temperatures", format=PLOT_FORMAT, show_label=False)
+                        knobs_plot = gr.Plot(label="What top-k, top-p and min-p keep", format=PLOT_FORMAT, show_label=False)
 
         # ---- wiring -------------------------------------------------------------------------------------
         controls = [prompt, model, chat, system, strategy, temperature, top_k, top_p, min_p, repetition_penalty,
@@ -907,6 +980,18 @@ def build_demo(policy: HostingPolicy | None = None) -> gr.Blocks:
         export_btn.click(on_export, [state, top_n], [csv_file, json_file], api_name="export")
         permalink.change(None, [permalink], None, api_visibility="private",
                          js="(q) => { if (q) { window.history.replaceState(null, '', q); } return []; }")  # fmt: skip
-        demo.load(on_page_load, [state], [*controls, *step_out], api_visibility="private")
+        demo.load(on_page_load, [state, *controls], [*controls, *step_out], api_visibility="private")
+
+        # live knobs: the pending step redrawn as a knob moves (its forward is made once and reused by Step)
+        preview_in = [state, *controls, permalink]
+        preview_evt = dict(fn=on_preview, inputs=preview_in, outputs=step_out, trigger_mode="always_last",
+                           show_progress="minimal")  # fmt: skip
+        temperature.input(**preview_evt, api_name="preview")  # the named endpoint; the others are the same call
+        for knob in (top_k, top_p, min_p, repetition_penalty, top_n):
+            knob.input(**preview_evt, api_visibility="private")
+        for control in (strategy, chat, prompt):
+            control.change(**preview_evt, api_visibility="private")
+        log_scale.change(on_scale, [state, log_scale, top_n], [dist_plot, state], api_visibility="private",
+                         show_progress="hidden")  # fmt: skip
     demo.queue(default_concurrency_limit=4)
     return demo

@@ -49,7 +49,7 @@ def main() -> None:
             page.wait_for_selector("#dp-text [data-step='7']")
             page.click("#dp-step-n")
             page.wait_for_selector("#dp-text [data-step='15']")
-            time.sleep(1.5)  # let plotly finish drawing
+            time.sleep(1.0)  # let the browser paint the charts' images
             page.screenshot(path=args.out, full_page=False)
             browser.close()
     finally:

@@ -90,13 +90,13 @@ def test_step_force_run_compare_and_permalink(app_url, page_factory):
     page.click("#dp-step")
     page.wait_for_selector("#dp-text [data-step='0']")
     assert "The quick brown fox" in _tokens_text(page)
-    page.wait_for_selector("#dp-dist .js-plotly-plot")  # the distribution chart is drawn
+    page.wait_for_selector("#dp-dist img")  # the distribution chart is drawn
     page.wait_for_function(f"{ROWS_JS} === 1")
 
     page.click("#dp-step-n")  # N defaults to 5
     page.wait_for_selector("#dp-text [data-step='5']")
     page.wait_for_function(f"{ROWS_JS} === 6")
-    page.wait_for_selector("#dp-traj .js-plotly-plot")
+    page.wait_for_selector("#dp-traj img")
 
     # Force the second candidate of the last step (step 5).
     page.click("#dp-candidates input")
@@ -135,7 +135,7 @@ def test_step_force_run_compare_and_permalink(app_url, page_factory):
     # Compare: greedy, beam and sampled cards, and the beam tree.
     page.get_by_role("tab", name="Compare strategies").click()
     page.click("#dp-compare")
-    page.wait_for_selector("#dp-beam-tree .js-plotly-plot")
+    page.wait_for_selector("#dp-beam-tree img")
     cards = page.inner_text("#dp-compare-cards")
     assert "greedy" in cards and "beam" in cards and "sample" in cards
     page.close()
