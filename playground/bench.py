@@ -12,12 +12,14 @@
                                 forward per generated token, and everything else per token
     cold_start_s / cached_load_s  loading the embedded model in a fresh process: first (GGUF -> cached copy,
                                 `--cold` only) and cached
+    browser                     `--browser`: Step, Run to the end and the Temperature preview as a person feels
+                                them in headless Chromium, against the same through the API (playground.felt)
     peak memory, and the machine it ran on
 
 Both sides get the same settings (generate()'s are passed explicitly: `top_k=0` when off, since its default
 is 50), warm-up runs and the same threads; token ids are compared and reported, as the engine should match
-generate() token for token. This module knows the engine's public API, `generate()` and `ui.bench_step`;
-it knows nothing about how either decodes.
+generate() token for token. This module knows the engine's public API, `generate()`, `ui.bench_step` and
+`felt.measure`; it knows nothing about how either decodes.
 """
 
 from __future__ import annotations
@@ -44,6 +46,11 @@ GOALS = {  # name -> (target, "min" (value must reach it) or "max" (must stay un
     "compare_vs_three_generates": (0.5, "max"),
     "cached_load_s": (5.0, "max"),
     "step_latency_ms": (300.0, "max"),
+    # felt in a real browser (`--browser`, playground.felt): the page against the API doing the same work
+    "felt_step_ms": (400.0, "max"),
+    "felt_step_vs_api": (1.5, "max"),
+    "felt_run_vs_api": (1.3, "max"),
+    "felt_preview_ms": (300.0, "max"),
 }
 STRATEGIES = ("greedy", "sample", "beam")
 
@@ -285,9 +292,12 @@ def run_bench(
     ui_steps: int = 10,
     loads: bool = True,
     threads: int | None = None,
+    browser: bool = False,
+    screenshot: str | os.PathLike | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> dict:
-    """Run every measurement and return the result as a JSON-ready dict. `quick` cuts tokens and repeats."""
+    """Run every measurement and return the result as a JSON-ready dict. `quick` cuts tokens and repeats;
+    `browser` adds the felt speed in headless Chromium (under "browser"; its page screenshot at `screenshot`)."""
     import torch
 
     from .loading import is_embedded, load_engine
@@ -394,9 +404,19 @@ def run_bench(
     result["cuda_max_memory_allocated_mb"] = (
         torch.cuda.max_memory_allocated(engine.device) / 2**20 if engine.device.type == "cuda" else None
     )
+
+    # 4. felt in a real browser, the app serving this engine (after the memory peak: the server adds its own)
+    result["browser"] = result["browser_error"] = None
+    if browser:
+        from . import felt
+
+        try:
+            result["browser"] = felt.measure(model, engine=engine, quick=quick, screenshot=screenshot, progress=say)
+        except Exception as e:  # noqa: BLE001 - the rest of the run is kept; the reason is reported
+            result["browser_error"] = f"{type(e).__name__}: {e}".splitlines()[0]
     del engine
 
-    # 4. loading in a fresh process: cold (embedded only, --cold) and cached
+    # 5. loading in a fresh process: cold (embedded only, --cold) and cached
     result["cold_start_s"] = result["cached_load_s"] = None
     result["cold_start_note"] = None
     if loads:
@@ -433,8 +453,9 @@ def _percentile(values: list[float], q: float) -> float:
 def goals(result: dict) -> dict:
     """Each goal: target, measured value(s) and whether it is met (None where it was not measured)."""
     out = {}
+    felt = result.get("browser") or {}
     for name, (target, kind) in GOALS.items():
-        value = result.get(name)
+        value = felt.get(name) if name.startswith("felt_") else result.get(name)
         values = list(value.values()) if isinstance(value, dict) else [value]
         if any(v is None for v in values):
             met = None
@@ -492,12 +513,38 @@ def format_table(result: dict) -> str:
         text = f"{value:.0f} ({result['step_latency_p95_ms']:.0f})" if key == "step_latency_ms" else f"{value:.1f}"
         met = result["goals"][key]["met"] if key in result["goals"] else None
         rows.append(f"{label:<34}{text:>10}{'':>18}  {goal:<8}{_yes(met):<5}")
+    rows += browser_rows(result)
     mem = f"peak RSS {result['peak_rss_mb']:.0f} MiB"
     if result.get("cuda_max_memory_allocated_mb") is not None:
         mem += f", CUDA max allocated {result['cuda_max_memory_allocated_mb']:.0f} MiB"
     load = env.get("load_average")
     rows.append(mem + (f"; load average at start {load[0]:.1f}" if load else ""))
     return "\n".join(rows)
+
+
+def browser_rows(result: dict) -> list[str]:
+    """The table's rows for `--browser`: page and API medians (ms), felt ÷ API, the goals; none without it."""
+    felt, error = result.get("browser"), result.get("browser_error")
+    if felt is None:
+        return [f"{'felt in Chromium':<34}{'-':>10}{'':>18}  {'':<8}{'':<5}{error}"] if error else []
+    met = {name: g["met"] for name, g in goals(result).items()}
+    rows = [f"{'felt in Chromium vs API, median ms':<34}{'page':>10}{'API':>10}{'ratio':>8}  {'goal':<8}{'met':<5}"
+            f"Chromium {felt.get('chromium', '?')}, {felt.get('viewport', '')}"]  # fmt: skip
+    for key, label, goal, goal_met, note in (
+        ("step", "Step", "<= 1.5", met["felt_step_vs_api"], f"page median <= 400 ms: {_yes(met['felt_step_ms'])}"),
+        ("run", "Run to the end", "<= 1.3", met["felt_run_vs_api"], ""),
+        ("preview", "Temperature preview", "<= 300", met["felt_preview_ms"], "goal: page median, ms"),
+    ):
+        t = felt.get(key)
+        if t is None:
+            rows.append(f"  {label:<32}{'-':>10}{'-':>10}{'':>8}  {goal:<8}{'-':<5}{felt.get(key + '_error') or ''}")
+            continue
+        n = len(t["page_ms"])
+        p95 = f"p95 {t['page_p95_ms']:.0f} / {t['api_p95_ms']:.0f}" if n > 1 else ""
+        label = f"{label} ({n} round{'s' if n > 1 else ''})"
+        rows.append(f"  {label:<32}{t['page_median_ms']:>10.0f}{t['api_median_ms']:>10.0f}{t['ratio']:>8.2f}  "
+                    f"{goal:<8}{_yes(goal_met):<5}{'; '.join(x for x in (note, p95) if x)}")  # fmt: skip
+    return rows
 
 
 def _yes(met) -> str:
@@ -511,53 +558,47 @@ def write_json(result: dict, path: str | os.PathLike) -> Path:
     return path
 
 
-def ratio_figure(result: dict):
-    """A bar chart of the ratios with their goal lines (1.0: engine at least as fast; 0.5: compare at most half)."""
-    import plotly.graph_objects as go
+GOOD, BAD, INK = "#2a9d8f", "#e76f51", "#333333"  # bar colours (goal met / not met) and the goal lines
 
-    labels = [f"{s}<br>engine ÷ generate()" for s in ("greedy", "sample", "beam 4")] + ["compare ÷<br>3 generate()"]
+
+def ratio_figure(result: dict):
+    """A bar chart of the ratios with their goal lines (1.0: engine at least as fast; 0.5: compare at most half
+    the time), as a matplotlib Figure built without pyplot (no global state; text 12 pt and up)."""
+    from matplotlib.figure import Figure
+
+    labels = [f"{s}\nengine ÷ generate()" for s in ("greedy", "sample", "beam 4")] + ["compare ÷\n3 generate()"]
     values = [result["engine_vs_generate"][s] for s in STRATEGIES] + [result["compare_vs_three_generates"]]
     good = [v >= 1.0 for v in values[:3]] + [values[3] <= 0.5]
-    fig = go.Figure(
-        go.Bar(
-            x=list(range(4)), y=values, text=[f"{v:.2f}" for v in values], textposition="inside", insidetextanchor="middle", textfont_color="white",
-            marker_color=["#2a9d8f" if g else "#e76f51" for g in good],
-        )
-    )  # fmt: skip
-    fig.add_shape(type="line", x0=-0.45, x1=2.45, y0=1.0, y1=1.0, line=dict(dash="dash", color="#333"))
-    fig.add_shape(type="line", x0=2.55, x1=3.45, y0=0.5, y1=0.5, line=dict(dash="dash", color="#333"))
-    fig.add_annotation(x=-0.45, y=1.0, text="goal ≥ 1.0 (tok/s)", showarrow=False, yshift=10, xanchor="left")
-    fig.add_annotation(x=3, y=0.5, text="goal ≤ 0.5 (time)", showarrow=False, yshift=-12)
     env = result["environment"]
-    fig.update_layout(
-        title=dict(text=f"Engine vs generate(): {result['model']}, {env.get('device_name', env['cpu'])}", font_size=13),
-        xaxis=dict(tickmode="array", tickvals=list(range(4)), ticktext=labels),
-        yaxis=dict(title="ratio", range=[0, max(1.3, max(values) * 1.2)]),
-        width=640, height=380, margin=dict(l=50, r=20, t=50, b=60), template="plotly_white", showlegend=False,
-    )  # fmt: skip
+
+    fig = Figure(figsize=(9, 5.4), dpi=100, layout="constrained")
+    ax = fig.subplots()
+    bars = ax.bar(range(4), values, width=0.8, color=[GOOD if g else BAD for g in good])
+    ax.bar_label(bars, labels=[f"{v:.2f}" for v in values], label_type="center", color="white", fontsize=14,
+                 fontweight="bold")  # fmt: skip
+    # each goal's line spans its own bars; the legend, outside the axes, names them (never over a bar)
+    ax.hlines(1.0, -0.45, 2.45, colors=INK, linestyles="dashed", linewidth=1.5,
+              label="goal: engine ÷ generate() ≥ 1.0 (tok/s)")
+    ax.hlines(0.5, 2.55, 3.45, colors=INK, linestyles=(0, (2, 2)), linewidth=2,
+              label="goal: compare ÷ 3 generate() ≤ 0.5 (time)")
+    ax.set_xticks(range(4), labels, fontsize=12)
+    ax.tick_params(axis="y", labelsize=12)
+    ax.set_xlim(-0.6, 3.6)
+    ax.set_ylim(0, max(1.3, max(values) * 1.15))
+    ax.set_ylabel("ratio", fontsize=13)
+    ax.set_title(f"Engine vs generate(): {result['model']}, {env.get('device_name', env['cpu'])}", fontsize=14)
+    ax.spines[["top", "right"]].set_visible(False)
+    ax.grid(axis="y", color="#e5e5e5")
+    ax.set_axisbelow(True)
+    fig.legend(loc="outside lower center", ncols=2, fontsize=12, frameon=False)
     return fig
 
 
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
-
-
-def write_png(result: dict, path: str | os.PathLike, chromium: str = "/usr/bin/chromium") -> Path:
-    """Render the chart's HTML (plotly.js inline, no network) in headless Chromium and screenshot it."""
-    from playwright.sync_api import sync_playwright
-
+def write_png(result: dict, path: str | os.PathLike) -> Path:
+    """The ratio chart as a PNG at `path` (its folder is created)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    html = ratio_figure(result).to_html(include_plotlyjs=True, full_html=True, config={"staticPlot": True})
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium if Path(chromium).exists() else None, args=CHROMIUM_FLAGS)
-        try:
-            page = browser.new_page(viewport={"width": 660, "height": 400})
-            page.set_content(html, wait_until="load")
-            page.wait_for_selector(".main-svg")
-            page.locator(".plotly-graph-div").first.screenshot(path=str(path))
-        finally:
-            browser.close()
+    ratio_figure(result).savefig(path)
     return path
 
 
@@ -578,6 +619,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
     p.add_argument("--out", default=None, help="where to write the JSON (default: bench-results/bench-<time>.json)")
     p.add_argument("--plot", default=None, metavar="PNG", help="also write a bar chart of the ratios (e.g. assets/bench.png)")
+    p.add_argument("--browser", action="store_true", help="also time Step, Run and the Temperature preview as felt "
+                   "in headless Chromium, against the API (needs playwright and chromium; --quick: a few minutes)")  # fmt: skip
 
 
 def register(subparsers) -> None:
@@ -593,12 +636,21 @@ def register(subparsers) -> None:
 
 def main(args) -> int:
     say = (lambda msg: print(msg, file=sys.stderr, flush=True)) if not args.json else None
+    if args.browser:  # before the long part, not after it
+        from .felt import BrowserUnavailable, require_browser
+
+        try:
+            require_browser()
+        except BrowserUnavailable as e:
+            print(f"bench --browser: {e}", file=sys.stderr)
+            return 2
+    out = Path(args.out or REPO / "bench-results" / time.strftime("bench-%Y%m%d-%H%M%S.json"))
+    screenshot = out.with_name(out.stem + "-page.png") if args.browser else None  # the page after the felt runs
     result = run_bench(
         model=args.model, device=args.device, prompt=args.prompt, max_new_tokens=args.max_new_tokens,
         repeats=args.repeats, quick=args.quick, cold=args.cold and not args.quick, ui_steps=args.ui_steps,
-        threads=args.threads, progress=say,
+        threads=args.threads, browser=args.browser, screenshot=screenshot, progress=say,
     )  # fmt: skip
-    out = args.out or REPO / "bench-results" / time.strftime("bench-%Y%m%d-%H%M%S.json")
     write_json(result, out)
     if args.plot:
         write_png(result, args.plot)

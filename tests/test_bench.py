@@ -110,3 +110,117 @@ def test_alternate_swaps_the_order_and_warms_up():
     calls = []
     a, b = bench.alternate(lambda: calls.append("a") or "A", lambda: calls.append("b") or "B", repeats=3, warmup=1)
     assert calls == ["a", "b", "a", "b", "b", "a", "a", "b"] and a == ["A"] * 3 and b == ["B"] * 3
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The chart (matplotlib, no pyplot, no browser)
+
+CHART_RESULT = {"engine_vs_generate": {"greedy": 0.97, "sample": 1.03, "beam": 1.25}, "compare_vs_three_generates": 0.44,
+                "model": "tiny", "environment": {"cpu": "a CPU", "device_name": "a CPU"}}  # fmt: skip
+
+
+def test_ratio_figure_bars_are_the_ratios():
+    """The bars are the result's ratios, in the order of their labels (greedy, sample, beam, compare), each
+    labelled with its value, on a Figure that pyplot does not own."""
+    from matplotlib.figure import Figure
+
+    fig = bench.ratio_figure(CHART_RESULT)
+    assert isinstance(fig, Figure) and fig.canvas.manager is None  # built without pyplot
+    (ax,) = fig.axes
+    (bars,) = [c for c in ax.containers if hasattr(c, "patches")]
+    expected = [0.97, 1.03, 1.25, 0.44]
+    assert [round(p.get_height(), 6) for p in bars.patches] == expected
+    assert [t.get_text() for t in ax.texts] == [f"{v:.2f}" for v in expected]
+    texts = [t for t in fig.findobj(lambda o: hasattr(o, "get_fontsize") and hasattr(o, "get_text")) if t.get_text()]
+    assert texts and min(t.get_fontsize() for t in texts) >= 12
+
+
+def test_write_png_writes_a_png(tmp_path):
+    path = bench.write_png(CHART_RESULT, tmp_path / "sub" / "bench.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000
+
+
+def test_bench_has_no_plotly():
+    """plotly is leaving the project: the benchmark draws with matplotlib."""
+    import inspect
+
+    assert "plotly" not in inspect.getsource(bench)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Felt speed in a real browser (`--browser`): a smoke test on the tiny model, one round of each
+
+
+def _browser_or_skip():
+    """playwright and chromium, or a skip (a failure when PLAYGROUND_REQUIRE_BROWSER=1, as in CI)."""
+    import os
+
+    from playground import felt
+
+    try:
+        felt.require_browser()
+    except felt.BrowserUnavailable as e:
+        if os.environ.get("PLAYGROUND_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"PLAYGROUND_REQUIRE_BROWSER=1 but {e}")
+        pytest.skip(str(e))
+
+
+@pytest.fixture(scope="module")
+def felt_result(tiny_model_dir, tiny_engine):
+    _browser_or_skip()
+    from playground import felt
+
+    return felt.measure(tiny_model_dir, engine=tiny_engine, rounds={"step": 1, "run": 1, "preview": 1})
+
+
+def test_browser_measures_every_action(felt_result):
+    """Every timing is a real duration (not 0, NaN or None), the page was seen pending (so a time cannot be the
+    page not having reacted yet), and the run streamed every token. The preview is required once the app has
+    `ui.on_preview`; until then it is None with the reason."""
+    from playground import ui
+
+    actions = ["step", "run"]
+    if hasattr(ui, "on_preview"):
+        actions.append("preview")
+    else:
+        assert felt_result["preview"] is None and felt_result["preview_error"]
+    for action in actions:
+        t = felt_result[action]
+        for key in ("page_median_ms", "page_p95_ms", "api_median_ms", "api_p95_ms", "ratio"):
+            assert _finite_positive(t[key]), (action, key)
+        assert len(t["page_ms"]) == len(t["api_ms"]) == 1 and all(map(_finite_positive, t["page_ms"] + t["api_ms"]))
+        if action != "preview":
+            assert t["page_saw_pending"], action
+    assert felt_result["run"]["tokens_on_page"] == felt_result["settings"]["max_new_tokens"]
+    assert felt_result["page_defaults_differ"] == {}  # the API got the page's own settings
+    felt_keys = ["felt_step_ms", "felt_step_vs_api", "felt_run_vs_api"]
+    for key in felt_keys + (["felt_preview_ms"] if "preview" in actions else []):
+        assert _finite_positive(felt_result[key]), key
+
+
+def test_browser_numbers_reach_goals_and_table(felt_result, tiny_result):
+    result = dict(tiny_result, browser=felt_result)
+    g = bench.goals(result)
+    assert g["felt_step_ms"]["value"] == felt_result["felt_step_ms"] and g["felt_step_ms"]["met"] in (True, False)
+    assert g["felt_run_vs_api"]["met"] in (True, False)
+    table = bench.format_table(dict(result, goals=g))
+    assert "felt in Chromium vs API" in table and "Step (1 round)" in table and "Run to the end" in table
+
+
+def test_goals_without_the_browser_are_unmeasured(tiny_result):
+    g = bench.goals(tiny_result)
+    assert all(g[k]["met"] is None for k in ("felt_step_ms", "felt_step_vs_api", "felt_run_vs_api", "felt_preview_ms"))
+    assert "felt in Chromium" not in bench.format_table(tiny_result)
+
+
+def test_browser_flag_parses_and_a_missing_chromium_is_one_line(monkeypatch, capsys):
+    """`--browser` without a browser stops before the long part, with one line saying what is missing."""
+    from playground import felt
+
+    parser = argparse.ArgumentParser()
+    bench.add_arguments(parser)
+    assert parser.parse_args(["--browser", "--quick"]).browser and not parser.parse_args([]).browser
+    monkeypatch.setattr(felt, "CHROMIUM", "/nonexistent/chromium")
+    assert bench.cli(["--browser", "--quick"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "/nonexistent/chromium" in err

@@ -1,0 +1,373 @@
+"""Felt speed: how long the web page takes to answer, as a person sees it, next to the same work through the API.
+
+`measure()` starts the app in this process on a free localhost port, opens it in headless Chromium (Playwright)
+and times, alternating with the same actions sent by `gradio_client` to the same server:
+
+    step     click Step -> the page shows nothing pending                 vs  /step
+    run      click Run to the end (after Reset) -> nothing pending        vs  /run (a generator: until it ends)
+    preview  move the Temperature slider with the keyboard -> nothing
+             pending and the distribution chart's image replaced          vs  /preview
+
+"Nothing pending" is Gradio's own marking in the DOM (Gradio 6): while an event runs, each of its outputs'
+status trackers (`[data-testid="status-tracker"]`) loses its `hide` class (`translucent` while waiting,
+`generating` while a generator streams), and HTML outputs carry `pending`. `FELT_JS` waits, one animation
+frame at a time, until the page first reacted (a MutationObserver saw a tracker shown, or the watched output
+changed) and then shows no such marker, with the watched output's images decoded. A page time runs from the
+input event's timestamp (the click or key press) to that frame, in the page's own clock; an API time from
+before the call to its last output, in Python's.
+
+This module knows the page only through element ids (#dp-step, #dp-run, #dp-reset, #dp-temperature, #dp-text,
+#dp-dist; it counts #dp-text's `[data-step]` tokens after a run, as a check) and the API only through endpoint
+names and the parameter names `view_api()` reports. It knows nothing about how a token is decoded or a chart
+is drawn; the settings it sends are the page's defaults, checked against the defaults the API reports.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import shutil
+import socket
+import statistics
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+CHROMIUM = os.environ.get("PLAYGROUND_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
+VIEWPORT = {"width": 1440, "height": 900}
+ROUNDS = {"step": 5, "run": 3, "preview": 5}  # timed rounds per side; --quick takes QUICK_ROUNDS
+QUICK_ROUNDS = {"step": 2, "run": 1, "preview": 2}
+TIMEOUT_S = {"step": 120, "run": 600, "preview": 120, "reset": 60}
+
+# The page's defaults (the API gets the same, by parameter name): a sampled run of 32 tokens.
+SETTINGS = dict(model="default", chat=False, system="", strategy="sample", temperature=0.8, top_k=50, top_p=0.95,
+                min_p=0.0, repetition_penalty=1.0, num_beams=4, length_penalty=1.0, max_new_tokens=32, top_n=10,
+                seed=0)  # fmt: skip
+TEMPERATURE_STEP = 0.05  # one ArrowRight on the Temperature slider
+
+# Installed in the page: window.__felt.arm(watch, needChange) before an action, window.__felt.done() polled every
+# animation frame after it (false until finished, then {ms, sawBusy, changed} or {error}).
+FELT_JS = r"""
+(() => {
+  if (window.__felt) return;
+  const TRACKER = '[data-testid="status-tracker"]';
+  const PENDING = `${TRACKER}:not(.hide), .pending, .generating, .eta-bar, .progress-text`;
+  const busy = () => document.querySelector(PENDING) !== null;
+  const errors = () => document.querySelectorAll('.toast-body.error').length;
+  const snapshot = (sel) => {  // what a person sees of an output: its images and its text, not its trackers
+    const el = sel && document.querySelector(sel);
+    if (!el) return '';
+    const srcs = [...el.querySelectorAll('img')].map((i) => i.currentSrc || i.src).join('|');
+    let text = '';
+    const outside = (n) => !(n.parentElement && n.parentElement.closest(TRACKER));
+    const walker = document.createTreeWalker(el, NodeFilter.SHOW_TEXT, {
+      acceptNode: (n) => outside(n) ? NodeFilter.FILTER_ACCEPT : NodeFilter.FILTER_REJECT,
+    });
+    while (walker.nextNode()) text += walker.currentNode.data;
+    return srcs + '\u0000' + text;
+  };
+  const imagesReady = (sel) => {
+    const el = sel && document.querySelector(sel);
+    return !el || [...el.querySelectorAll('img')].every((i) => i.complete && i.naturalWidth > 0);
+  };
+  const f = window.__felt = {
+    busy, start: null, watch: null, needChange: false, before: '', reacted: false, sawBusy: false, errors: 0,
+    observer: null, mark: null,
+    arm(watch, needChange) {
+      if (f.observer) f.observer.disconnect();
+      if (f.mark) for (const ev of ['pointerdown', 'keydown']) document.removeEventListener(ev, f.mark, true);
+      Object.assign(f, {start: null, watch, needChange: !!needChange, before: snapshot(watch), reacted: false,
+                        sawBusy: false, errors: errors()});
+      f.mark = (e) => { if (f.start === null) f.start = e.timeStamp; };  // the input event's time, page clock
+      for (const ev of ['pointerdown', 'keydown']) document.addEventListener(ev, f.mark, true);
+      // a pending marker can come and go between two frames: watch every mutation for it
+      f.observer = new MutationObserver(() => {
+        if (f.start !== null && !f.sawBusy && busy()) f.reacted = f.sawBusy = true;
+      });
+      f.observer.observe(document.body, {subtree: true, childList: true, attributes: true, attributeFilter: ['class']});
+    },
+    done() {
+      if (f.start === null) return false;
+      const failed = document.querySelector(`${TRACKER}:not(.hide) .error`);  // an output's event failed
+      if (failed || errors() > f.errors) {
+        const toasts = document.querySelectorAll('.toast-body.error');
+        const why = toasts.length ? toasts[toasts.length - 1].innerText : failed.innerText;
+        return {error: (why || 'error').replace('×', '').replace(/\s+/g, ' ').trim()};
+      }
+      if (busy()) { f.reacted = f.sawBusy = true; return false; }
+      const changed = snapshot(f.watch) !== f.before;
+      if (!(f.reacted || changed) || (f.needChange && !changed) || !imagesReady(f.watch)) return false;
+      return {ms: performance.now() - f.start, sawBusy: f.sawBusy, changed};
+    },
+  };
+})();
+"""
+
+
+class BrowserUnavailable(RuntimeError):
+    """Playwright or Chromium is missing: the message is one line saying which, and how to get it."""
+
+
+class FeltError(RuntimeError):
+    """An action failed on the page or through the API (the message says which and why)."""
+
+
+def require_browser(chromium: str | None = None):
+    """Playwright's `sync_playwright`, or BrowserUnavailable naming what is missing (chromium: CHROMIUM)."""
+    chromium = chromium or CHROMIUM
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        raise BrowserUnavailable("playwright is not installed: pip install -r requirements-dev.txt") from None
+    if not (os.path.exists(chromium) or shutil.which(chromium)):
+        raise BrowserUnavailable(f"no Chromium at {chromium}: install it (apt-get install chromium) "
+                                 "or set PLAYGROUND_CHROMIUM")  # fmt: skip
+    return sync_playwright
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serve_app(model: str | None = None, engine=None) -> Iterator[str]:
+    """The app on a free 127.0.0.1 port in this process, its default model `model` (None: the embedded one),
+    preloaded (or `engine`, already loaded, used as that default); yields the URL, closes the app after."""
+    from . import ui
+    from .loading import is_embedded
+
+    old = ui.REGISTRY
+    ui.REGISTRY = ui.ModelRegistry(default_spec=None if is_embedded(model) else model)
+    demo = None
+    try:
+        if engine is not None:
+            ui.REGISTRY.put(ui.DEFAULT_MODEL, engine)
+        ui.REGISTRY.get(ui.DEFAULT_MODEL)  # loaded before the first click, not during it
+        demo = ui.build_demo()
+        port = free_port()
+        demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
+                    **ui.launch_options())  # fmt: skip
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        if demo is not None:
+            demo.close()
+        ui.REGISTRY = old
+
+
+# ----------------------------------------------------------------------------------------------------------
+# One action, timed on the page or through the API
+
+
+def time_on_page(page, act: Callable[[], None], watch: str, need_change: bool = False, timeout_s: float = 120) -> dict:
+    """Arm the page, `act()` (a click or a key press), wait until the page has reacted and shows nothing pending.
+    {"ms": page time from the input event, "wall_ms": Python's time around act and wait, "saw_busy", "changed"}."""
+    page.evaluate("([watch, need]) => window.__felt.arm(watch, need)", [watch, need_change])
+    started = time.perf_counter()
+    act()
+    out = page.wait_for_function("() => window.__felt.done()", polling="raf", timeout=timeout_s * 1000).json_value()
+    wall_ms = (time.perf_counter() - started) * 1000
+    if "error" in out:
+        raise FeltError(f"the page showed an error: {out['error']}")
+    return {"ms": out["ms"], "wall_ms": wall_ms, "saw_busy": out["sawBusy"], "changed": out["changed"]}
+
+
+def time_api(call: Callable[[], object]) -> float:
+    """Milliseconds of one API call, from before the request to its (last) output."""
+    started = time.perf_counter()
+    call()
+    return (time.perf_counter() - started) * 1000
+
+
+def api_arguments(api: dict, endpoint: str, values: dict) -> dict:
+    """Keyword arguments for `endpoint` from `values`, by the parameter names view_api() reports; parameters
+    not in `values` keep their defaults (a required one without a value is an error)."""
+    params = api["named_endpoints"][endpoint]["parameters"]
+    missing = [p["parameter_name"] for p in params
+               if p["parameter_name"] not in values and not p.get("parameter_has_default")]  # fmt: skip
+    if missing:
+        raise FeltError(f"{endpoint} needs {', '.join(missing)}, which the benchmark does not know")
+    return {name: values[name] for name in (p["parameter_name"] for p in params) if name in values}
+
+
+def page_defaults_differ(api: dict, endpoint: str, values: dict) -> dict:
+    """{name: (page default, value sent)} where the API's reported default (the page's initial value) differs."""
+    out = {}
+    for p in api["named_endpoints"][endpoint]["parameters"]:
+        name = p["parameter_name"]
+        if name in values and p.get("parameter_has_default") and p.get("parameter_default") != values[name]:
+            out[name] = (p.get("parameter_default"), values[name])
+    return out
+
+
+def summary(page_ms: list[float], api_ms: list[float]) -> dict:
+    """Medians, p95s and the felt/API ratio: the median of each round's ratio (its two sides ran back to back)."""
+    return {
+        "page_median_ms": statistics.median(page_ms),
+        "page_p95_ms": percentile(page_ms, 95),
+        "api_median_ms": statistics.median(api_ms),
+        "api_p95_ms": percentile(api_ms, 95),
+        "ratio": statistics.median(p / a for p, a in zip(page_ms, api_ms)),
+        "page_ms": page_ms,
+        "api_ms": api_ms,
+    }
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile, linear between closest ranks (numpy's default)."""
+    s = sorted(values)
+    pos = (len(s) - 1) * q / 100
+    lo, hi = math.floor(pos), math.ceil(pos)
+    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
+
+
+def alternate_rounds(page_side: Callable[[], float], api_side: Callable[[], float], rounds: int) -> tuple[list, list]:
+    """`rounds` timed rounds of both sides, the page first in even rounds and the API first in odd ones."""
+    page_ms, api_ms = [], []
+    for r in range(rounds):
+        if r % 2 == 0:
+            page_ms.append(page_side())
+            api_ms.append(api_side())
+        else:
+            api_ms.append(api_side())
+            page_ms.append(page_side())
+    return page_ms, api_ms
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The measurement
+
+
+def measure(
+    model: str | None = None,
+    engine=None,
+    rounds: dict | None = None,
+    quick: bool = False,
+    chromium: str | None = None,
+    screenshot: str | os.PathLike | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict:
+    """Time Step, Run to the end and the Temperature preview on the page and through the API, in this process.
+
+    `model`: the app's default model (None: the embedded one); `engine`: that model already loaded (reused).
+    `rounds`: timed rounds per action ({"step", "run", "preview"}), after one untimed Step on each side (the
+    prefill). Returns a JSON-ready dict: per action the page's and the API's times, medians, p95s and the
+    ratio; "felt_*" the goals' values; preview None with "preview_error" when the app has no /preview."""
+    say = progress or (lambda msg: None)
+    rounds = {**(QUICK_ROUNDS if quick else ROUNDS), **(rounds or {})}
+    chromium = chromium or CHROMIUM
+    sync_playwright = require_browser(chromium)
+    from gradio_client import Client
+
+    from . import ui
+
+    values = dict(SETTINGS, prompt=ui.DEFAULT_PROMPT, n_steps=1)
+    seen: list[dict] = []  # the page's timings of the current action, saw_busy included
+    result: dict = {"rounds": rounds, "viewport": f"{VIEWPORT['width']}x{VIEWPORT['height']}", "settings": values}
+    started = time.perf_counter()
+    say("felt speed: starting the app and Chromium...")
+    with serve_app(model, engine) as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        client = None
+        try:
+            result["chromium"] = browser.version
+            page = browser.new_page(viewport=VIEWPORT)
+            page.add_init_script(FELT_JS)
+            page.goto(url, wait_until="load")
+            page.wait_for_selector("#dp-step")
+            page.wait_for_function("() => window.__felt && !window.__felt.busy()", polling="raf", timeout=60_000)
+            client = Client(url, verbose=False, download_files=False, analytics_enabled=False)
+            api = client.view_api(print_info=False, return_format="dict")
+            endpoints = set(api["named_endpoints"])
+            result["page_defaults_differ"] = page_defaults_differ(api, "/step", values)
+
+            def page_click(selector: str, watch: str = "#dp-text", timeout: str = "step") -> float:
+                timed = time_on_page(page, lambda: page.click(selector), watch, timeout_s=TIMEOUT_S[timeout])
+                seen.append(timed)
+                return timed["ms"]
+
+            def api_call(endpoint: str, extra: dict | None = None) -> float:
+                kwargs = api_arguments(api, endpoint, {**values, **(extra or {})})
+                return time_api(lambda: client.submit(**kwargs, api_name=endpoint).result(timeout=TIMEOUT_S["run"]))
+
+            # Step: one untimed on each side (the prompt's prefill), then alternating rounds
+            say(f"felt speed: Step, {rounds['step']} rounds on the page and through /step...")
+            page_click("#dp-step")
+            api_call("/step")
+            seen.clear()
+            step_rounds = alternate_rounds(lambda: page_click("#dp-step"), lambda: api_call("/step"), rounds["step"])
+            result["step"] = summary(*step_rounds)
+            result["step"]["page_saw_pending"] = all(t["saw_busy"] for t in seen)
+
+            # Preview: a key press on the Temperature slider redraws the pending step's chart
+            result["preview"], result["preview_error"] = None, None
+            has_slider = page.locator("#dp-temperature input[type=range]").count() > 0
+            if "/preview" not in endpoints or not has_slider:
+                result["preview_error"] = "the app has no " + (
+                    "/preview endpoint" if "/preview" not in endpoints else "#dp-temperature slider") + " yet"
+            else:
+                say(f"felt speed: Temperature preview, {rounds['preview']} rounds on the page and through /preview...")
+                result["preview"] = _preview_rounds(page, api_call, rounds["preview"])
+
+            # Run to the end: Reset first on both sides, so that every run generates the same tokens
+            say(f"felt speed: Run to the end, {rounds['run']} rounds on the page and through /run...")
+
+            def page_run() -> float:
+                time_on_page(page, lambda: page.click("#dp-reset"), "#dp-text", timeout_s=TIMEOUT_S["reset"])
+                return page_click("#dp-run", timeout="run")
+
+            def api_run() -> float:
+                api_call("/reset")
+                return api_call("/run")
+
+            seen.clear()
+            result["run"] = summary(*alternate_rounds(page_run, api_run, rounds["run"]))
+            result["run"]["page_saw_pending"] = all(t["saw_busy"] for t in seen)
+            result["run"]["tokens_on_page"] = page.locator("#dp-text [data-step]").count()
+            if screenshot is not None:
+                Path(screenshot).parent.mkdir(parents=True, exist_ok=True)
+                page.screenshot(path=str(screenshot), full_page=False)
+                result["screenshot"] = str(screenshot)
+        finally:
+            if client is not None:
+                client.close()
+            browser.close()
+    result["felt_step_ms"] = result["step"]["page_median_ms"]
+    result["felt_step_vs_api"] = result["step"]["ratio"]
+    result["felt_run_vs_api"] = result["run"]["ratio"]
+    result["felt_preview_ms"] = result["preview"]["page_median_ms"] if result["preview"] else None
+    result["total_s"] = time.perf_counter() - started
+    return result
+
+
+def _preview_rounds(page, api_call: Callable, rounds: int) -> dict:
+    """Alternate ArrowRight / ArrowLeft on the page (the slider's `input` event) with /preview at the same
+    temperatures, and leave the slider where it started (an untimed key press back after an odd count)."""
+    slider = "#dp-temperature input[type=range]"
+    base = SETTINGS["temperature"]
+    moves = {"page": 0, "api": 0}
+    seen = []
+
+    def page_side() -> float:
+        key = "ArrowRight" if moves["page"] % 2 == 0 else "ArrowLeft"
+        moves["page"] += 1
+        page.focus(slider)
+        seen.append(time_on_page(page, lambda: page.keyboard.press(key), "#dp-dist", need_change=True,
+                                 timeout_s=TIMEOUT_S["preview"]))  # fmt: skip
+        return seen[-1]["ms"]
+
+    def api_side() -> float:
+        temperature = round(base + TEMPERATURE_STEP, 4) if moves["api"] % 2 == 0 else base
+        moves["api"] += 1
+        return api_call("/preview", {"temperature": temperature})
+
+    page_ms, api_ms = alternate_rounds(page_side, api_side, rounds)
+    if moves["page"] % 2:
+        page.focus(slider)
+        time_on_page(page, lambda: page.keyboard.press("ArrowLeft"), "#dp-dist", need_change=True,
+                     timeout_s=TIMEOUT_S["preview"])  # fmt: skip
+    return {**summary(page_ms, api_ms), "page_saw_pending": all(t["saw_busy"] for t in seen)}
