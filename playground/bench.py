@@ -405,13 +405,13 @@ def run_bench(
         torch.cuda.max_memory_allocated(engine.device) / 2**20 if engine.device.type == "cuda" else None
     )
 
-    # 4. felt in a real browser, the app serving this engine (after the memory peak: the server adds its own)
+    # 4. felt in a real browser, `python app.py` in its own process on the same model
     result["browser"] = result["browser_error"] = None
     if browser:
         from . import felt
 
         try:
-            result["browser"] = felt.measure(model, engine=engine, quick=quick, screenshot=screenshot, progress=say)
+            result["browser"] = felt.measure(model, quick=quick, screenshot=screenshot, progress=say)
         except Exception as e:  # noqa: BLE001 - the rest of the run is kept; the reason is reported
             result["browser_error"] = f"{type(e).__name__}: {e}".splitlines()[0]
     del engine

@@ -1,7 +1,7 @@
 """Felt speed: how long the web page takes to answer, as a person sees it, next to the same work through the API.
 
-`measure()` starts the app in this process on a free localhost port, opens it in headless Chromium (Playwright)
-and times, alternating with the same actions sent by `gradio_client` to the same server:
+`measure()` starts the app as a person does (`python app.py`, its own process) on a free localhost port, opens it
+in headless Chromium (Playwright) and times, alternating with the same actions sent by `gradio_client` to the same server:
 
     step     click Step -> the page shows nothing pending                 vs  /step
     run      click Run to the end (after Reset) -> nothing pending        vs  /run (a generator: until it ends)
@@ -10,11 +10,12 @@ and times, alternating with the same actions sent by `gradio_client` to the same
 
 "Nothing pending" is Gradio's own marking in the DOM (Gradio 6): while an event runs, each of its outputs'
 status trackers (`[data-testid="status-tracker"]`) loses its `hide` class (`translucent` while waiting,
-`generating` while a generator streams), and HTML outputs carry `pending`. `FELT_JS` waits, one animation
-frame at a time, until the page first reacted (a MutationObserver saw a tracker shown, or the watched output
-changed) and then shows no such marker, with the watched output's images decoded. A page time runs from the
-input event's timestamp (the click or key press) to that frame, in the page's own clock; an API time from
-before the call to its last output, in Python's.
+`generating` while a generator streams), and HTML outputs carry `pending`. `FELT_JS` checks on every change
+of the page (a MutationObserver, and image loads) whether the page first reacted (a tracker shown, or the
+watched output changed) and then shows no such marker, with the watched output's images loaded; the first
+frame painted after that is the end. A page time runs from the input event's timestamp (the click or key
+press) to that frame, in the page's own clock; an API time from before the call to its last output, in
+Python's. Python only collects the page's result, every POLL_MS: the page is never made to draw extra frames.
 
 This module knows the page only through element ids (#dp-step, #dp-run, #dp-reset, #dp-temperature, #dp-text,
 #dp-dist; it counts #dp-text's `[data-step]` tokens after a run, as a check) and the API only through endpoint
@@ -30,10 +31,15 @@ import os
 import shutil
 import socket
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+APP = Path(__file__).resolve().parent.parent / "app.py"
 CHROMIUM = os.environ.get("PLAYGROUND_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
@@ -47,9 +53,12 @@ SETTINGS = dict(model="default", chat=False, system="", strategy="sample", tempe
                 min_p=0.0, repetition_penalty=1.0, num_beams=4, length_penalty=1.0, max_new_tokens=32, top_n=10,
                 seed=0)  # fmt: skip
 TEMPERATURE_STEP = 0.05  # one ArrowRight on the Temperature slider
+POLL_MS = 100  # how often Python asks the page whether it finished (the page itself timestamps when it did)
 
-# Installed in the page: window.__felt.arm(watch, needChange) before an action, window.__felt.done() polled every
-# animation frame after it (false until finished, then {ms, sawBusy, changed} or {error}).
+# Installed in the page: window.__felt.arm(watch, needChange) before an action; window.__felt.done() is false until
+# the action finished, then {ms, sawBusy, changed} or {error}. The page decides when it finished, from its own
+# mutations and image loads (and the next painted frame), so Python can poll it slowly: polling every animation
+# frame would keep the browser drawing frames, and on a 2-core machine take CPU from the server being timed.
 FELT_JS = r"""
 (() => {
   if (window.__felt) return;
@@ -69,39 +78,49 @@ FELT_JS = r"""
     while (walker.nextNode()) text += walker.currentNode.data;
     return srcs + '\u0000' + text;
   };
-  const imagesReady = (sel) => {
+  const pendingImages = (sel) => {
     const el = sel && document.querySelector(sel);
-    return !el || [...el.querySelectorAll('img')].every((i) => i.complete && i.naturalWidth > 0);
+    return el ? [...el.querySelectorAll('img')].filter((i) => !(i.complete && i.naturalWidth > 0)) : [];
   };
   const f = window.__felt = {
     busy, start: null, watch: null, needChange: false, before: '', reacted: false, sawBusy: false, errors: 0,
-    observer: null, mark: null,
+    observer: null, mark: null, result: null, painting: false,
     arm(watch, needChange) {
       if (f.observer) f.observer.disconnect();
       if (f.mark) for (const ev of ['pointerdown', 'keydown']) document.removeEventListener(ev, f.mark, true);
       Object.assign(f, {start: null, watch, needChange: !!needChange, before: snapshot(watch), reacted: false,
-                        sawBusy: false, errors: errors()});
-      f.mark = (e) => { if (f.start === null) f.start = e.timeStamp; };  // the input event's time, page clock
+                        sawBusy: false, errors: errors(), result: null, painting: false});
+      f.mark = (e) => { if (f.start === null) { f.start = e.timeStamp; setTimeout(f.check, 0); } };
       for (const ev of ['pointerdown', 'keydown']) document.addEventListener(ev, f.mark, true);
-      // a pending marker can come and go between two frames: watch every mutation for it
-      f.observer = new MutationObserver(() => {
-        if (f.start !== null && !f.sawBusy && busy()) f.reacted = f.sawBusy = true;
-      });
-      f.observer.observe(document.body, {subtree: true, childList: true, attributes: true, attributeFilter: ['class']});
+      f.observer = new MutationObserver(f.check);  // every change of class, src, text or children
+      f.observer.observe(document.body, {subtree: true, childList: true, characterData: true, attributes: true,
+                                         attributeFilter: ['class', 'src']});
     },
-    done() {
-      if (f.start === null) return false;
+    check() {  // on each mutation and image load: has the action finished? Then time the next painted frame.
+      if (f.start === null || f.result !== null || f.painting) return;
       const failed = document.querySelector(`${TRACKER}:not(.hide) .error`);  // an output's event failed
       if (failed || errors() > f.errors) {
         const toasts = document.querySelectorAll('.toast-body.error');
         const why = toasts.length ? toasts[toasts.length - 1].innerText : failed.innerText;
-        return {error: (why || 'error').replace('×', '').replace(/\s+/g, ' ').trim()};
+        f.result = {error: (why || 'error').replace('×', '').replace(/\s+/g, ' ').trim()};
+        return;
       }
-      if (busy()) { f.reacted = f.sawBusy = true; return false; }
+      if (busy()) { f.reacted = f.sawBusy = true; return; }
       const changed = snapshot(f.watch) !== f.before;
-      if (!(f.reacted || changed) || (f.needChange && !changed) || !imagesReady(f.watch)) return false;
-      return {ms: performance.now() - f.start, sawBusy: f.sawBusy, changed};
+      if (!(f.reacted || changed) || (f.needChange && !changed)) return;
+      const loading = pendingImages(f.watch);
+      if (loading.length) {
+        for (const img of loading) img.addEventListener('load', f.check, {once: true});
+        return;
+      }
+      f.painting = true;
+      requestAnimationFrame(() => {  // the frame that shows it
+        f.painting = false;
+        if (busy()) return;  // something started again: wait for the next mutation
+        f.result = {ms: performance.now() - f.start, sawBusy: f.sawBusy, changed};
+      });
     },
+    done() { return f.result === null ? false : f.result; },
   };
 })();
 """
@@ -135,28 +154,42 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serve_app(model: str | None = None, engine=None) -> Iterator[str]:
-    """The app on a free 127.0.0.1 port in this process, its default model `model` (None: the embedded one),
-    preloaded (or `engine`, already loaded, used as that default); yields the URL, closes the app after."""
-    from . import ui
+def serve_app(model: str | None = None, start_timeout_s: float = 300) -> Iterator[str]:
+    """`python app.py` on a free 127.0.0.1 port, as a person starts the app, in its own process (in this one,
+    the timing client would share the server's interpreter lock), its default model `model` (None: the embedded
+    one) loaded before it answers; yields the URL once it does, stops the app after."""
     from .loading import is_embedded
 
-    old = ui.REGISTRY
-    ui.REGISTRY = ui.ModelRegistry(default_spec=None if is_embedded(model) else model)
-    demo = None
-    try:
-        if engine is not None:
-            ui.REGISTRY.put(ui.DEFAULT_MODEL, engine)
-        ui.REGISTRY.get(ui.DEFAULT_MODEL)  # loaded before the first click, not during it
-        demo = ui.build_demo()
-        port = free_port()
-        demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-                    **ui.launch_options())  # fmt: skip
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        if demo is not None:
-            demo.close()
-        ui.REGISTRY = old
+    port = free_port()
+    command = [sys.executable, str(APP), "--host", "127.0.0.1", "--port", str(port)]
+    if not is_embedded(model):
+        command += ["--model", str(model)]
+    url = f"http://127.0.0.1:{port}/"
+    with tempfile.TemporaryFile(mode="w+") as log:
+        server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=APP.parent,
+                                  env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"})  # fmt: skip
+        try:
+            deadline = time.monotonic() + start_timeout_s
+            while True:
+                if server.poll() is not None:
+                    log.seek(0)
+                    tail = log.read().strip().splitlines()[-1:] or ["no output"]
+                    raise FeltError(f"the app exited ({server.returncode}) before it answered: {tail[0]}")
+                try:
+                    with urllib.request.urlopen(url, timeout=5):
+                        break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise FeltError(f"the app did not answer on {url} within {start_timeout_s:.0f} s") from None
+                    time.sleep(0.5)
+            yield url
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -169,7 +202,7 @@ def time_on_page(page, act: Callable[[], None], watch: str, need_change: bool = 
     page.evaluate("([watch, need]) => window.__felt.arm(watch, need)", [watch, need_change])
     started = time.perf_counter()
     act()
-    out = page.wait_for_function("() => window.__felt.done()", polling="raf", timeout=timeout_s * 1000).json_value()
+    out = page.wait_for_function("() => window.__felt.done()", polling=POLL_MS, timeout=timeout_s * 1000).json_value()
     wall_ms = (time.perf_counter() - started) * 1000
     if "error" in out:
         raise FeltError(f"the page showed an error: {out['error']}")
@@ -244,16 +277,16 @@ def alternate_rounds(page_side: Callable[[], float], api_side: Callable[[], floa
 
 def measure(
     model: str | None = None,
-    engine=None,
     rounds: dict | None = None,
     quick: bool = False,
     chromium: str | None = None,
     screenshot: str | os.PathLike | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> dict:
-    """Time Step, Run to the end and the Temperature preview on the page and through the API, in this process.
+    """Time Step, Run to the end and the Temperature preview on the page and through the API, in one run of the
+    app (`serve_app`).
 
-    `model`: the app's default model (None: the embedded one); `engine`: that model already loaded (reused).
+    `model`: the app's default model (None: the embedded one).
     `rounds`: timed rounds per action ({"step", "run", "preview"}), after one untimed Step on each side (the
     prefill). Returns a JSON-ready dict: per action the page's and the API's times, medians, p95s and the
     ratio; "felt_*" the goals' values; preview None with "preview_error" when the app has no /preview."""
@@ -270,7 +303,7 @@ def measure(
     result: dict = {"rounds": rounds, "viewport": f"{VIEWPORT['width']}x{VIEWPORT['height']}", "settings": values}
     started = time.perf_counter()
     say("felt speed: starting the app and Chromium...")
-    with serve_app(model, engine) as url, sync_playwright() as p:
+    with serve_app(model) as url, sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         client = None
         try:
@@ -279,7 +312,7 @@ def measure(
             page.add_init_script(FELT_JS)
             page.goto(url, wait_until="load")
             page.wait_for_selector("#dp-step")
-            page.wait_for_function("() => window.__felt && !window.__felt.busy()", polling="raf", timeout=60_000)
+            page.wait_for_function("() => window.__felt && !window.__felt.busy()", polling=POLL_MS, timeout=60_000)
             client = Client(url, verbose=False, download_files=False, analytics_enabled=False)
             api = client.view_api(print_info=False, return_format="dict")
             endpoints = set(api["named_endpoints"])

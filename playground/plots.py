@@ -8,7 +8,7 @@ the records hold except for display (`max_tokens`, labels shortened in the middl
 thing in every chart:
 
     RAW    the model's own probabilities           AFTER  after the knobs (penalty, temperature, top-k/p, min-p)
-    CUT    a token a truncation knob removed        (each knob its own shade and hatch: CUT_STYLE)
+    CUT    a token a truncation knob removed        (each knob its own colour: CUT_STYLE)
     CHOSEN outline of the token the step took       FORCED the same, when the user forced it
 
 Text is drawn at 12 pt or more at the default size (legible on a projector); token labels come from
@@ -22,7 +22,9 @@ import math
 from dataclasses import dataclass
 
 from matplotlib.figure import Figure
-from matplotlib.patches import Patch
+from matplotlib.collections import PatchCollection
+from matplotlib.patches import Patch, Rectangle
+from matplotlib.text import Text
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from .records import Candidate, Exploration, StepRecord, Trace
@@ -35,6 +37,8 @@ __all__ = [
     "CUT_STYLE",
     "CHOSEN",
     "FORCED",
+    "DISTRIBUTION_LEGEND",
+    "TRAJECTORY_LEGEND",
     "short_label",
     "axis_labels",
     "DistributionData",
@@ -49,11 +53,11 @@ __all__ = [
 
 RAW = "#5b8fd0"  # the model's raw probabilities
 AFTER = "#f28e2b"  # after the knobs
-CUT = "#9ca3af"  # removed by a truncation knob (grey); each knob has its own shade and hatch below
-CUT_STYLE = {  # knob -> (colour, hatch): the three cuts stay distinguishable in every chart
-    "top_k": ("#6b7280", "//"),
-    "top_p": ("#7b4fb8", "\\\\"),
-    "min_p": ("#b45309", "xx"),
+CUT = "#9ca3af"  # removed by a truncation knob (grey); each knob has its own colour below
+CUT_STYLE = {  # knob -> colour: the three cuts stay distinguishable in every chart
+    "top_k": "#6b7280",
+    "top_p": "#7b4fb8",
+    "min_p": "#b45309",
 }
 CHOSEN = "#111827"  # outline and label of the chosen token
 FORCED = "#7c3aed"  # ... of a token the user forced (the coloured text underlines it in the same colour)
@@ -62,7 +66,22 @@ ENTROPY = "#2a9d8f"
 BEAM_COLORS = {"kept": "#4e79a7", "finished": "#59a14f", "pruned": "#c7c9cc"}
 WINNER = "#e15759"
 KNOB_NAMES = {"top_k": "top-k", "top_p": "top-p", "min_p": "min-p"}
-LN2 = math.log(2)
+# The page draws these legends once, beside the charts, instead of in every figure: (label, colour, mark)
+DISTRIBUTION_LEGEND = [
+    ("model (raw)", RAW, "bar"),
+    ("after knobs (greedy: its pick)", AFTER, "bar"),
+    *((f"cut by {KNOB_NAMES[k]}", c, "shade") for k, c in CUT_STYLE.items()),
+    ("cumulative: what top-p sees", CUMULATIVE, "line"),
+    ("chosen", CHOSEN, "outline"),
+    ("forced", FORCED, "outline"),
+]
+TRAJECTORY_LEGEND = [
+    ("p(chosen) after knobs", AFTER, "line"),
+    ("p(chosen) raw", RAW, "line"),
+    ("entropy after knobs", ENTROPY, "line"),
+    ("entropy raw", ENTROPY, "dotted"),
+    ("forced", FORCED, "diamond"),
+]
 
 DPI = 100
 WIDTH = 8.0  # inches: 800 px, the width of the page's main column on a 1440 px screen (shown 1:1)
@@ -73,6 +92,7 @@ CHAR_IN = FONT * 0.602 / 72  # inches per character of TOKEN_FONT at FONT points
 LINE_IN = SMALL * 1.45 / 72  # inches per line of SMALL text
 TITLE_IN = 2 * FONT * 1.35 / 72 + 0.2  # a two-line title
 AXIS_IN = 0.62  # tick labels and an axis label below the plot
+ROW_IN = 0.38  # inches per token row of the distribution chart
 LABEL_CHARS = 18  # a token label longer than this is shortened in the middle
 LOG_FLOOR = 1e-4  # the log scale's left edge
 TEMPERATURE_TOKENS = 12  # tokens per temperature panel (the rest join "all others")
@@ -109,8 +129,8 @@ def _pct(p: float) -> str:
     return f"{100 * p:.1f}%" if p is not None and math.isfinite(p) else "n/a"
 
 
-def _entropy_text(nats: float) -> str:
-    return f"{nats:.2f} nats ({nats / LN2:.2f} bits)" if math.isfinite(nats) else "n/a"
+def _num(x: float) -> str:
+    return f"{x:.2f}" if math.isfinite(x) else "n/a"
 
 
 _PERCENT = FuncFormatter(lambda x, _: f"{100 * x:.0f}%" if x >= 0.01 or x == 0 else f"{100 * x:.2g}%")
@@ -141,11 +161,16 @@ def _style(ax, grid_axis: str = "x") -> None:
         ax.spines[side].set_visible(False)
 
 
-def _token_ticks(ax, labels: list[str], axis: str = "y", **kw) -> None:
-    """Token labels on an axis: monospace, plain text (a '$' in a token is not mathtext)."""
-    positions = list(range(len(labels)))
-    setter = ax.set_yticks if axis == "y" else ax.set_xticks
-    setter(positions, labels, fontsize=FONT, family=TOKEN_FONT, parse_math=False, **kw)
+def _token_labels(ax, labels: list[str]) -> list[Text]:
+    """Token labels left of the axis, one per row (y = 0, 1, ...): monospace, plain text (a '$' in a token is
+    not mathtext). Drawn as texts rather than tick labels, which cost a tick, two marks and a grid line each."""
+    ax.set_yticks([])
+    at = ax.get_yaxis_transform()  # x in axes fractions, y in rows
+    return [
+        ax.text(-0.012, y, label, transform=at, ha="right", va="center", fontsize=FONT, family=TOKEN_FONT,
+                parse_math=False, gid="token-label")  # fmt: skip
+        for y, label in enumerate(labels)
+    ]
 
 
 def _legend(fig: Figure, handles: list, ncols: int) -> None:
@@ -232,20 +257,21 @@ def distribution_data(record: StepRecord, max_tokens: int = 15) -> DistributionD
     )
 
 
-def distribution_figure(record: StepRecord, max_tokens: int = 15, log_scale: bool = False,
-                        pending: bool = False) -> Figure:  # fmt: skip
+def distribution_figure(record: StepRecord, max_tokens: int = 15, log_scale: bool = False, pending: bool = False,
+                        legend: bool = True) -> Figure:  # fmt: skip
     """One step's candidates, one row each: the model's probability (blue) above the probability after the knobs
-    (orange); rows a knob cut are shaded in that knob's colour and hatch and say which knob; top-p's
+    (orange); rows a knob cut are shaded in that knob's colour and say which knob; top-p's
     cumulative line on the same 0-100 % axis, with its threshold; the chosen (or forced) token outlined and
-    labelled. `log_scale` spreads small probabilities out; `pending` titles it as the next step, not taken yet."""
+    labelled. `log_scale` spreads small probabilities out; `pending` titles it as the next step, not taken yet;
+    `legend=False` leaves the legend to the page (`DISTRIBUTION_LEGEND`: drawing it is a third of the cost)."""
     if not record.top:
         return _empty(f"Step {record.step}", "This step recorded no candidates.")
     d = distribution_data(record, max_tokens)
     n = len(d.candidates)
     ncols = 3
     n_handles = 2 + len({k for k in d.cut_by if k}) + (d.cumulative is not None)
-    top, bottom = TITLE_IN, AXIS_IN + _legend_room(n_handles, ncols)
-    fig = _figure(top + bottom + 0.42 * n + (0.26 if d.cumulative is not None else 0))
+    top, bottom = TITLE_IN, AXIS_IN - (0 if log_scale else 0.25) + (_legend_room(n_handles, ncols) if legend else 0)
+    fig = _figure(top + bottom + ROW_IN * n + (0.26 if d.cumulative is not None else 0))
     _place(fig, left=_label_room(d.labels), right=0.3, top=top, bottom=bottom)
     ax = fig.subplots()
     if log_scale:
@@ -258,20 +284,20 @@ def distribution_figure(record: StepRecord, max_tokens: int = 15, log_scale: boo
     mark = FORCED if d.forced else CHOSEN
     edge = [mark if i == d.chosen else "none" for i in ys]
     width = [2.2 if i == d.chosen else 0 for i in ys]
-    ax.barh([y - 0.2 for y in ys], d.raw, height=0.38, color=RAW, edgecolor=edge, linewidth=width, label="model (raw)")
     after_label = "after knobs (greedy: the argmax)" if d.greedy else "after knobs"
-    ax.barh([y + 0.2 for y in ys], d.after, height=0.38, color=AFTER, edgecolor=edge, linewidth=width, label=after_label)
+    _bars(ax, [y - 0.2 for y in ys], d.raw, RAW, edge, width, "model (raw)")
+    _bars(ax, [y + 0.2 for y in ys], d.after, AFTER, edge, width, after_label)
     handles = [Patch(color=RAW, label="model (raw)"), Patch(color=AFTER, label=after_label)]
 
-    for knob, (color, hatch) in CUT_STYLE.items():  # cut rows are shaded whatever their height: always visible
+    for knob, color in CUT_STYLE.items():  # cut rows are shaded whatever their height: always visible
         for y0, y1 in _runs([k == knob for k in d.cut_by]):
-            ax.axhspan(y0 - 0.5, y1 + 0.5, facecolor=color, alpha=0.16, hatch=hatch, edgecolor=color, linewidth=0,
+            ax.axhspan(y0 - 0.5, y1 + 0.5, facecolor=color, alpha=0.16, linewidth=0,
                        gid=f"cut:{knob}")  # fmt: skip
             _bar_note(ax, f"✂ cut by {KNOB_NAMES[knob]}", max(d.raw[y0], d.after[y0]), y0, color, f"cut-label:{knob}")
     for knob in CUT_STYLE:
         if knob in d.cut_by:
-            color, hatch = CUT_STYLE[knob]
-            handles.append(Patch(facecolor=color, alpha=0.3, hatch=hatch, edgecolor=color,
+            color = CUT_STYLE[knob]
+            handles.append(Patch(facecolor=color, alpha=0.3, edgecolor=color,
                                  label=f"cut by {KNOB_NAMES[knob]}"))  # fmt: skip
 
     if d.cumulative is not None:  # a staircase: row i spans from the mass above it to its running sum
@@ -282,8 +308,7 @@ def distribution_figure(record: StepRecord, max_tokens: int = 15, log_scale: boo
         handles.append(line)
 
     # the chosen token: bold label in the mark colour and a note at the end of its longer bar
-    _token_ticks(ax, d.labels)
-    chosen_label = ax.get_yticklabels()[d.chosen]
+    chosen_label = _token_labels(ax, d.labels)[d.chosen]
     chosen_label.set_color(mark)
     chosen_label.set_fontweight("bold")
     if pending:
@@ -293,7 +318,8 @@ def distribution_figure(record: StepRecord, max_tokens: int = 15, log_scale: boo
     _bar_note(ax, f"◀ {word}", max(d.raw[d.chosen], d.after[d.chosen]), d.chosen, mark, "chosen")
 
     ax.set_ylim(n - 0.5, -0.5 - (0.6 if d.cumulative is not None else 0))  # top row first
-    ax.set_xlabel("probability" + (" (log scale)" if log_scale else ""), fontsize=SMALL)
+    if log_scale:  # a linear 0-100 % axis needs no label; a log one says so
+        ax.set_xlabel("probability (log scale)", fontsize=SMALL)
     ax.xaxis.set_major_formatter(_PERCENT)
 
     token = short_label(token_label(record.token), 24)
@@ -302,11 +328,22 @@ def distribution_figure(record: StepRecord, max_tokens: int = 15, log_scale: boo
         head = f"Next step ({record.step}, not taken yet): {word} {token} ({prob})"
     else:
         head = f"Step {record.step}: {'forced' if d.forced else 'chose'} {token} ({prob})"
-    after_h = "0 after knobs (greedy takes the most likely token)" if d.greedy else f"{_entropy_text(record.entropy)} after knobs"
-    ax.set_title(f"{head}\nentropy {_entropy_text(record.entropy_raw)} raw → {after_h}", fontsize=FONT, loc="left",
-                 parse_math=False)  # fmt: skip
-    _legend(fig, handles, ncols)
+    after_h = "0 (greedy takes the top token)" if d.greedy else f"{_num(record.entropy)}"
+    ax.set_title(f"{head}\nentropy {_num(record.entropy_raw)} → {after_h} nats (raw → after knobs)", fontsize=FONT,
+                 loc="left", parse_math=False)  # fmt: skip
+    if legend:
+        _legend(fig, handles, ncols)
     return fig
+
+
+def _bars(ax, ys: list[float], lengths: list[float], color: str, edge: list[str], width: list[float], label: str):
+    """Horizontal bars of height 0.38 centred on `ys`, as one collection: `Axes.barh` adds a patch per bar and
+    re-measures the data limits for each, a fifth of the chart's cost. Its label names the series."""
+    lo = ax.get_xlim()[0] if ax.get_xscale() == "log" else 0.0
+    rects = [Rectangle((lo, y - 0.19), max(length - lo, 0.0), 0.38) for y, length in zip(ys, lengths)]
+    bars = PatchCollection(rects, facecolors=color, edgecolors=edge, linewidths=width, label=label, gid=label)
+    ax.add_collection(bars, autolim=False)
+    return bars
 
 
 def _bar_note(ax, text: str, tip: float, y: float, color: str, gid: str) -> None:
@@ -325,15 +362,15 @@ def _bar_note(ax, text: str, tip: float, y: float, color: str, gid: str) -> None
 # A run's trajectory
 
 
-def trajectory_figure(steps: list[StepRecord]) -> Figure:
+def trajectory_figure(steps: list[StepRecord], legend: bool = True) -> Figure:
     """The chosen token's probability (raw and after the knobs; forced steps as diamonds) and the entropy (raw
-    and after the knobs, right axis), step by step."""
+    and after the knobs, right axis), step by step. `legend=False` leaves it to the page (`TRAJECTORY_LEGEND`)."""
     if not steps:
         return _empty("Trajectory", "No steps yet: take a step to see the run's trajectory.")
     n_handles = 4 + any(r.forced for r in steps)
-    top, bottom = TITLE_IN / 2 + 0.1, AXIS_IN + _legend_room(n_handles, 3)
-    fig = _figure(top + bottom + 2.6)
-    _place(fig, left=0.95, right=0.95, top=top, bottom=bottom)
+    top, bottom = TITLE_IN / 2 + 0.1, AXIS_IN - 0.25 + (_legend_room(n_handles, 3) if legend else 0)
+    fig = _figure(top + bottom + 2.4)
+    _place(fig, left=0.75, right=0.6, top=top, bottom=bottom)
     ax = fig.subplots()
     _style(ax, grid_axis="y")
     x = [r.step for r in steps]
@@ -347,23 +384,24 @@ def trajectory_figure(steps: list[StepRecord]) -> Figure:
         if forced:
             ax.scatter(*zip(*forced), color=FORCED, marker="D", s=44, zorder=4)
     ax.set_ylim(0, 1.05)
+    ax.set_yticks([0, 0.5, 1.0])
     ax.yaxis.set_major_formatter(_PERCENT)
-    ax.set_ylabel("probability", fontsize=SMALL)
-    ax.set_xlabel("step", fontsize=SMALL)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=min(len(steps), 16)))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=min(len(steps), 12)))
     ax2 = ax.twinx()
     ax2.plot(x, [r.entropy_raw for r in steps], color=ENTROPY, linewidth=1.5, linestyle=":", label="entropy raw",
              gid="entropy_raw")  # fmt: skip
     ax2.plot(x, [r.entropy for r in steps], color=ENTROPY, linewidth=2, label="entropy after knobs", gid="entropy")
-    ax2.set_ylabel("entropy (nats)", fontsize=SMALL, color=ENTROPY)
     ax2.tick_params(labelsize=SMALL, colors=ENTROPY)
     ax2.set_ylim(bottom=0)
+    ax2.yaxis.set_major_locator(MaxNLocator(nbins=3))
     ax2.spines["top"].set_visible(False)
-    ax.set_title("Chosen token's probability and the entropy, step by step", fontsize=FONT, loc="left")
-    handles = [*ax.lines, *ax2.lines]
-    if any(r.forced for r in steps):
-        handles.append(ax.scatter([], [], color=FORCED, marker="D", s=44, label="forced"))
-    _legend(fig, handles, 3)
+    ax.set_title("By step: the chosen token's probability (left) and the entropy in nats (right)", fontsize=FONT,
+                 loc="left")  # fmt: skip
+    if legend:
+        handles = [*ax.lines, *ax2.lines]
+        if any(r.forced for r in steps):
+            handles.append(ax.scatter([], [], color=FORCED, marker="D", s=44, label="forced"))
+        _legend(fig, handles, 3)
     return fig
 
 
@@ -411,7 +449,7 @@ def temperature_figure(exploration: Exploration) -> Figure:
         ax.set_title(f"T = {view.temperature:g}{' (current)' if is_current else ''}\nentropy {view.entropy:.2f} nats",
                      fontsize=SMALL, loc="left")  # fmt: skip
         if i % cols == 0:
-            _token_ticks(ax, labels)
+            _token_labels(ax, labels)
     for j in range(len(temps), rows * cols):
         axes[j // cols][j % cols].set_axis_off()
     axes[0][0].invert_yaxis()
@@ -431,7 +469,7 @@ def _knob_title(knob) -> str:
 def knobs_figure(exploration: Exploration) -> Figure:
     """Top-k, top-p and min-p, each alone, on the step's distribution (after penalty and temperature): one panel
     per knob, the same tokens in the order the knobs see them, kept ones orange, cut ones in the knob's shade
-    and hatch; top-k's cut-off rank, top-p's cumulative line and threshold and min-p's threshold drawn."""
+    with their rows shaded; top-k's cut-off rank, top-p's cumulative line and threshold and min-p's threshold drawn."""
     cands, knobs = exploration.candidates, exploration.knobs
     if not cands or not knobs:
         return _empty("Knobs", "Nothing to explore at this step.")
@@ -448,7 +486,7 @@ def knobs_figure(exploration: Exploration) -> Figure:
     top = max(values) if values else 1.0
     for ax, knob in zip(axes, knobs):
         _style(ax)
-        color, hatch = CUT_STYLE.get(knob.knob, (CUT, "//"))
+        color = CUT_STYLE.get(knob.knob, CUT)
         kept = [knob.kept[i] for i in order]
         ax.barh(ys, values, color=[AFTER if k else color for k in kept], gid=knob.knob)
         for y0, y1 in _runs([not k for k in kept]):  # cut rows shaded whatever their height
@@ -469,12 +507,12 @@ def knobs_figure(exploration: Exploration) -> Figure:
                 ax.axhline(sum(kept) - 0.5, color=color, linestyle="--", linewidth=1.2, gid="threshold")
         ax.xaxis.set_major_locator(MaxNLocator(nbins=3))
         ax.xaxis.set_major_formatter(_PERCENT)
-    _token_ticks(axes[0], labels)
+    _token_labels(axes[0], labels)
     axes[0].invert_yaxis()
     fig.suptitle(f"Step {exploration.step}: what each knob keeps on its own", fontsize=FONT, x=0.01, y=0.995, ha="left",
                  va="top")  # fmt: skip
     handles = [Patch(color=AFTER, label="kept")] + [
-        Patch(color=CUT_STYLE[k.knob][0], label=f"cut by {KNOB_NAMES[k.knob]}") for k in knobs if k.knob in CUT_STYLE
+        Patch(color=CUT_STYLE[k.knob], label=f"cut by {KNOB_NAMES[k.knob]}") for k in knobs if k.knob in CUT_STYLE
     ]
     handles.append(axes[0].plot([], [], color=CUMULATIVE, marker="o", label="cumulative (top-p)")[0])
     _legend(fig, handles, 5)

@@ -16,7 +16,9 @@ its own small status fragments.
 from __future__ import annotations
 
 import base64
+import gc
 import html
+import io
 import json
 import logging
 import random
@@ -30,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import gradio as gr
+from gradio.components.plot import PlotData
 from matplotlib.figure import Figure
 
 from . import plots, views
@@ -44,8 +47,7 @@ DEFAULT_MODEL = "default"  # the model picker's value for "whatever the app was 
 DEFAULT_PROMPT = "Once upon a time, in a small village by the sea,"
 PERMALINK_PARAM = "run"
 N_TABLE_CHOICES = 5
-PLOT_FORMAT = "png"  # how gr.Plot sends a figure: PNG encodes faster than Gradio's default WebP here
-PLOT_RENDER = gr.Plot(format=PLOT_FORMAT, render=False)  # renders figures as the page's plots do (benchmark)
+PLOT_FORMAT = "png"  # how the charts reach the page: PNG encodes faster than Gradio's default WebP here
 STREAM_CHART_EVERY_S = 0.5  # a streamed run redraws the distribution chart at most this often
 
 # The decoding controls, in the order every step-like handler (and API endpoint) takes them.
@@ -132,6 +134,7 @@ class PlaygroundState:
     selected: int | None = None  # the step whose distribution is shown
     preview: StepRecord | None = None  # the pending step, previewed with the current knobs (shown when nothing is selected)
     log_scale: bool = False  # the distribution chart's probability axis
+    show_trajectory: bool = False  # the trajectory's tab is on screen (else it is not redrawn at each step)
     notices: list[str] = field(default_factory=list)
 
     def changed(self) -> None:
@@ -320,7 +323,7 @@ def step_outputs(state: PlaygroundState, top_n=10, full: bool = True, figures: b
     """(result, text_html, distribution, table, trajectory, status, inspect, candidates, permalink, state).
 
     `full=False` leaves the step table and the trajectory as they are (they did not change, or a streamed run
-    sends them at its end); `figures=False` also leaves the distribution chart, the inspector and the
+    sends them at its end); the trajectory is drawn only while its tab is on screen (`show_trajectory`); `figures=False` also leaves the distribution chart, the inspector and the
     permalink: a streamed run's light update, the text and the status only."""
     top_n = max(1, _as_int("Candidates shown", top_n or 10))
     steps = state.steps
@@ -333,15 +336,33 @@ def step_outputs(state: PlaygroundState, top_n=10, full: bool = True, figures: b
     status = _status_html(state)
     if not figures:
         return (result, text, gr.skip(), gr.skip(), gr.skip(), status, gr.skip(), gr.skip(), gr.skip(), state)
-    dist = (plots.distribution_figure(record, max_tokens=top_n, log_scale=state.log_scale, pending=pending)
+    dist = (plots.distribution_figure(record, max_tokens=top_n, log_scale=state.log_scale, pending=pending, legend=False)
             if record is not None else None)  # fmt: skip
     table = views.step_table(state.prompt_text, steps, n_choices=N_TABLE_CHOICES) if full else gr.skip()
-    traj = plots.trajectory_figure(steps) if (full and steps) else (None if full else gr.skip())
+    if not full or (steps and not state.show_trajectory):
+        traj = gr.skip()  # unchanged, or off screen: drawn when its tab is opened (on_trajectory_view)
+    else:
+        traj = plots.trajectory_figure(steps, legend=False) if steps else None
     inspect = gr.Slider(minimum=0, maximum=max(1, len(steps) - 1), value=sel if sel is not None else 0,
                         interactive=len(steps) > 1)  # fmt: skip
     choices = _candidate_choices(record, top_n)
     candidates = gr.Dropdown(choices=choices, value=choices[0][1] if choices else None)
+    dist, traj = rendered(dist, traj)
     return (result, text, dist, table, traj, status, inspect, candidates, result["permalink"], state)
+
+
+def rendered(*values) -> tuple:
+    """`values` with each matplotlib Figure rendered to the PNG a gr.Plot shows (anything else passes through),
+    here rather than in Gradio so that zlib can use its fastest level: a little larger, ~30 ms quicker a chart.
+    (Two charts on two threads were no quicker: drawing holds the GIL.)"""
+    return tuple(_png(v) if isinstance(v, Figure) else v for v in values)
+
+
+def _png(figure: Figure) -> PlotData:
+    """What gr.Plot(format="png") makes of a figure, with zlib's fastest level."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format=PLOT_FORMAT, pil_kwargs={"compress_level": 1})
+    return PlotData(type="matplotlib", plot="data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode())
 
 
 def _empty_outputs(state: PlaygroundState | None = None) -> tuple:
@@ -413,9 +434,22 @@ def on_preview(state, prompt, model, chat, system, strategy, temperature, top_k,
                                  "the chart shows its last step. Rewind or reset to go on.")  # fmt: skip
         else:
             state.preview = state.session.preview(config)
-        return step_outputs(state, top_n, full=state.session is not before)  # a new run: clear table and trajectory
+        outputs = step_outputs(state, top_n, full=state.session is not before)  # a new run: clear table and trajectory
+        if state.session is before:  # the run did not move: its text, inspector and link stay as they are
+            result, _, dist, table, traj, status, _, candidates, _, state = outputs
+            outputs = (result, gr.skip(), dist, table, traj, status, gr.skip(), candidates, gr.skip(), state)
+        return outputs
     except Exception as e:  # noqa: BLE001
         raise _friendly(e) from e
+
+
+def on_trajectory_view(state, shown) -> tuple:
+    """The trajectory's tab opened (draw it) or closed (stop redrawing it at each step); returns (chart, state)."""
+    state = state if isinstance(state, PlaygroundState) else PlaygroundState()
+    state.show_trajectory = bool(shown)
+    if not state.show_trajectory:
+        return gr.skip(), state
+    return (*rendered(plots.trajectory_figure(state.steps, legend=False) if state.steps else None), state)
 
 
 def on_scale(state, log_scale, top_n=10) -> tuple:
@@ -426,7 +460,8 @@ def on_scale(state, log_scale, top_n=10) -> tuple:
     if record is None:
         return None, state
     top_n = max(1, _as_int("Candidates shown", top_n or 10))
-    return plots.distribution_figure(record, max_tokens=top_n, log_scale=state.log_scale, pending=pending), state
+    figure = plots.distribution_figure(record, max_tokens=top_n, log_scale=state.log_scale, pending=pending, legend=False)
+    return *rendered(figure), state
 
 
 def on_force(state, prompt, model, chat, system, strategy, temperature, top_k, top_p, min_p, repetition_penalty,
@@ -569,7 +604,7 @@ def on_compare(prompt, model, chat, system, strategy, temperature, top_k, top_p,
                 traces = comparison.traces()
                 yield _compare_result(traces), views.compare_html(traces), gr.skip()
         traces = comparison.traces()
-        yield _compare_result(traces), views.compare_html(traces), plots.beam_tree_figure(traces["beam"])
+        yield _compare_result(traces), views.compare_html(traces), *rendered(plots.beam_tree_figure(traces["beam"]))
     except Exception as e:  # noqa: BLE001
         raise _friendly(e) from e
 
@@ -613,7 +648,7 @@ def on_explore(state, prompt, model, chat, system, strategy, temperature, top_k,
         knobs = " · ".join(f"{k.knob.replace('_', '-')} = {k.setting:g} keeps {k.kept_count:,} tokens ({k.kept_mass:.1%})"
                            for k in exploration.knobs)  # fmt: skip
         summary = f'<div class="dp-status">Exploring <b>{where}</b>. {html.escape(knobs)}</div>'
-        return plots.temperature_figure(exploration), plots.knobs_figure(exploration), summary, state
+        return *rendered(plots.temperature_figure(exploration), plots.knobs_figure(exploration)), summary, state
     except Exception as e:  # noqa: BLE001
         raise _friendly(e) from e
 
@@ -758,9 +793,6 @@ def bench_step(engine: Engine, prompt: str, n_steps: int) -> list[float]:
     for _ in range(n_steps):
         started = time.perf_counter()
         outputs = on_step(state, **controls)
-        for value in outputs:
-            if isinstance(value, Figure):
-                PLOT_RENDER.postprocess(value)
         times.append(time.perf_counter() - started)
         state = outputs[-1]
     return times
@@ -787,6 +819,9 @@ def launch_options() -> dict:
 
 
 _PAGE_CSS = """
+/* a still accent border while an output waits or streams: Gradio's pulse and flash animations repaint the
+   page at 60 frames a second, which in a software-rendered browser took a core from the server */
+.generating, .pending { animation: none !important; }
 .dp-status { font-size: 14px; padding: 4px 2px; }
 .dp-notice { font-size: 13px; padding: 4px 8px; margin: 4px 0; border-left: 3px solid #f59e0b;
              background: rgba(245, 158, 11, .08); }
@@ -901,8 +936,10 @@ def build_demo(policy: HostingPolicy | None = None) -> gr.Blocks:
                         status = gr.HTML(_status_html(PlaygroundState()), elem_id="dp-status")
                         dist_plot = gr.Plot(label="Distribution: the next step as the knobs shape it, or the inspected step",
                                             elem_id="dp-dist", format=PLOT_FORMAT, show_label=False)  # fmt: skip
-                        log_scale = gr.Checkbox(False, label="Log scale (spreads out the small probabilities)",
-                                                elem_id="dp-log")  # fmt: skip
+                        with gr.Row(equal_height=True):
+                            gr.HTML(views.chart_legend_html(plots.DISTRIBUTION_LEGEND), elem_id="dp-dist-legend")
+                            log_scale = gr.Checkbox(False, label="Log scale", elem_id="dp-log", scale=0, min_width=140,
+                                                    info="Spreads out the small probabilities.")  # fmt: skip
                         with gr.Row(equal_height=False):
                             inspect = gr.Slider(0, 1, value=0, step=1, label="Inspect step",
                                                 info="Pick a step (0 = the first generated token) to see its distribution.",
@@ -915,9 +952,15 @@ def build_demo(policy: HostingPolicy | None = None) -> gr.Blocks:
                                 rewind_to = gr.Number(0, label="Rewind: keep the first N tokens", precision=0, minimum=0,
                                                       info="0 = back to the prompt.")  # fmt: skip
                                 rewind_btn = gr.Button("Rewind", size="sm")
-                        traj_plot = gr.Plot(label="Trajectory: probability and entropy per step", elem_id="dp-traj", format=PLOT_FORMAT, show_label=False)
-                        table = gr.Dataframe(label="Step table (top choices by the model's own probability)",
-                                             interactive=False, wrap=True, elem_id="dp-table", max_height=420)  # fmt: skip
+                        # the whole run's two views, one at a time: only the one on screen is redrawn at each Step
+                        with gr.Tabs(elem_id="dp-run-views"):
+                            with gr.Tab("Step table", id="table", elem_id="dp-table-tab") as table_tab:
+                                table = gr.Dataframe(label="Step table (top choices by the model's own probability)",
+                                                     interactive=False, wrap=True, elem_id="dp-table", max_height=420)  # fmt: skip
+                            with gr.Tab("Trajectory", id="trajectory", elem_id="dp-traj-tab") as traj_tab:
+                                traj_plot = gr.Plot(label="Trajectory: probability and entropy per step", elem_id="dp-traj",
+                                                    format=PLOT_FORMAT, show_label=False)  # fmt: skip
+                                gr.HTML(views.chart_legend_html(plots.TRAJECTORY_LEGEND), elem_id="dp-traj-legend")
                         with gr.Accordion("Share and export", open=False):
                             permalink = gr.Textbox("", label="Permalink (the address bar is updated too)",
                                                    buttons=["copy"], elem_id="dp-permalink",
@@ -957,16 +1000,20 @@ def build_demo(policy: HostingPolicy | None = None) -> gr.Blocks:
         one = gr.Number(1, visible=False)
 
         # the page's permalink rides along so that a run the server lost (a restart) is replayed, not dropped
-        step_btn.click(on_step, [state, *controls, one, permalink], step_out, api_name="step", trigger_mode="always_last")
-        step_n_btn.click(on_step, [state, *controls, n_box, permalink], step_out, api_name="step_n")
-        run_evt = run_btn.click(on_run, [state, *controls, permalink], step_out, api_name="run")
+        # progress is shown on the coloured text only: a timer ticking on all ten outputs kept the browser
+        # repainting the page while the server worked (and competing with it for a 2-core machine's CPU)
+        busy = dict(show_progress_on=[text_html])
+        step_btn.click(on_step, [state, *controls, one, permalink], step_out, api_name="step", trigger_mode="always_last",
+                       **busy)  # fmt: skip
+        step_n_btn.click(on_step, [state, *controls, n_box, permalink], step_out, api_name="step_n", **busy)
+        run_evt = run_btn.click(on_run, [state, *controls, permalink], step_out, api_name="run", **busy)
         stop_btn.click(None, None, None, cancels=[run_evt], api_visibility="private")
-        force_btn.click(on_force, [state, *controls, inspect, candidates, permalink], step_out, api_name="force")
-        undo_btn.click(on_undo, [state, top_n, permalink], step_out, api_name="undo")
-        rewind_btn.click(on_rewind, [state, rewind_to, top_n, permalink], step_out, api_name="rewind")
-        reset_btn.click(on_reset, [state], step_out, api_name="reset")
-        inspect.release(on_inspect, [state, inspect, top_n], step_out, api_name="inspect")
-        text_html.click(on_token_click, [state, top_n], step_out, api_visibility="private")
+        force_btn.click(on_force, [state, *controls, inspect, candidates, permalink], step_out, api_name="force", **busy)
+        undo_btn.click(on_undo, [state, top_n, permalink], step_out, api_name="undo", **busy)
+        rewind_btn.click(on_rewind, [state, rewind_to, top_n, permalink], step_out, api_name="rewind", **busy)
+        reset_btn.click(on_reset, [state], step_out, api_name="reset", **busy)
+        inspect.release(on_inspect, [state, inspect, top_n], step_out, api_name="inspect", **busy)
+        text_html.click(on_token_click, [state, top_n], step_out, api_visibility="private", **busy)
         strategy.change(on_strategy, [strategy], [temperature, top_k, top_p, min_p, num_beams, length_penalty, force_btn],
                         api_visibility="private", queue=False)  # fmt: skip
         chat.change(lambda c: gr.Textbox(visible=bool(c)), [chat], [system], api_visibility="private", queue=False)
@@ -985,13 +1032,18 @@ def build_demo(policy: HostingPolicy | None = None) -> gr.Blocks:
         # live knobs: the pending step redrawn as a knob moves (its forward is made once and reused by Step)
         preview_in = [state, *controls, permalink]
         preview_evt = dict(fn=on_preview, inputs=preview_in, outputs=step_out, trigger_mode="always_last",
-                           show_progress="minimal")  # fmt: skip
+                           show_progress="minimal", show_progress_on=[dist_plot])  # fmt: skip
         temperature.input(**preview_evt, api_name="preview")  # the named endpoint; the others are the same call
         for knob in (top_k, top_p, min_p, repetition_penalty, top_n):
             knob.input(**preview_evt, api_visibility="private")
         for control in (strategy, chat, prompt):
             control.change(**preview_evt, api_visibility="private")
+        traj_tab.select(on_trajectory_view, [state, gr.State(True)], [traj_plot, state], api_visibility="private")
+        table_tab.select(on_trajectory_view, [state, gr.State(False)], [traj_plot, state], api_visibility="private")
         log_scale.change(on_scale, [state, log_scale, top_n], [dist_plot, state], api_visibility="private",
                          show_progress="hidden")  # fmt: skip
     demo.queue(default_concurrency_limit=4)
+    # What is built by now (the models, the page) lives as long as the process: moved out of the collector's
+    # scans, it no longer makes the occasional full collection (~0.45 s with a model loaded) land in a Step.
+    gc.freeze()
     return demo

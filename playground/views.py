@@ -33,6 +33,7 @@ __all__ = [
     "step_table",
     "step_table_csv",
     "compare_html",
+    "chart_legend_html",
     "trace_json",
 ]
 
@@ -270,6 +271,28 @@ def compare_html(traces: Mapping[str, Trace]) -> str:
         f'<div class="dp-cards" style="display:flex;flex-wrap:wrap;gap:10px">{cards}</div>'
         f"{_legend_html('probability of each token under the model (raw)')}</div>"
     )
+
+
+_MARKS = {  # how a legend entry's swatch is drawn, by mark
+    "bar": "width:18px;height:10px;background:{c}",
+    "shade": "width:18px;height:10px;background:{c};opacity:.35",
+    "line": "width:18px;height:0;border-top:3px solid {c}",
+    "dotted": "width:18px;height:0;border-top:3px dotted {c}",
+    "outline": "width:14px;height:10px;border:2px solid {c}",
+    "diamond": "width:9px;height:9px;background:{c};transform:rotate(45deg)",
+}
+
+
+def chart_legend_html(entries: Iterable[tuple[str, str, str]]) -> str:
+    """A chart's legend as one line of HTML: (label, colour, mark) per entry, mark one of bar, shade, line,
+    dotted, outline, diamond. The page shows it once beside the chart it explains."""
+    items = "".join(
+        f'<span class="dp-key" style="display:inline-flex;align-items:center;gap:5px;margin-right:14px">'
+        f'<span style="display:inline-block;{_MARKS[mark].format(c=html.escape(color, quote=True))}"></span>'
+        f"{html.escape(label)}</span>"
+        for label, color, mark in entries
+    )
+    return f'<div class="dp-chart-legend" style="font-size:13px;line-height:1.9">{items}</div>'
 
 
 def error_html(message: str) -> str:

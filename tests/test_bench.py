@@ -166,11 +166,11 @@ def _browser_or_skip():
 
 
 @pytest.fixture(scope="module")
-def felt_result(tiny_model_dir, tiny_engine):
+def felt_result(tiny_model_dir):
     _browser_or_skip()
     from playground import felt
 
-    return felt.measure(tiny_model_dir, engine=tiny_engine, rounds={"step": 1, "run": 1, "preview": 1})
+    return felt.measure(tiny_model_dir, rounds={"step": 1, "run": 1, "preview": 1})
 
 
 def test_browser_measures_every_action(felt_result):

@@ -87,6 +87,17 @@ def test_step_force_run_compare_and_permalink(app_url, page_factory):
     prompt = page.get_by_label("Prompt")
     prompt.fill("The quick brown fox")
 
+    # Before any Step, the next token's distribution is drawn; a knob redraws it without taking a step.
+    page.wait_for_selector("#dp-dist img")
+    page.wait_for_function("() => !document.querySelector('#dp-text [data-step]')")
+    before = page.get_attribute("#dp-dist img", "src")
+    page.get_by_label("sample").check()
+    page.focus("#dp-temperature input[type=range]")
+    page.keyboard.press("ArrowRight")
+    page.wait_for_function(f"document.querySelector('#dp-dist img').src !== {before!r}")
+    assert page.locator("#dp-text [data-step]").count() == 0  # no step was taken
+    page.get_by_label("greedy").check()
+
     page.click("#dp-step")
     page.wait_for_selector("#dp-text [data-step='0']")
     assert "The quick brown fox" in _tokens_text(page)
@@ -96,7 +107,9 @@ def test_step_force_run_compare_and_permalink(app_url, page_factory):
     page.click("#dp-step-n")  # N defaults to 5
     page.wait_for_selector("#dp-text [data-step='5']")
     page.wait_for_function(f"{ROWS_JS} === 6")
+    page.get_by_role("tab", name="Trajectory").click()  # drawn when its tab opens
     page.wait_for_selector("#dp-traj img")
+    page.get_by_role("tab", name="Step table").click()
 
     # Force the second candidate of the last step (step 5).
     page.click("#dp-candidates input")
@@ -125,12 +138,14 @@ def test_step_force_run_compare_and_permalink(app_url, page_factory):
     # Run to the end streams the rest.
     page.click("#dp-run")
     page.wait_for_function("document.querySelector('#dp-status').innerText.includes('finished')")
-    assert _rows(page) > 6
+    page.wait_for_function(f"{ROWS_JS} > 6")  # the table comes with the run's last update
 
     # Clicking a generated token inspects its step: outlined in the text, its chart shown.
+    chart = page.get_attribute("#dp-dist img", "src")
     page.click("#dp-text [data-step='2']")
     page.wait_for_selector("#dp-text .dp-selected[data-step='2']")
-    page.wait_for_function("document.querySelector('#dp-dist').innerText.includes('Step 2')")
+    page.wait_for_function("document.querySelector('#dp-status').innerText.includes('step 2:')")
+    page.wait_for_function(f"document.querySelector('#dp-dist img').src !== {chart!r}")
 
     # Compare: greedy, beam and sampled cards, and the beam tree.
     page.get_by_role("tab", name="Compare strategies").click()

@@ -22,10 +22,10 @@ PROMPT = "Once upon a time"
 
 
 def bars(fig: Figure, label: str) -> list[float]:
-    """The lengths of the horizontal bars of the container labelled `label` (one axes, top row first)."""
-    found = [c for ax in fig.axes for c in ax.containers if c.get_label() == label]
-    assert len(found) == 1, f"expected one bar series {label!r}, found {[c.get_label() for a in fig.axes for c in a.containers]}"
-    return [p.get_width() for p in found[0].patches]
+    """The lengths of the distribution chart's bars of the series labelled `label`, top row first."""
+    found = [c for ax in fig.axes for c in ax.collections if c.get_label() == label]
+    assert len(found) == 1, f"expected one bar series {label!r}, found {[c.get_label() for a in fig.axes for c in a.collections]}"
+    return [float(p.vertices[:, 0].max() - p.vertices[:, 0].min()) for p in found[0].get_paths()]
 
 
 def by_gid(fig: Figure, gid: str) -> list:
@@ -36,8 +36,12 @@ def texts(fig: Figure) -> list[str]:
     return [t.get_text() for t in fig.findobj(Text) if t.get_visible() and t.get_text()]
 
 
+def token_labels(fig: Figure) -> list[Text]:
+    return by_gid(fig, "token-label")
+
+
 def tick_labels(fig: Figure) -> list[str]:
-    return [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    return [t.get_text() for t in token_labels(fig)]
 
 
 def run(engine, **settings):
@@ -97,7 +101,7 @@ def test_each_knobs_cut_rows_are_shaded_and_named(tiny_engine, knob, settings):
     cut = {i for i, k in enumerate(d.cut_by) if k == knob}
     assert cut, f"the settings {settings} should cut some shown candidates"
     assert _cut_rows(fig, knob) == cut
-    assert all(to_hex(s.get_facecolor()) == plots.CUT_STYLE[knob][0] for s in by_gid(fig, f"cut:{knob}"))
+    assert all(to_hex(s.get_facecolor()) == plots.CUT_STYLE[knob] for s in by_gid(fig, f"cut:{knob}"))
     assert f"✂ cut by {plots.KNOB_NAMES[knob]}" in texts(fig)
     assert all(bars(fig, "after knobs")[i] == 0 for i in cut)
     for other in set(plots.CUT_STYLE) - {knob}:
@@ -167,12 +171,13 @@ def test_the_chosen_token_stands_out(session):
     d = plots.distribution_data(record)
     (note,) = by_gid(fig, "chosen")
     assert note.get_text() == "◀ chosen" and note.xy[1] == d.chosen
-    label = fig.axes[0].get_yticklabels()[d.chosen]
+    label = token_labels(fig)[d.chosen]
     assert label.get_fontweight() == "bold" and to_hex(label.get_color()) == plots.CHOSEN
-    outlined = [i for i, p in enumerate(fig.axes[0].containers[0].patches) if p.get_linewidth() > 0]
-    assert outlined == [d.chosen]
+    for series in ("model (raw)", "after knobs"):
+        (collection,) = [c for c in fig.axes[0].collections if c.get_label() == series]
+        assert [i for i, w in enumerate(collection.get_linewidths()) if w > 0] == [d.chosen]
     title = fig.axes[0].get_title(loc="left")
-    assert f"{record.entropy_raw:.2f} nats" in title and f"{record.entropy / 0.6931471805599453:.2f} bits" in title
+    assert f"entropy {record.entropy_raw:.2f} → {record.entropy:.2f} nats (raw → after knobs)" in title
 
 
 def test_a_forced_token_is_marked_and_kept_in_view(session):
@@ -184,7 +189,7 @@ def test_a_forced_token_is_marked_and_kept_in_view(session):
     assert len(d.candidates) == 4 and d.candidates[-1].token_id == lowest.token_id and d.chosen == 3
     (note,) = by_gid(fig, "chosen")
     assert note.get_text() == "◀ forced"
-    assert to_hex(fig.axes[0].get_yticklabels()[3].get_color()) == plots.FORCED
+    assert to_hex(token_labels(fig)[3].get_color()) == plots.FORCED
 
 
 def test_pending_and_log_scale(session):
@@ -285,7 +290,7 @@ def test_knobs_panels_colour_what_each_knob_keeps(session):
         (container,) = [c for ax in fig.axes for c in ax.containers if c.patches[0].get_gid() == knob.knob]
         kept = [knob.kept[i] for i in order]
         colours = [to_hex(p.get_facecolor()) for p in container.patches]
-        assert colours == [plots.AFTER if k else plots.CUT_STYLE[knob.knob][0] for k in kept]
+        assert colours == [plots.AFTER if k else plots.CUT_STYLE[knob.knob] for k in kept]
         assert [p.get_width() for p in container.patches] == pytest.approx([ex.candidates[i].shaped_prob for i in order])
     assert not all(ex.knobs[0].kept) and not all(ex.knobs[1].kept)  # top-k=6 and top-p=0.12 both cut here
     titles = " ".join(ax.get_title(loc="left") for ax in fig.axes)
@@ -327,3 +332,28 @@ def test_beam_tree_handles_empty_and_non_beam_traces(beam_trace, session):
     assert any("No steps yet" in t for t in texts(plots.beam_tree_figure(empty)))
     assert any("beam search runs" in t for t in texts(plots.beam_tree_figure(session.trace())))
     assert plots.beam_winner_path(session.trace()) == []
+
+
+# -- the seed notebooks' figures, live on the embedded model -----------------------------------------------------
+
+
+def test_temperature_comparison_of_seed_002_is_softmax_of_logits_over_t(smol_engine):
+    """Seed 002 draws P(y_i) = exp(z_i / T) / sum_j exp(z_j / T) at several temperatures: the panels hold
+    exactly that, computed here the notebook's way from one forward pass of the embedded model."""
+    import torch
+
+    ids = smol_engine.encode("The capital of France is", chat=False)
+    session = smol_engine.start(ids, DecodingConfig(strategy="sample", temperature=1.0, top_n=10))
+    exploration = session.explore(None, temperatures=(0.5, 1.0, 2.0), top_n=20)
+    with torch.no_grad():
+        logits = smol_engine.model(torch.tensor([ids])).logits[0, -1].float()
+    fig = plots.temperature_figure(exploration)
+    top = [c.token_id for c in exploration.candidates][: plots.TEMPERATURE_TOKENS]
+    assert top == torch.topk(logits, len(top)).indices.tolist()
+    for t in (0.5, 1.0, 2.0):
+        p = torch.softmax(logits / t, dim=-1)
+        (container,) = [c for ax in fig.axes for c in ax.containers if c.patches[0].get_gid() == f"T={t:g}"]
+        widths = [patch.get_width() for patch in container.patches]
+        assert widths[:-1] == pytest.approx(p[top].tolist(), abs=1e-4)
+        assert widths[-1] == pytest.approx(1 - float(p[top].sum()), abs=1e-4)  # every other token
+    assert tick_labels(fig)[0] == "␣Paris"

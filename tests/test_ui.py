@@ -7,6 +7,7 @@ import json
 
 import gradio as gr
 import pytest
+from gradio.components.plot import PlotData
 
 from playground import ui
 from playground.config import DecodingConfig
@@ -50,12 +51,26 @@ def expected_ids(engine, **changes) -> list[int]:
     return engine.generate(engine.encode(c["prompt"]), cfg).token_ids
 
 
+def test_trajectory_is_drawn_while_its_tab_is_open(app):
+    """The trajectory costs as much as the distribution chart: drawn at each step only while it is on screen,
+    and brought up to date when its tab opens."""
+    state = step(step(None)[-1])[-1]
+    chart, state = ui.on_trajectory_view(state, True)
+    assert isinstance(chart, PlotData) and state.show_trajectory
+    out = step(state)
+    assert isinstance(out[4], PlotData)
+    chart, state = ui.on_trajectory_view(out[-1], False)
+    assert chart == ui.gr.skip() and not state.show_trajectory
+    assert step(state)[4] == ui.gr.skip()
+
+
 def test_step_builds_every_view_and_follows_the_engine(app, tiny_engine):
     """One Step returns all views, and stepping reproduces the engine's own greedy run token for token."""
     out = step(None)
     result, text, dist, table, traj, status, _, candidates, permalink, state = out
     assert result["n_steps"] == 1 and len(table) == 1
-    assert dist is not None and traj is not None
+    assert isinstance(dist, PlotData) and dist.plot.startswith("data:image/png;base64,")
+    assert traj == ui.gr.skip()  # the trajectory is drawn only while its tab is open
     assert 'data-step="0"' in text
     assert permalink.startswith("?run=")
     for _ in range(3):
@@ -250,7 +265,7 @@ def test_bench_step_times_every_call(tiny_engine):
 def test_build_demo_names_the_api_endpoints(app):
     demo = ui.build_demo()
     names = {fn.api_name for fn in demo.fns.values()}
-    assert {"step", "run", "compare", "force", "undo", "rewind", "reset", "explore", "export"} <= names
+    assert {"step", "run", "preview", "compare", "force", "undo", "rewind", "reset", "explore", "export"} <= names
 
 
 def test_a_run_the_server_lost_is_replayed_from_the_page_permalink(app, tiny_engine):
@@ -292,3 +307,62 @@ def test_clicking_a_token_inspects_its_step(app):
     assert out[-1].selected == 1
     assert out[1].count("dp-selected") == 1 and 'data-step="1"' in out[1].split("dp-selected", 1)[1][:200]
     assert all(isinstance(x, type(ui.gr.skip())) for x in ui.on_token_click(state, 10, object()))
+
+
+# -- live knobs: the pending step's preview ---------------------------------------------------------------------
+
+
+def preview(state, **changes):
+    return ui.on_preview(state, **controls(**changes))
+
+
+def test_preview_before_any_step_shows_the_first_distribution(app):
+    """The page draws the next token's distribution as soon as there is a prompt: no Step needed."""
+    result, text, dist, table, traj, status, _, candidates, _, state = preview(None, strategy="sample", seed=3)
+    assert result["n_steps"] == 0 and not state.steps and len(table) == 0
+    assert isinstance(dist, PlotData) and state.preview is not None and state.preview.step == 0
+    assert [value for _, value in candidates.choices] == [c.token_id for c in sorted(state.preview.top, key=lambda c: c.rank)][:10]
+
+
+def test_preview_follows_the_knobs_without_changing_the_run_and_step_reuses_its_forward(app, tiny_engine, monkeypatch):
+    """A knob moved: the pending step is redrawn with it, the run keeps its steps (text, link untouched), and the
+    Step that follows takes exactly the previewed token without calling the model again."""
+    state = step(None, n=2, strategy="sample", seed=5)[-1]
+    link = ui.permalink_query(state)
+    cool = preview(state, strategy="sample", seed=5, temperature=0.3)
+    state, cool_record = cool[-1], cool[-1].preview
+    assert cool[0]["n_steps"] == 2 and len(state.steps) == 2 and ui.permalink_query(state) == link
+    assert cool[1] == ui.gr.skip() and cool[8] == ui.gr.skip()  # text and permalink unchanged
+    hot = preview(state, strategy="sample", seed=5, temperature=2.0)[-1].preview
+    assert (cool_record.step, hot.step) == (2, 2) and hot.config.temperature == 2.0
+    assert hot.entropy > cool_record.entropy  # the same pending step, flattened by the hotter knob
+    calls = []
+    forward = tiny_engine.forward
+    monkeypatch.setattr(tiny_engine, "forward", lambda *a, **k: calls.append(1) or forward(*a, **k))
+    taken = step(state, strategy="sample", seed=5, temperature=2.0)[-1].steps[-1]
+    assert not calls and taken == hot
+
+
+def test_force_acts_on_the_previewed_step_without_a_rewind(app):
+    state = step(None, n=2)[-1]
+    state = preview(state)[-1]
+    pick = sorted(state.preview.top, key=lambda c: c.rank)[3].token_id
+    out = ui.on_force(state, **controls(), inspect_step=0, token_id=pick)
+    steps = out[-1].steps
+    assert len(steps) == 3 and steps[2].forced and steps[2].token_id == pick and not steps[0].forced
+
+
+def test_preview_of_a_finished_run_says_so_and_shows_the_last_step(app):
+    state = step(None, n=8)[-1]
+    assert state.session.done
+    out = preview(state)
+    assert out[-1].preview is None and isinstance(out[2], PlotData)
+    assert "finished" in out[5]
+
+
+def test_log_scale_redraws_the_shown_chart(app):
+    state = step(None)[-1]
+    chart, state = ui.on_scale(state, True, 10)
+    assert isinstance(chart, PlotData) and state.log_scale
+    chart, state = ui.on_scale(state, False, 10)
+    assert not state.log_scale

@@ -11,6 +11,7 @@ from html.parser import HTMLParser
 import pandas as pd
 import pytest
 
+from playground import views
 from playground.config import DecodingConfig
 from playground.views import (
     INPUT_WIDTH,
@@ -224,3 +225,34 @@ def test_trace_json_is_strict_json_for_empty_runs(sampled):
     empty = dataclasses.replace(sampled.trace(), token_ids=[], token_logprobs=[], token_strings=[], steps=[])
     doc = json.loads(trace_json(empty))
     assert doc["trace"]["perplexity"] == "nan"
+
+
+def test_step_table_reproduces_seed_001s_greedy_table_live(smol_engine):
+    """Seed 001's notebook table: greedy decoding of "Transformers are the" for 8 steps, each row the input so
+    far and the 5 most likely next tokens with their percentages, by softmax of a plain forward pass. The app's
+    table, from the engine's records, must say the same, row for row."""
+    import torch
+
+    prompt = "Transformers are the"
+    ids = smol_engine.encode(prompt, chat=False)
+    session = smol_engine.start(ids, DecodingConfig(strategy="greedy", max_new_tokens=8, top_n=10))
+    for _ in session.run():
+        pass
+    table = views.step_table(prompt, session.steps, n_choices=5)
+    context = list(ids)
+    for _, row in table.iterrows():  # the notebook's loop
+        with torch.no_grad():
+            probs = torch.softmax(smol_engine.model(torch.tensor([context])).logits[0, -1].float(), dim=-1)
+        top = torch.argsort(probs, descending=True)[:5].tolist()
+        expected = [f"{views.token_label(smol_engine.vocab.token_str(t))} ({100 * float(probs[t]):.2f}%)" for t in top]
+        assert [row[f"Choice {i + 1}"] for i in range(5)] == expected
+        assert row["Input"].endswith(views.token_label_text(smol_engine.decode(context[len(ids):]))[-20:] or prompt[-20:])
+        context.append(top[0])
+    assert len(table) == 8 and session.token_ids == context[len(ids):]
+
+
+def test_chart_legend_html_names_every_entry_escaped():
+    html_ = views.chart_legend_html([("model (raw)", "#5b8fd0", "bar"), ("<b>cut</b>", "#7b4fb8", "shade"),
+                                     ("cumulative", "#7b4fb8", "line")])  # fmt: skip
+    assert html_.count('class="dp-key"') == 3 and "&lt;b&gt;cut&lt;/b&gt;" in html_ and "<b>cut" not in html_
+    assert "border-top:3px solid #7b4fb8" in html_ and "background:#5b8fd0" in html_
