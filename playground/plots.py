@@ -444,7 +444,7 @@ def temperature_figure(exploration: Exploration) -> Figure:
         ax.barh(range(len(values)), values, color=color, edgecolor=CHOSEN if is_current else "none",
                 linewidth=1.5 if is_current else 0, gid=f"T={view.temperature:g}")  # fmt: skip
         ax.set_xlim(0, 1)
-        ax.set_xticks([0, 0.5, 1])
+        ax.set_xticks([0, 0.5])  # a 100 % label would run into the next panel's 0 %
         ax.xaxis.set_major_formatter(_PERCENT)
         ax.set_title(f"T = {view.temperature:g}{' (current)' if is_current else ''}\nentropy {view.entropy:.2f} nats",
                      fontsize=SMALL, loc="left")  # fmt: skip
@@ -462,8 +462,7 @@ def _knob_title(knob) -> str:
     name = KNOB_NAMES.get(knob.knob, knob.knob)
     off = {"top_k": knob.setting == 0, "top_p": knob.setting >= 1, "min_p": knob.setting <= 0}.get(knob.knob, False)
     setting = f"{int(knob.setting)}" if knob.knob == "top_k" else f"{knob.setting:g}"
-    tokens = "token" if knob.kept_count == 1 else "tokens"
-    return f"{name} = {setting}{' (off)' if off else ''}\nkeeps {knob.kept_count:,} {tokens}, {knob.kept_mass:.1%}"
+    return f"{name} = {setting}{' (off)' if off else ''}\nkeeps {knob.kept_count:,} ({knob.kept_mass:.0%})"
 
 
 def knobs_figure(exploration: Exploration) -> Figure:
@@ -478,7 +477,7 @@ def knobs_figure(exploration: Exploration) -> Figure:
     values = [cands[i].shaped_prob for i in order]
     panel_title = 2 * SMALL * 1.35 / 72 + 0.1
     n_handles = 2 + len(knobs)
-    top, bottom = TITLE_IN / 2 + 0.15 + panel_title, AXIS_IN - 0.2 + _legend_room(n_handles, 5)
+    top, bottom = TITLE_IN / 2 + 0.15 + panel_title, AXIS_IN - 0.2 + _legend_room(n_handles, 3)
     fig = _figure(top + bottom + 0.3 * len(order))
     _place(fig, left=_label_room(labels), right=0.3, top=top, bottom=bottom, wspace=0.15)
     axes = fig.subplots(1, len(knobs), sharey=True, squeeze=False)[0]
@@ -515,7 +514,7 @@ def knobs_figure(exploration: Exploration) -> Figure:
         Patch(color=CUT_STYLE[k.knob], label=f"cut by {KNOB_NAMES[k.knob]}") for k in knobs if k.knob in CUT_STYLE
     ]
     handles.append(axes[0].plot([], [], color=CUMULATIVE, marker="o", label="cumulative (top-p)")[0])
-    _legend(fig, handles, 5)
+    _legend(fig, handles, 3)
     return fig
 
 

@@ -886,7 +886,7 @@ def build_demo(policy: HostingPolicy | None = None) -> gr.Blocks:
                 system = gr.Textbox("", label="System message", lines=2, visible=False,
                                     info="Chat mode only: instructions the model sees before your message.")  # fmt: skip
                 if examples:
-                    gr.Examples(
+                    example_prompts = gr.Examples(
                         examples=[[e["prompt"], bool(e.get("chat", False))] for e in examples],
                         inputs=[prompt, chat],
                         example_labels=[str(e.get("title") or e["prompt"][:40]) for e in examples],
@@ -1036,8 +1036,10 @@ def build_demo(policy: HostingPolicy | None = None) -> gr.Blocks:
         temperature.input(**preview_evt, api_name="preview")  # the named endpoint; the others are the same call
         for knob in (top_k, top_p, min_p, repetition_penalty, top_n):
             knob.input(**preview_evt, api_visibility="private")
-        for control in (strategy, chat, prompt):
-            control.change(**preview_evt, api_visibility="private")
+        for control in (strategy, chat, prompt):  # a person's edits only: a permalink that sets them keeps its chart
+            control.input(**preview_evt, api_visibility="private")
+        if examples:  # a picked example prompt is previewed like a typed one
+            example_prompts.load_input_event.then(**preview_evt, api_visibility="private")
         traj_tab.select(on_trajectory_view, [state, gr.State(True)], [traj_plot, state], api_visibility="private")
         table_tab.select(on_trajectory_view, [state, gr.State(False)], [traj_plot, state], api_visibility="private")
         log_scale.change(on_scale, [state, log_scale, top_n], [dist_plot, state], api_visibility="private",

@@ -87,8 +87,13 @@ def test_step_force_run_compare_and_permalink(app_url, page_factory):
     prompt = page.get_by_label("Prompt")
     prompt.fill("The quick brown fox")
 
-    # Before any Step, the next token's distribution is drawn; a knob redraws it without taking a step.
+    # Before any Step, the next token's distribution is drawn; picking an example prompt redraws it.
     page.wait_for_selector("#dp-dist img")
+    first = page.get_attribute("#dp-dist img", "src")
+    page.get_by_text("Facts", exact=True).click()
+    page.wait_for_function(f"document.querySelector('#dp-dist img').src !== {first!r}")
+    prompt.fill("The quick brown fox")
+    # A knob redraws it without taking a step.
     page.wait_for_function("() => !document.querySelector('#dp-text [data-step]')")
     before = page.get_attribute("#dp-dist img", "src")
     page.get_by_label("sample").check()

@@ -295,7 +295,7 @@ def test_knobs_panels_colour_what_each_knob_keeps(session):
     assert not all(ex.knobs[0].kept) and not all(ex.knobs[1].kept)  # top-k=6 and top-p=0.12 both cut here
     titles = " ".join(ax.get_title(loc="left") for ax in fig.axes)
     for knob in ex.knobs:
-        assert f"keeps {knob.kept_count:,} token" in titles
+        assert f"keeps {knob.kept_count:,} ({knob.kept_mass:.0%})" in titles
     (cum,) = by_gid(fig, "cumulative")
     assert list(cum.get_xdata())[1:] == pytest.approx(ex.cumulative[: len(order)])
     assert any(list(t.get_xdata()) == pytest.approx([0.12, 0.12]) for t in by_gid(fig, "threshold"))
