@@ -393,7 +393,7 @@ def run_bench(
             bench_step(engine, prompt, 1)  # warm-up: imports, figure templates
             times_ms = [t * 1000 for t in bench_step(engine, prompt, ui_steps)]
             result["step_latency_ms"] = statistics.median(times_ms)
-            result["step_latency_p95_ms"] = _percentile(times_ms, 95)
+            result["step_latency_p95_ms"] = percentile(times_ms, 95)
             result["step_latency_raw_ms"] = times_ms
         except (ImportError, AttributeError) as e:
             result["step_latency_error"] = f"playground.ui.bench_step is not available: {e}"
@@ -442,7 +442,7 @@ def run_bench(
     return result
 
 
-def _percentile(values: list[float], q: float) -> float:
+def percentile(values: list[float], q: float) -> float:
     """The q-th percentile, linear between closest ranks (numpy's default)."""
     s = sorted(values)
     pos = (len(s) - 1) * q / 100

@@ -26,7 +26,6 @@ is drawn; the settings it sends are the page's defaults, checked against the def
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import shutil
 import socket
@@ -38,6 +37,8 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
+
+from .bench import alternate, percentile
 
 APP = Path(__file__).resolve().parent.parent / "app.py"
 CHROMIUM = os.environ.get("PLAYGROUND_CHROMIUM", "/usr/bin/chromium")
@@ -250,27 +251,6 @@ def summary(page_ms: list[float], api_ms: list[float]) -> dict:
     }
 
 
-def percentile(values: list[float], q: float) -> float:
-    """The q-th percentile, linear between closest ranks (numpy's default)."""
-    s = sorted(values)
-    pos = (len(s) - 1) * q / 100
-    lo, hi = math.floor(pos), math.ceil(pos)
-    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
-
-
-def alternate_rounds(page_side: Callable[[], float], api_side: Callable[[], float], rounds: int) -> tuple[list, list]:
-    """`rounds` timed rounds of both sides, the page first in even rounds and the API first in odd ones."""
-    page_ms, api_ms = [], []
-    for r in range(rounds):
-        if r % 2 == 0:
-            page_ms.append(page_side())
-            api_ms.append(api_side())
-        else:
-            api_ms.append(api_side())
-            page_ms.append(page_side())
-    return page_ms, api_ms
-
-
 # ----------------------------------------------------------------------------------------------------------
 # The measurement
 
@@ -332,7 +312,7 @@ def measure(
             page_click("#dp-step")
             api_call("/step")
             seen.clear()
-            step_rounds = alternate_rounds(lambda: page_click("#dp-step"), lambda: api_call("/step"), rounds["step"])
+            step_rounds = alternate(lambda: page_click("#dp-step"), lambda: api_call("/step"), rounds["step"], warmup=0)
             result["step"] = summary(*step_rounds)
             result["step"]["page_saw_pending"] = all(t["saw_busy"] for t in seen)
 
@@ -358,7 +338,7 @@ def measure(
                 return api_call("/run")
 
             seen.clear()
-            result["run"] = summary(*alternate_rounds(page_run, api_run, rounds["run"]))
+            result["run"] = summary(*alternate(page_run, api_run, rounds["run"], warmup=0))
             result["run"]["page_saw_pending"] = all(t["saw_busy"] for t in seen)
             result["run"]["tokens_on_page"] = page.locator("#dp-text [data-step]").count()
             if screenshot is not None:
@@ -398,7 +378,7 @@ def _preview_rounds(page, api_call: Callable, rounds: int) -> dict:
         moves["api"] += 1
         return api_call("/preview", {"temperature": temperature})
 
-    page_ms, api_ms = alternate_rounds(page_side, api_side, rounds)
+    page_ms, api_ms = alternate(page_side, api_side, rounds, warmup=0)
     if moves["page"] % 2:
         page.focus(slider)
         time_on_page(page, lambda: page.keyboard.press("ArrowLeft"), "#dp-dist", need_change=True,
