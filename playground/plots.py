@@ -233,7 +233,7 @@ def distribution_data(record: StepRecord, max_tokens: int = 15) -> DistributionD
     """The rows, bars, cut marks, cumulative line and highlighted token of `distribution_figure`."""
     cands = _candidates_shown(record, max(1, int(max_tokens)))
     cfg = record.config
-    greedy = cfg.strategy == "greedy" or (cfg.strategy == "sample" and cfg.is_greedy)
+    greedy = cfg.is_greedy  # greedy, or sampling at temperature 0
     if greedy:  # after the knobs a greedy step is certain: the token its argmax picks, whatever was forced
         pick = max(record.top, key=lambda c: (c.prob, -c.rank)).token_id if record.top else record.token_id
         after = [1.0 if c.token_id == pick else 0.0 for c in cands]
