@@ -28,7 +28,7 @@ from matplotlib.text import Text
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from .records import Candidate, Exploration, StepRecord, Trace
-from .views import token_label
+from .views import _num, _pct, token_label
 
 __all__ = [
     "RAW",
@@ -123,14 +123,6 @@ def axis_labels(candidates: list[Candidate], max_chars: int = LABEL_CHARS) -> li
         else:
             seen[label] = 1
     return out
-
-
-def _pct(p: float) -> str:
-    return f"{100 * p:.1f}%" if p is not None and math.isfinite(p) else "n/a"
-
-
-def _num(x: float) -> str:
-    return f"{x:.2f}" if math.isfinite(x) else "n/a"
 
 
 _PERCENT = FuncFormatter(lambda x, _: f"{100 * x:.0f}%" if x >= 0.01 or x == 0 else f"{100 * x:.2g}%")
@@ -291,14 +283,10 @@ def distribution_figure(record: StepRecord, max_tokens: int = 15, log_scale: boo
 
     for knob, color in CUT_STYLE.items():  # cut rows are shaded whatever their height: always visible
         for y0, y1 in _runs([k == knob for k in d.cut_by]):
-            ax.axhspan(y0 - 0.5, y1 + 0.5, facecolor=color, alpha=0.16, linewidth=0,
-                       gid=f"cut:{knob}")  # fmt: skip
+            ax.axhspan(y0 - 0.5, y1 + 0.5, facecolor=color, alpha=0.16, linewidth=0, gid=f"cut:{knob}")
             _bar_note(ax, f"✂ cut by {KNOB_NAMES[knob]}", max(d.raw[y0], d.after[y0]), y0, color, f"cut-label:{knob}")
-    for knob in CUT_STYLE:
         if knob in d.cut_by:
-            color = CUT_STYLE[knob]
-            handles.append(Patch(facecolor=color, alpha=0.3, edgecolor=color,
-                                 label=f"cut by {KNOB_NAMES[knob]}"))  # fmt: skip
+            handles.append(Patch(facecolor=color, alpha=0.3, edgecolor=color, label=f"cut by {KNOB_NAMES[knob]}"))
 
     if d.cumulative is not None:  # a staircase: row i spans from the mass above it to its running sum
         (line,) = ax.plot([0.0, *d.cumulative], [0, *ys], color=CUMULATIVE, marker="o", markersize=4, markevery=slice(1, None),
@@ -323,13 +311,13 @@ def distribution_figure(record: StepRecord, max_tokens: int = 15, log_scale: boo
     ax.xaxis.set_major_formatter(_PERCENT)
 
     token = short_label(token_label(record.token), 24)
-    prob = f"model {_pct(record.raw_prob)}" if d.greedy else f"{_pct(record.prob)} after knobs"
+    prob = f"model {_pct(record.raw_prob, 1)}" if d.greedy else f"{_pct(record.prob, 1)} after knobs"
     if pending:
         head = f"Next step ({record.step}, not taken yet): {word} {token} ({prob})"
     else:
         head = f"Step {record.step}: {'forced' if d.forced else 'chose'} {token} ({prob})"
-    after_h = "0 (greedy takes the top token)" if d.greedy else f"{_num(record.entropy)}"
-    ax.set_title(f"{head}\nentropy {_num(record.entropy_raw)} → {after_h} nats (raw → after knobs)", fontsize=FONT,
+    after_h = "0 (greedy takes the top token)" if d.greedy else _num(record.entropy, ".2f")
+    ax.set_title(f"{head}\nentropy {_num(record.entropy_raw, '.2f')} → {after_h} nats (raw → after knobs)", fontsize=FONT,
                  loc="left", parse_math=False)  # fmt: skip
     if legend:
         _legend(fig, handles, ncols)

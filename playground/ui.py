@@ -323,8 +323,9 @@ def step_outputs(state: PlaygroundState, top_n=10, full: bool = True, figures: b
     """(result, text_html, distribution, table, trajectory, status, inspect, candidates, permalink, state).
 
     `full=False` leaves the step table and the trajectory as they are (they did not change, or a streamed run
-    sends them at its end); the trajectory is drawn only while its tab is on screen (`show_trajectory`); `figures=False` also leaves the distribution chart, the inspector and the
-    permalink: a streamed run's light update, the text and the status only."""
+    sends them at its end); the trajectory is drawn only while its tab is on screen (`show_trajectory`).
+    `figures=False` also leaves the distribution chart, the inspector and the permalink: a streamed run's light
+    update, the text and the status only."""
     top_n = max(1, _as_int("Candidates shown", top_n or 10))
     steps = state.steps
     if state.selected is not None and state.selected >= len(steps):
@@ -336,19 +337,30 @@ def step_outputs(state: PlaygroundState, top_n=10, full: bool = True, figures: b
     status = _status_html(state)
     if not figures:
         return (result, text, gr.skip(), gr.skip(), gr.skip(), status, gr.skip(), gr.skip(), gr.skip(), state)
-    dist = (plots.distribution_figure(record, max_tokens=top_n, log_scale=state.log_scale, pending=pending, legend=False)
-            if record is not None else None)  # fmt: skip
+    dist = _distribution_chart(state, top_n)
     table = views.step_table(state.prompt_text, steps, n_choices=N_TABLE_CHOICES) if full else gr.skip()
     if not full or (steps and not state.show_trajectory):
         traj = gr.skip()  # unchanged, or off screen: drawn when its tab is opened (on_trajectory_view)
     else:
-        traj = plots.trajectory_figure(steps, legend=False) if steps else None
+        traj = _trajectory_chart(state)
     inspect = gr.Slider(minimum=0, maximum=max(1, len(steps) - 1), value=sel if sel is not None else 0,
                         interactive=len(steps) > 1)  # fmt: skip
     choices = _candidate_choices(record, top_n)
     candidates = gr.Dropdown(choices=choices, value=choices[0][1] if choices else None)
     dist, traj = rendered(dist, traj)
     return (result, text, dist, table, traj, status, inspect, candidates, result["permalink"], state)
+
+
+def _distribution_chart(state: PlaygroundState, top_n: int) -> Figure | None:
+    """The distribution chart of the shown record (`_shown_record`), as the page draws it; None before any."""
+    record, pending = _shown_record(state)
+    if record is None:
+        return None
+    return plots.distribution_figure(record, max_tokens=top_n, log_scale=state.log_scale, pending=pending, legend=False)
+
+
+def _trajectory_chart(state: PlaygroundState) -> Figure | None:
+    return plots.trajectory_figure(state.steps, legend=False) if state.steps else None
 
 
 def rendered(*values) -> tuple:
@@ -449,19 +461,15 @@ def on_trajectory_view(state, shown) -> tuple:
     state.show_trajectory = bool(shown)
     if not state.show_trajectory:
         return gr.skip(), state
-    return (*rendered(plots.trajectory_figure(state.steps, legend=False) if state.steps else None), state)
+    return (*rendered(_trajectory_chart(state)), state)
 
 
 def on_scale(state, log_scale, top_n=10) -> tuple:
     """Switch the distribution chart between a linear and a log probability axis; returns (chart, state)."""
     state = state if isinstance(state, PlaygroundState) else PlaygroundState()
     state.log_scale = bool(log_scale)
-    record, pending = _shown_record(state)
-    if record is None:
-        return None, state
     top_n = max(1, _as_int("Candidates shown", top_n or 10))
-    figure = plots.distribution_figure(record, max_tokens=top_n, log_scale=state.log_scale, pending=pending, legend=False)
-    return *rendered(figure), state
+    return (*rendered(_distribution_chart(state, top_n)), state)
 
 
 def on_force(state, prompt, model, chat, system, strategy, temperature, top_k, top_p, min_p, repetition_penalty,
