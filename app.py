@@ -33,9 +33,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     from playground import ui
 
-    ui.REGISTRY.default_spec = args.model  # None: the embedded model, or its Hub copy where not installed
+    ui.shared.REGISTRY.default_spec = args.model  # None: the embedded model, or its Hub copy where not installed
     if not args.no_preload:
-        ui.REGISTRY.get(ui.DEFAULT_MODEL, progress=print)  # fail fast, and make the first Step quick
+        ui.shared.REGISTRY.get(ui.DEFAULT_MODEL, progress=print)  # fail fast, and make the first Step quick
     demo = ui.build_demo()
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, **ui.launch_options())
 

@@ -31,7 +31,7 @@ def main() -> None:
 
     from playground import ui
 
-    ui.REGISTRY.get(ui.DEFAULT_MODEL)
+    ui.shared.REGISTRY.get(ui.DEFAULT_MODEL)
     demo = ui.build_demo()
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

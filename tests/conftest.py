@@ -91,10 +91,12 @@ def smol_engine():
 def tiny_ui(tiny_engine, tiny_model_dir, monkeypatch):
     """playground.ui with a registry holding only the tiny model (as the app's default) and no hosting caps."""
     ui = pytest.importorskip("playground.ui")
+    from playground.hosting import HostingPolicy
+
     registry = ui.ModelRegistry(default_spec=tiny_model_dir)
     registry.put(ui.DEFAULT_MODEL, tiny_engine)
-    monkeypatch.setattr(ui, "REGISTRY", registry)
-    monkeypatch.setattr(ui, "POLICY", ui.HostingPolicy())
+    monkeypatch.setattr(ui.shared, "REGISTRY", registry)
+    monkeypatch.setattr(ui.shared, "POLICY", HostingPolicy())
     return ui
 
 

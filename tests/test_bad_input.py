@@ -16,7 +16,7 @@ import pytest
 from conftest import ui_controls
 
 from playground.config import MAX_BEAMS, DecodingConfig
-from playground.engine import Session
+from playground.hosting import HostingPolicy
 from playground.loading import ModelLoadError, load_engine
 
 REPO = Path(__file__).resolve().parent.parent
@@ -476,9 +476,9 @@ def ui(tiny_ui):
 
 @pytest.fixture
 def hosted(ui, monkeypatch):
-    policy = ui.HostingPolicy.from_env({"PLAYGROUND_HOSTED": "1", "PLAYGROUND_MAX_NEW_TOKENS": "6",
+    policy = HostingPolicy.from_env({"PLAYGROUND_HOSTED": "1", "PLAYGROUND_MAX_NEW_TOKENS": "6",
                                         "PLAYGROUND_MAX_BEAMS": "2", "PLAYGROUND_MAX_SAMPLES": "2"})  # fmt: skip
-    monkeypatch.setattr(ui, "POLICY", policy)
+    monkeypatch.setattr(ui.shared, "POLICY", policy)
     return ui
 
 

@@ -44,15 +44,15 @@ def _free_port() -> int:
 def app_url(tiny_model_dir):
     from playground import ui
 
-    old = ui.REGISTRY
-    ui.REGISTRY = ui.ModelRegistry(default_spec=tiny_model_dir)
-    ui.REGISTRY.get(ui.DEFAULT_MODEL)
+    old = ui.shared.REGISTRY
+    ui.shared.REGISTRY = ui.ModelRegistry(default_spec=tiny_model_dir)
+    ui.shared.REGISTRY.get(ui.DEFAULT_MODEL)
     demo = ui.build_demo()
     port = _free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **ui.launch_options())
     yield f"http://127.0.0.1:{port}/"
     demo.close()
-    ui.REGISTRY = old
+    ui.shared.REGISTRY = old
 
 
 @pytest.fixture(scope="module")

@@ -217,7 +217,7 @@ def test_ui_failed_model_load_keeps_the_previous_model(ui_with_tiny, tiny_engine
         model_value, status_html, state = ui.on_load_model(state, bad, progress=lambda *a, **k: None)
         assert model_value == ui.DEFAULT_MODEL
         assert "still using" in status_html
-    assert ui.REGISTRY.cached(ui.DEFAULT_MODEL) is tiny_engine
+    assert ui.shared.REGISTRY.cached(ui.DEFAULT_MODEL) is tiny_engine
     state = ui.on_step(state, *_controls(ui), 1)[-1]  # the run goes on with the old model
     assert len(state.steps) == 3
 

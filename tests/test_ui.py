@@ -28,8 +28,8 @@ def app(tiny_engine, monkeypatch):
 
     registry = ui.ModelRegistry(loader=loader, default_spec="tiny")
     registry.put("default", tiny_engine)
-    monkeypatch.setattr(ui, "REGISTRY", registry)
-    monkeypatch.setattr(ui, "POLICY", HostingPolicy())
+    monkeypatch.setattr(ui.shared, "REGISTRY", registry)
+    monkeypatch.setattr(ui.shared, "POLICY", HostingPolicy())
     return registry, loads
 
 
@@ -60,8 +60,8 @@ def test_trajectory_is_drawn_while_its_tab_is_open(app):
     out = step(state)
     assert isinstance(out[4], PlotData)
     chart, state = ui.on_trajectory_view(out[-1], False)
-    assert chart == ui.gr.skip() and not state.show_trajectory
-    assert step(state)[4] == ui.gr.skip()
+    assert chart == gr.skip() and not state.show_trajectory
+    assert step(state)[4] == gr.skip()
 
 
 def test_step_builds_every_view_and_follows_the_engine(app, tiny_engine):
@@ -70,7 +70,7 @@ def test_step_builds_every_view_and_follows_the_engine(app, tiny_engine):
     result, text, dist, table, traj, status, _, candidates, permalink, state = out
     assert result["n_steps"] == 1 and len(table) == 1
     assert isinstance(dist, PlotData) and dist.plot.startswith("data:image/png;base64,")
-    assert traj == ui.gr.skip()  # the trajectory is drawn only while its tab is open
+    assert traj == gr.skip()  # the trajectory is drawn only while its tab is open
     assert 'data-step="0"' in text
     assert permalink.startswith("?run=")
     for _ in range(3):
@@ -212,7 +212,7 @@ def test_registry_loads_once_and_keeps_two(tiny_engine):
 def test_hosted_mode_caps_settings_and_models_in_the_handlers(app, monkeypatch):
     policy = HostingPolicy.from_env({"PLAYGROUND_HOSTED": "1", "PLAYGROUND_MAX_NEW_TOKENS": "3",
                                      "PLAYGROUND_MAX_BEAMS": "2"})  # fmt: skip
-    monkeypatch.setattr(ui, "POLICY", policy)
+    monkeypatch.setattr(ui.shared, "POLICY", policy)
     out = step(None, n=100, max_new_tokens=500)
     assert out[0]["n_steps"] == 3 and any("capped" in n for n in out[0]["notices"])
     assert step(None, strategy="beam", num_beams=8)[-1].session.config.num_beams == 2
@@ -288,12 +288,12 @@ def test_a_run_the_server_lost_is_replayed_from_the_page_permalink(app, tiny_eng
 
 def test_unexpected_errors_are_one_sentence_for_the_user_and_a_traceback_in_the_log(caplog):
     with caplog.at_level("ERROR", logger="playground.ui"):
-        err = ui._friendly(KeyError("boom"))
+        err = ui.friendly(KeyError("boom"))
     assert "Something went wrong (KeyError)" in err.message
     assert caplog.records and caplog.records[0].exc_info is not None
     caplog.clear()
     with caplog.at_level("ERROR", logger="playground.ui"):
-        ui._friendly(ValueError("top_p must be in (0, 1]."))  # the user's mistake: nothing to log
+        ui.friendly(ValueError("top_p must be in (0, 1]."))  # the user's mistake: nothing to log
     assert not caplog.records
 
 
@@ -306,7 +306,7 @@ def test_clicking_a_token_inspects_its_step(app):
     out = ui.on_token_click(state, 10, Click())
     assert out[-1].selected == 1
     assert out[1].count("dp-selected") == 1 and 'data-step="1"' in out[1].split("dp-selected", 1)[1][:200]
-    assert all(isinstance(x, type(ui.gr.skip())) for x in ui.on_token_click(state, 10, object()))
+    assert all(isinstance(x, type(gr.skip())) for x in ui.on_token_click(state, 10, object()))
 
 
 # -- live knobs: the pending step's preview ---------------------------------------------------------------------
@@ -332,7 +332,7 @@ def test_preview_follows_the_knobs_without_changing_the_run_and_step_reuses_its_
     cool = preview(state, strategy="sample", seed=5, temperature=0.3)
     state, cool_record = cool[-1], cool[-1].preview
     assert cool[0]["n_steps"] == 2 and len(state.steps) == 2 and ui.permalink_query(state) == link
-    assert cool[1] == ui.gr.skip() and cool[8] == ui.gr.skip()  # text and permalink unchanged
+    assert cool[1] == gr.skip() and cool[8] == gr.skip()  # text and permalink unchanged
     hot = preview(state, strategy="sample", seed=5, temperature=2.0)[-1].preview
     assert (cool_record.step, hot.step) == (2, 2) and hot.config.temperature == 2.0
     assert hot.entropy > cool_record.entropy  # the same pending step, flattened by the hotter knob

@@ -1,0 +1,287 @@
+"""The page: `build_demo()` lays out the components and wires each event to its handler; `launch_options()` is
+the theme and CSS `demo.launch` takes. The texts people read beside the controls live here too.
+
+Event wiring only: every handler is a plain function in `handlers`, and nothing here decodes, draws or
+builds a table. Models are shared by every browser (`shared.REGISTRY`); each browser's run is its `gr.State`.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+from pathlib import Path
+
+import gradio as gr
+
+from .. import plots, views
+from ..config import MAX_BEAMS
+from ..hosting import HostingPolicy
+from ..loading import EMBEDDED_NAME
+from . import shared
+from .handlers import (on_compare, on_explore, on_export, on_force, on_inspect, on_load_model, on_new_seed,
+                       on_page_load, on_preview, on_reset, on_rewind, on_run, on_scale, on_step, on_strategy,
+                       on_token_click, on_trajectory_view, on_undo)  # fmt: skip
+from .outputs import PLOT_FORMAT, status_html
+from .shared import DEFAULT_MODEL
+from .state import PlaygroundState
+
+ASSETS = Path(__file__).resolve().parent.parent.parent / "assets"
+DEFAULT_PROMPT = "Once upon a time, in a small village by the sea,"
+
+# Clicks anywhere in the coloured text, delegated from its root (which survives re-renders): the token's step.
+TOKEN_CLICK_JS = (
+    "element.addEventListener('click', (e) => { const t = e.target.closest('[data-step]');"
+    " if (t) { trigger('click', {step: Number(t.dataset.step)}); } });"
+)
+
+
+
+
+def load_examples() -> list[dict]:
+    path = ASSETS / "examples.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return [{"title": "Story", "prompt": DEFAULT_PROMPT, "chat": False}]
+    return [e for e in data if isinstance(e, dict) and isinstance(e.get("prompt"), str)]
+
+
+def launch_options() -> dict:
+    """Keyword arguments for `demo.launch` that style the page (Gradio 6 takes css/theme at launch)."""
+    css_path = ASSETS / "style.css"
+    css = css_path.read_text(encoding="utf-8") if css_path.is_file() else ""
+    return {"css": css + _PAGE_CSS, "theme": gr.themes.Soft(primary_hue="indigo", neutral_hue="slate")}
+
+
+_PAGE_CSS = """
+/* a still accent border while an output waits or streams: Gradio's pulse and flash animations repaint the
+   page at 60 frames a second, which in a software-rendered browser took a core from the server */
+.generating, .pending { animation: none !important; }
+.dp-status { font-size: 14px; padding: 4px 2px; }
+.dp-notice { font-size: 13px; padding: 4px 8px; margin: 4px 0; border-left: 3px solid #f59e0b;
+             background: rgba(245, 158, 11, .08); }
+#dp-title h1 { margin-bottom: 0; }
+"""
+
+_TEACHING_MD = """
+**How the knobs shape one step.** The model gives every token in its vocabulary a score (a *logit*);
+softmax turns the scores into probabilities. Before a token is drawn:
+
+1. **Repetition penalty** lowers tokens already in the text.
+2. **Temperature** divides the logits: below 1 the favourite gets even more likely, above 1 the
+   distribution flattens (more surprising picks). 0 means always take the favourite (greedy).
+3. **Top-k** keeps only the *k* most likely tokens.
+4. **Top-p** (nucleus) keeps the smallest set of tokens whose probabilities add up to *p*.
+5. **Min-p** drops tokens less likely than *min-p* × the favourite's probability.
+
+The kept probabilities are renormalised and the sampler draws one token. **Greedy** skips the draw and takes
+the favourite; **beam search** keeps several partial answers and extends the best-scoring ones.
+"""
+
+_INFO = {
+    "strategy": "Greedy takes the most likely token; sample draws one at random; beam keeps several candidates.",
+    "temperature": "Sampling only. Below 1 = safer, above 1 = more surprising; 0 = greedy.",
+    "top_k": "Sampling only. Keep only the k most likely tokens; 0 = off.",
+    "top_p": "Sampling only. Keep the fewest tokens whose probabilities add up to p; 1 = off.",
+    "min_p": "Sampling only. Drop tokens less likely than min-p × the top token; 0 = off.",
+    "repetition_penalty": "All strategies. Above 1 makes tokens already in the text less likely; 1 = off.",
+    "num_beams": "Beam search only. How many partial answers are kept at each step.",
+    "length_penalty": "Beam search only. Above 1 favours longer finished answers, below 1 shorter ones.",
+    "max_new_tokens": "The run stops after this many generated tokens (or earlier at end-of-text).",
+    "top_n": "How many candidate tokens the chart and the pick list show.",
+    "seed": "Same seed + same settings = the same sampled text. Changing it starts a new run.",
+}
+
+
+def build_demo(policy: HostingPolicy | None = None) -> gr.Blocks:
+    """The whole page. Event wiring only: every handler above is a plain function."""
+    policy = policy or shared.POLICY
+    max_tokens = policy.max_new_tokens if policy.hosted else 512
+    max_beams = policy.max_beams if policy.hosted else MAX_BEAMS
+    max_samples = policy.max_samples if policy.hosted else 8
+    examples = load_examples()
+    default_label = f"{EMBEDDED_NAME}" if shared.REGISTRY.default_spec is None else f"{shared.REGISTRY.default_spec} (default)"
+    model_choices = [(default_label, DEFAULT_MODEL)]
+    if policy.hosted:
+        model_choices += [(m, m) for m in policy.allowed_models if policy.is_allowed(m) and m != DEFAULT_MODEL]
+
+    with gr.Blocks(title="Decoding Playground") as demo:
+        state = gr.State(None)
+        gr.Markdown(
+            "# Decoding Playground\nSee how a language model picks its next token: step through a generation, "
+            "inspect each step's candidates, force a different token, and compare greedy, sampling and beam search.",
+            elem_id="dp-title",
+        )
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=1, min_width=330):
+                prompt = gr.Textbox(DEFAULT_PROMPT, label="Prompt", lines=3, max_lines=12,
+                                    info="The text the model continues (or, in chat mode, your message).")  # fmt: skip
+                chat = gr.Checkbox(False, label="Use the chat template",
+                                   info="Wrap the prompt as a user message, the way chat models were trained.")  # fmt: skip
+                system = gr.Textbox("", label="System message", lines=2, visible=False,
+                                    info="Chat mode only: instructions the model sees before your message.")  # fmt: skip
+                if examples:
+                    example_prompts = gr.Examples(
+                        examples=[[e["prompt"], bool(e.get("chat", False))] for e in examples],
+                        inputs=[prompt, chat],
+                        example_labels=[str(e.get("title") or e["prompt"][:40]) for e in examples],
+                        label="Example prompts",
+                    )
+                with gr.Group():
+                    model = gr.Dropdown(model_choices, value=DEFAULT_MODEL, label="Model", allow_custom_value=not policy.hosted,
+                                        info="The embedded default, or type a Hugging Face Hub id or a local folder.")  # fmt: skip
+                    load_btn = gr.Button("Load model", size="sm")
+                model_status = gr.HTML("")
+                strategy = gr.Radio(["greedy", "sample", "beam"], value="sample", label="Strategy", info=_INFO["strategy"])
+                with gr.Accordion("Sampling knobs", open=True):
+                    temperature = gr.Slider(0, 3, value=0.8, step=0.05, label="Temperature", info=_INFO["temperature"],
+                                            elem_id="dp-temperature")  # fmt: skip
+                    top_k = gr.Slider(0, 200, value=50, step=1, label="Top-k", info=_INFO["top_k"], elem_id="dp-top-k")
+                    top_p = gr.Slider(0.01, 1, value=0.95, step=0.01, label="Top-p", info=_INFO["top_p"], elem_id="dp-top-p")
+                    min_p = gr.Slider(0, 1, value=0.0, step=0.01, label="Min-p", info=_INFO["min_p"], elem_id="dp-min-p")
+                    repetition_penalty = gr.Slider(0.5, 2, value=1.0, step=0.05, label="Repetition penalty",
+                                                   info=_INFO["repetition_penalty"], elem_id="dp-rep")  # fmt: skip
+                with gr.Accordion("Beam search", open=False):
+                    num_beams = gr.Slider(1, max_beams, value=min(4, max_beams), step=1, label="Beams",
+                                          info=_INFO["num_beams"], interactive=False)  # fmt: skip
+                    length_penalty = gr.Slider(-2, 3, value=1.0, step=0.1, label="Length penalty",
+                                               info=_INFO["length_penalty"], interactive=False)  # fmt: skip
+                max_new_tokens = gr.Slider(1, max_tokens, value=min(32, max_tokens), step=1, label="Max new tokens",
+                                           info=_INFO["max_new_tokens"])  # fmt: skip
+                top_n = gr.Slider(2, 50, value=10, step=1, label="Candidates shown", info=_INFO["top_n"],
+                                  elem_id="dp-top-n")  # fmt: skip
+                with gr.Row():
+                    seed = gr.Number(0, label="Seed", precision=0, minimum=0, info=_INFO["seed"], scale=3)
+                    new_seed = gr.Button("New seed", size="sm", scale=1)
+
+            with gr.Column(scale=2):
+                with gr.Tabs():
+                    with gr.Tab("Step by step", id="step"):
+                        with gr.Row():
+                            step_btn = gr.Button("Step", variant="primary", elem_id="dp-step")
+                            n_box = gr.Number(5, label="N", precision=0, minimum=1, maximum=1000, min_width=70,
+                                              scale=0, container=False, elem_id="dp-n")  # fmt: skip
+                            step_n_btn = gr.Button("Step ×N", elem_id="dp-step-n")
+                            run_btn = gr.Button("Run to the end", elem_id="dp-run")
+                            stop_btn = gr.Button("Stop", variant="stop", elem_id="dp-stop")
+                            undo_btn = gr.Button("Undo", elem_id="dp-undo")
+                            reset_btn = gr.Button("Reset", elem_id="dp-reset")
+                        text_html = gr.HTML(views.colored_text_html(DEFAULT_PROMPT, []), elem_id="dp-text",
+                                            js_on_load=TOKEN_CLICK_JS)
+                        status = gr.HTML(status_html(PlaygroundState()), elem_id="dp-status")
+                        dist_plot = gr.Plot(label="Distribution: the next step as the knobs shape it, or the inspected step",
+                                            elem_id="dp-dist", format=PLOT_FORMAT, show_label=False)  # fmt: skip
+                        with gr.Row(equal_height=True):
+                            gr.HTML(views.chart_legend_html(plots.DISTRIBUTION_LEGEND), elem_id="dp-dist-legend")
+                            log_scale = gr.Checkbox(False, label="Log scale", elem_id="dp-log", scale=0, min_width=140,
+                                                    info="Spreads out the small probabilities.")  # fmt: skip
+                        with gr.Row(equal_height=False):
+                            inspect = gr.Slider(0, 1, value=0, step=1, label="Inspect step",
+                                                info="Pick a step (0 = the first generated token) to see its distribution.",
+                                                interactive=False, elem_id="dp-inspect", min_width=220)  # fmt: skip
+                            with gr.Column(min_width=220):
+                                candidates = gr.Dropdown([], label="Candidates at this step", elem_id="dp-candidates",
+                                                         info="Choose another token for this step…")  # fmt: skip
+                                force_btn = gr.Button("Use this token instead", elem_id="dp-force")
+                            with gr.Column(min_width=220):
+                                rewind_to = gr.Number(0, label="Rewind: keep the first N tokens", precision=0, minimum=0,
+                                                      info="0 = back to the prompt.")  # fmt: skip
+                                rewind_btn = gr.Button("Rewind", size="sm")
+                        # the whole run's two views, one at a time: only the one on screen is redrawn at each Step
+                        with gr.Tabs(elem_id="dp-run-views"):
+                            with gr.Tab("Step table", id="table", elem_id="dp-table-tab") as table_tab:
+                                table = gr.Dataframe(label="Step table (top choices by the model's own probability)",
+                                                     interactive=False, wrap=True, elem_id="dp-table", max_height=420)  # fmt: skip
+                            with gr.Tab("Trajectory", id="trajectory", elem_id="dp-traj-tab") as traj_tab:
+                                traj_plot = gr.Plot(label="Trajectory: probability and entropy per step", elem_id="dp-traj",
+                                                    format=PLOT_FORMAT, show_label=False)  # fmt: skip
+                                gr.HTML(views.chart_legend_html(plots.TRAJECTORY_LEGEND), elem_id="dp-traj-legend")
+                        with gr.Accordion("Share and export", open=False):
+                            permalink = gr.Textbox("", label="Permalink (the address bar is updated too)",
+                                                   buttons=["copy"], elem_id="dp-permalink",
+                                                   info="Opening this link replays the run token for token.")  # fmt: skip
+                            export_btn = gr.Button("Prepare downloads", size="sm")
+                            with gr.Row():
+                                csv_file = gr.File(label="Step table (CSV)", interactive=False)
+                                json_file = gr.File(label="Full trace (JSON)", interactive=False)
+                        result = gr.JSON(visible=False)
+
+                    with gr.Tab("Compare strategies", id="compare"):
+                        gr.Markdown("Greedy, beam search and sampled runs of the same prompt, with the settings on the "
+                                    "left. Each card shows the text coloured by the model's probability of each token.")  # fmt: skip
+                        with gr.Row():
+                            num_samples = gr.Slider(0, max_samples, value=min(2, max_samples), step=1, label="Samples",
+                                                    info="How many sampled runs (seeds seed, seed+1, …).")  # fmt: skip
+                            compare_btn = gr.Button("Compare", variant="primary", elem_id="dp-compare")
+                            compare_stop = gr.Button("Stop", variant="stop")
+                        compare_cards = gr.HTML("", elem_id="dp-compare-cards")
+                        beam_plot = gr.Plot(label="Beam search tree", elem_id="dp-beam-tree", format=PLOT_FORMAT, show_label=False)
+                        compare_result = gr.JSON(visible=False)
+
+                    with gr.Tab("Temperature & knobs", id="teach"):
+                        gr.Markdown(_TEACHING_MD)
+                        with gr.Row():
+                            temps = gr.Textbox("0.5, 1, 1.5, 2", label="Temperatures to compare", scale=3,
+                                               info="Comma-separated; the inspected step (or the next one) is shown.")  # fmt: skip
+                            explore_btn = gr.Button("Show", variant="primary", scale=1, elem_id="dp-explore")
+                        explore_status = gr.HTML("")
+                        temp_plot = gr.Plot(label="One step at several temperatures", format=PLOT_FORMAT, show_label=False)
+                        knobs_plot = gr.Plot(label="What top-k, top-p and min-p keep", format=PLOT_FORMAT, show_label=False)
+
+        # ---- wiring -------------------------------------------------------------------------------------
+        controls = [prompt, model, chat, system, strategy, temperature, top_k, top_p, min_p, repetition_penalty,
+                    num_beams, length_penalty, max_new_tokens, top_n, seed]  # fmt: skip
+        step_out = [result, text_html, dist_plot, table, traj_plot, status, inspect, candidates, permalink, state]
+        one = gr.Number(1, visible=False)
+
+        # the page's permalink rides along so that a run the server lost (a restart) is replayed, not dropped
+        # progress is shown on the coloured text only: a timer ticking on all ten outputs kept the browser
+        # repainting the page while the server worked (and competing with it for a 2-core machine's CPU)
+        busy = dict(show_progress_on=[text_html])
+        step_btn.click(on_step, [state, *controls, one, permalink], step_out, api_name="step", trigger_mode="always_last",
+                       **busy)  # fmt: skip
+        step_n_btn.click(on_step, [state, *controls, n_box, permalink], step_out, api_name="step_n", **busy)
+        run_evt = run_btn.click(on_run, [state, *controls, permalink], step_out, api_name="run", **busy)
+        stop_btn.click(None, None, None, cancels=[run_evt], api_visibility="private")
+        force_btn.click(on_force, [state, *controls, inspect, candidates, permalink], step_out, api_name="force", **busy)
+        undo_btn.click(on_undo, [state, top_n, permalink], step_out, api_name="undo", **busy)
+        rewind_btn.click(on_rewind, [state, rewind_to, top_n, permalink], step_out, api_name="rewind", **busy)
+        reset_btn.click(on_reset, [state], step_out, api_name="reset", **busy)
+        inspect.release(on_inspect, [state, inspect, top_n], step_out, api_name="inspect", **busy)
+        text_html.click(on_token_click, [state, top_n], step_out, api_visibility="private", **busy)
+        strategy.change(on_strategy, [strategy], [temperature, top_k, top_p, min_p, num_beams, length_penalty, force_btn],
+                        api_visibility="private", queue=False)  # fmt: skip
+        chat.change(lambda c: gr.Textbox(visible=bool(c)), [chat], [system], api_visibility="private", queue=False)
+        new_seed.click(on_new_seed, None, [seed], api_visibility="private", queue=False)
+        load_btn.click(on_load_model, [state, model], [model, model_status, state], api_name="load_model")
+        compare_evt = compare_btn.click(on_compare, [*controls, num_samples], [compare_result, compare_cards, beam_plot],
+                                        api_name="compare")  # fmt: skip
+        compare_stop.click(None, None, None, cancels=[compare_evt], api_visibility="private")
+        explore_btn.click(on_explore, [state, *controls, temps], [temp_plot, knobs_plot, explore_status, state],
+                          api_name="explore")  # fmt: skip
+        export_btn.click(on_export, [state, top_n], [csv_file, json_file], api_name="export")
+        permalink.change(None, [permalink], None, api_visibility="private",
+                         js="(q) => { if (q) { window.history.replaceState(null, '', q); } return []; }")  # fmt: skip
+        demo.load(on_page_load, [state, *controls], [*controls, *step_out], api_visibility="private")
+
+        # live knobs: the pending step redrawn as a knob moves (its forward is made once and reused by Step)
+        preview_in = [state, *controls, permalink]
+        preview_evt = dict(fn=on_preview, inputs=preview_in, outputs=step_out, trigger_mode="always_last",
+                           show_progress="minimal", show_progress_on=[dist_plot])  # fmt: skip
+        temperature.input(**preview_evt, api_name="preview")  # the named endpoint; the others are the same call
+        for knob in (top_k, top_p, min_p, repetition_penalty, top_n):
+            knob.input(**preview_evt, api_visibility="private")
+        for control in (strategy, chat, prompt):  # a person's edits only: a permalink that sets them keeps its chart
+            control.input(**preview_evt, api_visibility="private")
+        if examples:  # a picked example prompt is previewed like a typed one
+            example_prompts.load_input_event.then(**preview_evt, api_visibility="private")
+        traj_tab.select(on_trajectory_view, [state, gr.State(True)], [traj_plot, state], api_visibility="private")
+        table_tab.select(on_trajectory_view, [state, gr.State(False)], [traj_plot, state], api_visibility="private")
+        log_scale.change(on_scale, [state, log_scale, top_n], [dist_plot, state], api_visibility="private",
+                         show_progress="hidden")  # fmt: skip
+    demo.queue(default_concurrency_limit=4)
+    # What is built by now (the models, the page) lives as long as the process: moved out of the collector's
+    # scans, it no longer makes the occasional full collection (~0.45 s with a model loaded) land in a Step.
+    gc.freeze()
+    return demo
+

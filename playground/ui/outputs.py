@@ -1,0 +1,167 @@
+"""The outputs every step-like handler returns, made from a browser's state: the API's JSON summary, the
+coloured text, the distribution chart, the step table, the trajectory, the status line, the inspector, the
+candidate list and the permalink (`step_outputs`, in the order `STEP_OUTPUTS` names them).
+
+Figures come from `plots`, tables and HTML from `views`; here they are chosen (which record is shown, what is
+skipped while a run streams) and rendered to the PNG a gr.Plot shows. No tensor maths, no layout.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+
+import gradio as gr
+from gradio.components.plot import PlotData
+from matplotlib.figure import Figure
+
+from .. import plots, views
+from ..records import StepRecord
+from .permalink import permalink_query
+from .state import PlaygroundState, as_int
+
+N_TABLE_CHOICES = 5
+PLOT_FORMAT = "png"  # how the charts reach the page: PNG encodes faster than Gradio's default WebP here
+# what step_outputs returns, in order (the page wires its components in the same order)
+STEP_OUTPUTS = ("result", "text", "distribution", "table", "trajectory", "status", "inspect", "candidates",
+                "permalink", "state")  # fmt: skip
+
+
+
+
+def api_result(state: PlaygroundState) -> dict:
+    """The compact, JSON-friendly summary API clients read (output 0 of /step, /run, /force ...)."""
+    s = state.session
+    if s is None:
+        return {"model": None, "prompt": "", "text": "", "token_ids": [], "n_steps": 0, "done": False,
+                "finish_reason": None, "last_step": None, "notices": [], "permalink": ""}  # fmt: skip
+    last = s.steps[-1] if s.steps else None
+    last_d = None
+    if last is not None:
+        last_d = {k: v for k, v in last.to_dict().items() if k != "top" and k != "beams"}
+        last_d["top"] = [{"token": c.token, "token_id": c.token_id, "prob": c.prob, "raw_prob": c.raw_prob}
+                         for c in sorted(last.top, key=lambda c: c.rank)[:5]]  # fmt: skip
+    token_ids = list(s.token_ids)
+    return {
+        "model": s.engine.name,
+        "prompt": state.prompt_text,
+        "text": s.engine.decode(token_ids),
+        "token_ids": token_ids,
+        "n_steps": len(s.steps),
+        "done": s.done,
+        "finish_reason": s.finish_reason if s.done else None,
+        "last_step": last_d,
+        "notices": list(state.notices),
+        "permalink": permalink_query(state),
+    }
+
+
+def status_html(state: PlaygroundState) -> str:
+    s = state.session
+    if s is None:
+        return '<div class="dp-status">Type a prompt and press <b>Step</b> to see the first token\'s distribution.</div>'
+    e = html.escape
+    n = len(s.steps)
+    cfg = s.config
+    parts = [f"<b>{n}</b> / {cfg.max_new_tokens} tokens", f"model <code>{e(s.engine.name)}</code>",
+             f"strategy <b>{e(cfg.strategy)}</b>"]  # fmt: skip
+    if s.steps:
+        r = s.steps[-1] if state.selected is None else s.steps[state.selected]
+        parts.append(
+            f"step {r.step}: <code>{e(views.token_label(r.token))}</code> p={r.prob:.1%} "
+            f"(model {r.raw_prob:.1%}) · entropy {r.entropy:.2f} nats (model {r.entropy_raw:.2f})"
+        )
+    if s.done:
+        parts.append(f"finished: <b>{e(FINISH.get(s.finish_reason, s.finish_reason or ''))}</b>")
+    notes = "".join(f'<div class="dp-notice">{e(msg)}</div>' for msg in state.notices)
+    return f'<div class="dp-status">{" · ".join(parts)}</div>{notes}'
+
+
+FINISH = {
+    "eos": "the model ended its answer (end-of-sequence token)",
+    "length": "max new tokens reached",
+    "stop_string": "a stop string appeared",
+    "context": "the model's context is full",
+    "stopped": "stopped",
+}
+
+
+def shown_record(state: PlaygroundState) -> tuple[StepRecord | None, bool]:
+    """The record the distribution chart and the candidate list show, and whether it is the pending step's
+    preview: the inspected step, else the preview (when one was made since the run last moved), else the last."""
+    if state.selected is None and state.preview is not None:
+        return state.preview, True
+    if not state.steps:
+        return None, False
+    return state.steps[state.selected if state.selected is not None else -1], False
+
+
+def candidate_choices(record: StepRecord | None, top_n: int) -> list[tuple[str, int]]:
+    if record is None:
+        return []
+    return [(f"{views.token_label(c.token)}   {c.prob:.1%} (model {c.raw_prob:.1%})", c.token_id)
+            for c in sorted(record.top, key=lambda c: c.rank)[: max(1, top_n)]]  # fmt: skip
+
+
+def step_outputs(state: PlaygroundState, top_n=10, full: bool = True, figures: bool = True) -> tuple:
+    """(result, text_html, distribution, table, trajectory, status, inspect, candidates, permalink, state).
+
+    `full=False` leaves the step table and the trajectory as they are (they did not change, or a streamed run
+    sends them at its end); the trajectory is drawn only while its tab is on screen (`show_trajectory`).
+    `figures=False` also leaves the distribution chart, the inspector and the permalink: a streamed run's light
+    update, the text and the status only."""
+    top_n = max(1, as_int("Candidates shown", top_n or 10))
+    steps = state.steps
+    if state.selected is not None and state.selected >= len(steps):
+        state.selected = None
+    record, pending = shown_record(state)
+    sel = state.selected if state.selected is not None else (len(steps) - 1 if steps and not pending else None)
+    text = views.colored_text_html(state.prompt_text, steps, selected_step=sel)
+    result = api_result(state)
+    status = status_html(state)
+    if not figures:
+        return (result, text, gr.skip(), gr.skip(), gr.skip(), status, gr.skip(), gr.skip(), gr.skip(), state)
+    dist = distribution_chart(state, top_n)
+    table = views.step_table(state.prompt_text, steps, n_choices=N_TABLE_CHOICES) if full else gr.skip()
+    if not full or (steps and not state.show_trajectory):
+        traj = gr.skip()  # unchanged, or off screen: drawn when its tab is opened (on_trajectory_view)
+    else:
+        traj = trajectory_chart(state)
+    inspect = gr.Slider(minimum=0, maximum=max(1, len(steps) - 1), value=sel if sel is not None else 0,
+                        interactive=len(steps) > 1)  # fmt: skip
+    choices = candidate_choices(record, top_n)
+    candidates = gr.Dropdown(choices=choices, value=choices[0][1] if choices else None)
+    dist, traj = rendered(dist, traj)
+    return (result, text, dist, table, traj, status, inspect, candidates, result["permalink"], state)
+
+
+def distribution_chart(state: PlaygroundState, top_n: int) -> Figure | None:
+    """The distribution chart of the shown record (`shown_record`), as the page draws it; None before any."""
+    record, pending = shown_record(state)
+    if record is None:
+        return None
+    return plots.distribution_figure(record, max_tokens=top_n, log_scale=state.log_scale, pending=pending, legend=False)
+
+
+def trajectory_chart(state: PlaygroundState) -> Figure | None:
+    return plots.trajectory_figure(state.steps, legend=False) if state.steps else None
+
+
+def rendered(*values) -> tuple:
+    """`values` with each matplotlib Figure rendered to the PNG a gr.Plot shows (anything else passes through),
+    here rather than in Gradio so that zlib can use its fastest level: a little larger, ~30 ms quicker a chart.
+    (Two charts on two threads were no quicker: drawing holds the GIL.)"""
+    return tuple(_png(v) if isinstance(v, Figure) else v for v in values)
+
+
+def _png(figure: Figure) -> PlotData:
+    """What gr.Plot(format="png") makes of a figure, with zlib's fastest level."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format=PLOT_FORMAT, pil_kwargs={"compress_level": 1})
+    return PlotData(type="matplotlib", plot="data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode())
+
+
+def empty_outputs(state: PlaygroundState | None = None) -> tuple:
+    return step_outputs(state if isinstance(state, PlaygroundState) else PlaygroundState())
+

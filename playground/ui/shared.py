@@ -1,0 +1,78 @@
+"""What every browser of one app process shares: the loaded models (`REGISTRY`) and the hosting policy (`POLICY`).
+
+Handlers read both as `shared.REGISTRY` / `shared.POLICY` at call time, so app.py and the tests can configure or
+replace them. This module knows nothing about the page, a browser's run, or how a token is chosen.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+
+from ..engine import Engine
+from ..hosting import HostingPolicy
+from ..loading import is_embedded, load_engine
+
+DEFAULT_MODEL = "default"  # the model picker's value for "whatever the app was started with"
+
+
+class ModelRegistry:
+    """Loads each model once and shares it; keeps the `capacity` most recently used engines.
+
+    `loader(spec, progress=...)` is replaceable (tests pass a fake or a preloaded engine with `put`).
+    "default" (or "") means `default_spec`, the model the app was started with (None = the embedded model).
+    """
+
+    def __init__(self, loader: Callable[..., Engine] = load_engine, default_spec: str | None = None, capacity: int = 2):
+        self.loader = loader
+        self.default_spec = default_spec
+        self.capacity = capacity
+        self._engines: OrderedDict[str, Engine] = OrderedDict()
+        self._lock = threading.Lock()  # guards _engines
+        self._load_lock = threading.Lock()  # one load at a time (memory)
+
+    def resolve(self, spec: str | None) -> str | None:
+        """The spec the loader gets: "default"/"" -> default_spec."""
+        spec = (spec or "").strip()
+        return self.default_spec if spec in ("", DEFAULT_MODEL) else spec
+
+    def key(self, spec: str | None) -> str:
+        resolved = self.resolve(spec)
+        return "embedded" if is_embedded(resolved) else resolved.strip()
+
+    def put(self, spec: str | None, engine: Engine) -> None:
+        with self._lock:
+            self._engines[self.key(spec)] = engine
+            self._engines.move_to_end(self.key(spec))
+            while len(self._engines) > self.capacity:
+                self._engines.popitem(last=False)
+
+    def cached(self, spec: str | None) -> Engine | None:
+        with self._lock:
+            engine = self._engines.get(self.key(spec))
+            if engine is not None:
+                self._engines.move_to_end(self.key(spec))
+            return engine
+
+    def get(self, spec: str | None, progress: Callable[[str], None] | None = None) -> Engine:
+        engine = self.cached(spec)
+        if engine is not None:
+            return engine
+        with self._load_lock:
+            engine = self.cached(spec)  # another request may have loaded it meanwhile
+            if engine is None:
+                engine = self.loader(self.resolve(spec), progress=progress)
+                self.put(spec, engine)
+        return engine
+
+
+REGISTRY = ModelRegistry()
+POLICY = HostingPolicy.from_env()
+
+
+def engine_for(model: str | None, progress: Callable[[str], None] | None = None) -> Engine:
+    """The engine for a model picker value, loaded once; a public Space refuses models off its allow-list."""
+    if (model or "").strip() not in ("", DEFAULT_MODEL):  # the app's own default is always allowed
+        POLICY.check_model(REGISTRY.resolve(model))
+    return REGISTRY.get(model, progress=progress)
