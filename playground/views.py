@@ -4,7 +4,8 @@ Everything here is a pure function of `records` objects (StepRecord, Trace) and 
 
     token_label        a token with its whitespace made visible ("␣the", "↵"): the one label every view uses
     colored_text_html  the prompt and each generated token coloured by its probability, with tooltips
-    step_table         the notebook's step table: one row per step, the top choices with raw probabilities
+    step_table         the notebook's step table: one row per step, the chosen token, the top choices (display)
+    step_table_data    the same rows as data: whole input, real tokens, numeric probabilities (the CSV)
     compare_html       one card per strategy: continuation, log-probability, perplexity, speed, finish reason
     trace_json         the full export of one or more traces
 
@@ -16,6 +17,7 @@ about Gradio, tensors or models.
 
 from __future__ import annotations
 
+import csv
 import html
 import json
 import math
@@ -32,6 +34,7 @@ __all__ = [
     "colored_text_html",
     "step_table",
     "step_table_csv",
+    "step_table_data",
     "compare_html",
     "chart_legend_html",
     "trace_json",
@@ -82,12 +85,13 @@ def _legend_html(what: str) -> str:
 
 
 def _token_span(
-    token: str, p: float, title: str, *, step: int | None = None, forced: bool = False, selected: bool = False
+    token: str, p: float, alternatives: dict, *, step: int | None = None, forced: bool = False, selected: bool = False
 ) -> str:
     """One token as a coloured span. Spaces stay spaces (the container is pre-wrap); a newline shows as ↵ and
-    then breaks the line; other whitespace and control characters show as their labels."""
+    then breaks the line; other whitespace and control characters show as their labels. `alternatives` rides
+    along as JSON in `data-alts` (escaped), for the popover a click, a tap or Enter opens (layout.py)."""
     classes = ["dp-tok"]
-    style = [f"background:{prob_color(p)}", "color:#111827", "border-radius:3px"]
+    style = [f"background:{prob_color(p)}", "color:#111827", "border-radius:3px", "cursor:pointer"]
     if forced:
         classes.append("dp-forced")
         style.append("text-decoration:underline dashed #7c3aed")
@@ -102,36 +106,39 @@ def _token_span(
         parts.append(html.escape(visible))
     body = "".join(parts) if token else '<span class="dp-empty">∅</span>'
     data = f' data-step="{step}"' if step is not None else ""
+    alts = html.escape(json.dumps(alternatives, ensure_ascii=False, separators=(",", ":")), quote=True)
     return (
-        f'<span class="{" ".join(classes)}"{data} style="{";".join(style)}" '
-        f'title="{html.escape(title, quote=True)}">{body}</span>'
+        f'<span class="{" ".join(classes)}"{data} tabindex="0" role="button" style="{";".join(style)}" '
+        f'data-alts="{alts}">{body}</span>'
     )
 
 
-def _step_title(record: StepRecord, n_alternatives: int = 5) -> str:
-    lines = [
-        f"step {record.step}: {token_label(record.token)}"
-        + (" (forced)" if record.forced else "")
-        + f" — {_pct(record.prob)} after knobs, {_pct(record.raw_prob)} raw",
-        f"entropy {record.entropy_raw:.2f} → {record.entropy:.2f} nats",
-        "top alternatives (raw → after knobs):",
-    ]
-    for c in sorted(record.top, key=lambda c: c.rank)[:n_alternatives]:
-        mark = "▶ " if c.token_id == record.token_id else "   "
-        cut = f" [cut by {c.cut_by.replace('_', '-')}]" if c.cut_by else ""
-        lines.append(f"{mark}{token_label(c.token)}  {_pct(c.raw_prob)} → {_pct(c.prob)}{cut}")
-    return "\n".join(lines)
+def step_alternatives(record: StepRecord, n_alternatives: int = 8) -> dict:
+    """What a token's popover shows: a heading (the step, the token, forced or not), the entropy, and the top
+    alternatives by the model's probability as rows [token, model %, after-knobs %, which knob cut it, chosen]."""
+    rows = [
+        [token_label(c.token), _pct(c.raw_prob), _pct(c.prob), (c.cut_by or "").replace("_", "-"),
+         c.token_id == record.token_id]
+        for c in sorted(record.top, key=lambda c: c.rank)[:n_alternatives]
+    ]  # fmt: skip
+    return {
+        "head": f"step {record.step}: {token_label(record.token)}" + (" (forced)" if record.forced else ""),
+        "sub": f"{_pct(record.prob)} after the knobs, {_pct(record.raw_prob)} by the model · "
+               f"entropy {record.entropy_raw:.2f} → {record.entropy:.2f} nats",
+        "rows": rows,
+    }  # fmt: skip
 
 
 def colored_text_html(prompt_text: str, steps: list[StepRecord], selected_step: int | None = None) -> str:
     """The prompt (muted) followed by each generated token coloured by its probability after the knobs; each
-    token carries `data-step`, a tooltip of the top alternatives, a mark when forced, an outline when selected."""
+    token carries `data-step`, its alternatives for the popover (`step_alternatives`), a mark when forced and
+    an outline when selected."""
     prompt = html.escape(prompt_text or "")
     spans = [
         _token_span(
             r.token,
             r.prob,
-            _step_title(r),
+            step_alternatives(r),
             step=r.step,
             forced=r.forced,
             selected=selected_step is not None and r.step == selected_step,
@@ -146,8 +153,8 @@ def colored_text_html(prompt_text: str, steps: list[StepRecord], selected_step: 
         'font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:14px">'
         f'<span class="dp-prompt" style="opacity:.55">{prompt}</span>{"".join(spans)}</div>'
         f"{_legend_html('probability of the chosen token after the knobs')}"
-        '<div class="dp-legend-note" style="font-size:12px;opacity:.7">hover a token for the alternatives, click it to inspect its step; '
-        'dashed underline = forced by you</div></div>'
+        '<div class="dp-legend-note" style="font-size:12px;opacity:.7">click or tap a token for its alternatives '
+        "and to inspect its step; dashed underline = forced by you</div></div>"
     )
 
 
@@ -160,25 +167,44 @@ def _choice(token: str, p: float) -> str:
 
 
 def step_table(prompt_text: str, steps: list[StepRecord], n_choices: int = 5) -> pd.DataFrame:
-    """One row per step: the text so far (its last ~60 characters), the top `n_choices` candidates by raw
-    probability as "token (12.34%)", the chosen token with its raw probability, and its probability after the
-    knobs."""
+    """The step table the page shows, read as seed 001's notebook table: one row per step with the input so far
+    (its last INPUT_WIDTH characters, so its end is visible), the chosen token (marked when forced) with its
+    model and after-knobs probabilities, then the top `n_choices` candidates by the model's probability as
+    "token (12.34%)". Text for display; `step_table_data` has the same rows as numbers and real text."""
+    data = step_table_data(prompt_text, steps, n_choices)
+    choice_cols = [f"Choice {i + 1}" for i in range(n_choices)]
+    rows = []
+    for r, (_, d) in zip(steps, data.iterrows()):
+        context = token_label_text(d["input"])
+        if len(context) > INPUT_WIDTH:
+            context = "…" + context[-(INPUT_WIDTH - 1) :]
+        row = {"Step": r.step, "Input": context, "Chosen": token_label(r.token) + (" ✎ forced" if r.forced else ""),
+               "Model": _pct(r.raw_prob), "After knobs": _pct(r.prob)}  # fmt: skip
+        for i, col in enumerate(choice_cols):
+            token, p = d[f"choice_{i + 1}"], d[f"choice_{i + 1}_prob"]
+            row[col] = _choice(token, p) if token is not None else ""
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["Step", "Input", "Chosen", "Model", "After knobs", *choice_cols])
+
+
+def step_table_data(prompt_text: str, steps: list[StepRecord], n_choices: int = 5) -> pd.DataFrame:
+    """The step table as data (what the CSV holds): per step the whole input so far and every token as real
+    text, the chosen token's id, its model and after-knobs probabilities as numbers in [0, 1], whether it was
+    forced, then the top `n_choices` candidates by the model's probability and their probabilities (None
+    where the run recorded fewer)."""
     if isinstance(n_choices, bool) or not isinstance(n_choices, int) or n_choices < 1:
         raise ValueError(f"n_choices must be an integer >= 1, got {n_choices!r}.")
-    choice_cols = [f"Choice {i + 1}" for i in range(n_choices)]
-    columns = ["Step", "Input", *choice_cols, "Chosen", "After knobs"]
+    choice_cols = [c for i in range(n_choices) for c in (f"choice_{i + 1}", f"choice_{i + 1}_prob")]
+    columns = ["step", "input", "token", "token_id", "model_prob", "after_knobs_prob", "forced", *choice_cols]
     rows = []
     text = prompt_text or ""
     for r in steps:
-        context = token_label_text(text)
-        if len(context) > INPUT_WIDTH:
-            context = "…" + context[-(INPUT_WIDTH - 1) :]
-        row = {"Step": r.step, "Input": context}
+        row = {"step": r.step, "input": text, "token": r.token, "token_id": r.token_id, "model_prob": r.raw_prob,
+               "after_knobs_prob": r.prob, "forced": bool(r.forced)}  # fmt: skip
         ranked = sorted(r.top, key=lambda c: c.rank)
-        for col, i in zip(choice_cols, range(n_choices)):
-            row[col] = _choice(ranked[i].token, ranked[i].raw_prob) if i < len(ranked) else ""
-        row["Chosen"] = _choice(r.token, r.raw_prob) + (" [forced]" if r.forced else "")
-        row["After knobs"] = _pct(r.prob)
+        for i in range(n_choices):
+            row[f"choice_{i + 1}"] = ranked[i].token if i < len(ranked) else None
+            row[f"choice_{i + 1}_prob"] = ranked[i].raw_prob if i < len(ranked) else None
         rows.append(row)
         text += r.token
     return pd.DataFrame(rows, columns=columns)
@@ -190,8 +216,9 @@ def token_label_text(text: str) -> str:
 
 
 def step_table_csv(df: pd.DataFrame) -> str:
-    """The step table as CSV text (UTF-8, no index)."""
-    return df.to_csv(index=False)
+    """A table as CSV text (UTF-8, no index): text quoted, so a token's leading or trailing space survives any
+    reader; numbers bare."""
+    return df.to_csv(index=False, quoting=csv.QUOTE_NONNUMERIC)
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from playground.views import (
     prob_color,
     step_table,
     step_table_csv,
+    step_table_data,
     token_label,
     trace_json,
 )
@@ -109,7 +110,7 @@ def test_colored_text_escapes_the_prompt_and_tokens(sampled):
     assert tags <= {"div", "span", "br"}
 
 
-def test_colored_text_has_one_span_per_step_with_tooltips(sampled):
+def test_colored_text_has_one_span_per_step_with_its_alternatives(sampled):
     steps = sampled.steps
     out = colored_text_html("Once upon a time", steps, selected_step=2)
     spans = parse(out).tokens()
@@ -117,7 +118,9 @@ def test_colored_text_has_one_span_per_step_with_tooltips(sampled):
     for a, r in zip(spans, steps):
         assert prob_color(r.prob) in a["style"]  # coloured by the probability after the knobs
         best = min(r.top, key=lambda c: c.rank)
-        assert f"{token_label(best.token)}  {100 * best.raw_prob:.2f}%" in a["title"]  # top alternative listed
+        alts = json.loads(a["data-alts"])  # the popover's content
+        assert alts["rows"][0][:3] == [token_label(best.token), f"{100 * best.raw_prob:.2f}%", f"{100 * best.prob:.2f}%"]
+        assert [row[4] for row in alts["rows"]].count(True) <= 1 and alts["head"].endswith("(forced)") == r.forced
         assert ("dp-forced" in a["class"]) == r.forced
         assert ("dp-selected" in a["class"]) == (r.step == 2)
     assert sum(r.forced for r in steps) == 1
@@ -141,11 +144,14 @@ def test_colored_text_without_steps_shows_the_prompt():
 
 
 def test_step_table_matches_the_steps(sampled):
+    """Seed 001's reading order: step, the input so far (its end visible), the chosen token with its model and
+    after-knobs probabilities (forced steps marked), then the top choices by the model's probability."""
     prompt = "Once upon a time there was a small model\nthat liked to predict"  # 62 characters
     steps = sampled.steps
     df = step_table(prompt, steps, n_choices=4)
-    assert list(df.columns) == ["Step", "Input", "Choice 1", "Choice 2", "Choice 3", "Choice 4", "Chosen", "After knobs"]
-    assert len(df) == len(steps)
+    assert list(df.columns) == ["Step", "Input", "Chosen", "Model", "After knobs",
+                                "Choice 1", "Choice 2", "Choice 3", "Choice 4"]  # fmt: skip
+    assert len(df) == len(steps) and any(r.forced for r in steps)
     text = prompt
     for (_, row), r in zip(df.iterrows(), steps):
         assert row["Step"] == r.step
@@ -155,17 +161,29 @@ def test_step_table_matches_the_steps(sampled):
         ranked = sorted(r.top, key=lambda c: c.rank)
         for i in range(4):
             assert row[f"Choice {i + 1}"] == f"{token_label(ranked[i].token)} ({100 * ranked[i].raw_prob:.2f}%)"
-        assert row["Chosen"].startswith(f"{token_label(r.token)} ({100 * r.raw_prob:.2f}%)")
-        assert row["Chosen"].endswith("[forced]") == r.forced
-        assert row["After knobs"] == f"{100 * r.prob:.2f}%"
+        assert row["Chosen"] == token_label(r.token) + (" ✎ forced" if r.forced else "")
+        assert row["Model"] == f"{100 * r.raw_prob:.2f}%" and row["After knobs"] == f"{100 * r.prob:.2f}%"
         text += r.token
     assert df["Input"].iloc[0] == "…" + prompt.replace("\n", "↵")[-(INPUT_WIDTH - 1) :]  # cut from the left
 
 
-def test_step_table_csv_round_trips(sampled):
-    df = step_table("Once upon a time, \"quoted\", <b>", sampled.steps)
-    back = pd.read_csv(io.StringIO(step_table_csv(df)), keep_default_na=False, dtype=str)
-    pd.testing.assert_frame_equal(back, df.astype(str), check_dtype=False)
+def test_step_table_csv_holds_numbers_whole_inputs_and_real_tokens(sampled):
+    """The CSV is data: probabilities as numbers, the whole input (not the display's last 60 characters), and
+    tokens as text with their real spaces and newlines (not the display's ␣ and ↵), read back unchanged."""
+    prompt = "Once upon a time, \"quoted\", <b> " + "long " * 30
+    data = step_table_data(prompt, sampled.steps, n_choices=3)
+    back = pd.read_csv(io.StringIO(step_table_csv(data)), keep_default_na=False)
+    assert len(back) == len(sampled.steps)
+    text = prompt
+    for (_, row), r in zip(back.iterrows(), sampled.steps):
+        assert row["input"] == text and row["token"] == r.token and row["token_id"] == r.token_id
+        assert row["model_prob"] == pytest.approx(r.raw_prob) and row["after_knobs_prob"] == pytest.approx(r.prob)
+        assert bool(row["forced"]) == r.forced
+        best = min(r.top, key=lambda c: c.rank)
+        assert row["choice_1"] == best.token and row["choice_1_prob"] == pytest.approx(best.raw_prob)
+        text += r.token
+    assert back["model_prob"].dtype.kind == "f" and back["token_id"].dtype.kind == "i"
+    assert any(" " in t or "\n" in t for t in back["token"])  # real whitespace survived the round trip
 
 
 def test_step_table_fills_missing_choices(sampled):
