@@ -153,7 +153,7 @@ def test_step_force_run_compare_and_permalink(app_url, page_factory):
     page.wait_for_function(f"document.querySelector('#dp-dist img').src !== {chart!r}")
 
     # Compare: greedy, beam and sampled cards, and the beam tree.
-    page.get_by_role("tab", name="Compare strategies").click()
+    page.get_by_role("tab", name="Compare").click()
     page.click("#dp-compare")
     page.wait_for_selector("#dp-beam-tree img")
     cards = page.inner_text("#dp-compare-cards")

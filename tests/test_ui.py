@@ -366,3 +366,67 @@ def test_log_scale_redraws_the_shown_chart(app):
     assert isinstance(chart, PlotData) and state.log_scale
     chart, state = ui.on_scale(state, False, 10)
     assert not state.log_scale
+
+
+# -- issue 13: forcing, undo, the end of a run, refusals on the page, Stop ------------------------------------
+
+
+def test_force_uses_the_settings_that_step_used_and_undo_brings_back_what_it_replaced(app):
+    """Forcing step 1 of a run sampled at T 0.8 re-scored it with the sliders of the moment (T 2.0), and the
+    tokens after it were gone for good. The forced step keeps its own distribution; Undo restores the run."""
+    state = step(None, n=6, strategy="sample", temperature=0.8, seed=5)[-1]
+    before = [(r.token_id, r.config) for r in state.session.steps]
+    original = state.session.steps[1]
+    other = next(c for c in original.top if c.token_id != original.token_id)
+    out = ui.on_force(state, **controls(strategy="sample", temperature=2.0, seed=5), inspect_step=1,
+                      token_id=other.token_id)  # fmt: skip
+    forced = out[-1].session.steps[1]
+    assert forced.config == original.config and forced.config.temperature == 0.8
+    assert [c.raw_prob for c in forced.top] == [c.raw_prob for c in original.top]
+    assert [c.token_id for c in forced.top] == [c.token_id for c in original.top]
+    assert [c.prob for c in forced.top] == pytest.approx([c.prob for c in original.top], abs=1e-6)
+    assert "dropped the 4 tokens after it" in out[5]
+    back = ui.on_undo(out[-1])
+    assert [(r.token_id, r.config) for r in back[-1].session.steps] == before
+    assert not any(r.forced for r in back[-1].session.steps)
+    assert ui.on_undo(back[-1])[0]["n_steps"] == 5  # an ordinary Undo after that
+
+
+def test_the_page_variant_turns_a_refusal_into_one_warning_and_keeps_every_output(app):
+    """API clients get a refusal as an error; the page gets one warning and every output left as it was
+    (gr.skip), plus the run controls."""
+    page_step = ui.for_page(ui.on_step, 10, controls=True)
+    with pytest.raises(gr.Error):
+        ui.on_step(None, **controls(model="no-such/model"))
+    with pytest.warns(UserWarning, match="no-such/model"):
+        out = page_step(None, **controls(model="no-such/model"))
+    assert len(out) == 16 and all(x == gr.skip() for x in out)
+    run = ui.for_page(ui.on_run, 10, controls=True)
+    with pytest.warns(UserWarning):
+        assert [len(o) for o in run(None, **controls(model="no-such/model"))] == [16]
+
+
+def test_the_run_controls_say_when_a_run_has_finished_and_what_can_follow(app):
+    state = step(None, n=3, max_new_tokens=3)[-1]
+    step_btn, step_n, run, note, carry, force = ui.run_controls(state)
+    assert state.session.done and step_btn.interactive is False and run.interactive is False
+    assert "max new tokens reached" in note.value and note.visible and carry.visible
+    assert force.value == "Replace step 2 with this token"
+    out = ui.on_carry_on(state, **controls(max_new_tokens=3))
+    assert out[0] == 3 + ui.page.CARRY_ON_TOKENS and out[1]["n_steps"] == 4
+    assert ui.run_controls(out[-1])[0].interactive is True
+    beam = step(None, n=2, strategy="beam", max_new_tokens=2)[-1]
+    assert ui.run_controls(beam)[4].visible is False  # a beam search's length is fixed for its run
+    with pytest.raises(gr.Error, match="cannot carry on"):
+        ui.on_carry_on(beam, **controls(strategy="beam", max_new_tokens=2))
+
+
+def test_stop_ends_a_run_after_the_step_in_progress(app):
+    """Stop sets the state's flag; the streaming Run ends after its current step and says so."""
+    run = ui.on_run(None, **controls(max_new_tokens=8))
+    first = next(run)
+    ui.on_stop(first[-1])
+    rest = list(run)
+    assert rest[-1][0]["n_steps"] == 1 and not rest[-1][-1].session.done
+    assert "Stopped after 1 token:" in rest[-1][5]
+    assert step(rest[-1][-1])[0]["n_steps"] == 2  # Step carries on; the flag is cleared

@@ -43,9 +43,10 @@ def on_step(state, prompt, model, chat, system, strategy, temperature, top_k, to
         n = as_int("Steps", n_steps if n_steps not in (None, "") else 1)
         if not 1 <= n <= 1000:
             raise ValueError(f"Steps must be from 1 to 1000, got {n}.")
+        state.stop = False
         state.session.step(config=config)  # the first always runs: a finished run says so
         for _ in range(n - 1):
-            if state.session.done:
+            if state.session.done or state.stop:
                 break
             state.session.step(config=config)
         state.changed()
@@ -62,9 +63,10 @@ def on_run(state, prompt, model, chat, system, strategy, temperature, top_k, top
         state, config = prepare(state, prompt, model, chat, system, strategy, temperature, top_k, top_p, min_p,
                                  repetition_penalty, num_beams, length_penalty, max_new_tokens, top_n, seed)  # fmt: skip
         state.changed()
+        state.stop = False
         drawn = 0.0  # when the distribution chart was last sent
         extend = state.session.done  # a finished run: its first step raises its one-sentence message (or extends)
-        while extend or not state.session.done:
+        while extend or not (state.session.done or state.stop):
             extend = False
             state.session.step(config=config)
             # the text streams every token; the chart a few times a second; table and trajectory at the end
@@ -72,6 +74,9 @@ def on_run(state, prompt, model, chat, system, strategy, temperature, top_k, top
             yield step_outputs(state, top_n, full=False, figures=heavy)
             if heavy:
                 drawn = time.perf_counter()
+        if state.stop and not state.session.done:
+            n = len(state.steps)
+            state.notices.append(f"Stopped after {n} token{'s' if n != 1 else ''}: Step or Run carries on from here.")
         yield step_outputs(state, top_n)
     except Exception as e:  # noqa: BLE001
         raise friendly(e) from e
@@ -103,6 +108,12 @@ def on_preview(state, prompt, model, chat, system, strategy, temperature, top_k,
         raise friendly(e) from e
 
 
+def on_stop(state) -> None:
+    """Ask a running Run or Step ×N to end after its current step (it then sends its last update as usual)."""
+    if isinstance(state, PlaygroundState):
+        state.stop = True
+
+
 def on_trajectory_view(state, shown) -> tuple:
     """The trajectory's tab opened (draw it) or closed (stop redrawing it at each step); returns (chart, state)."""
     state = state if isinstance(state, PlaygroundState) else PlaygroundState()
@@ -122,23 +133,34 @@ def on_scale(state, log_scale, top_n=10) -> tuple:
 
 def on_force(state, prompt, model, chat, system, strategy, temperature, top_k, top_p, min_p, repetition_penalty,
              num_beams, length_penalty, max_new_tokens, top_n, seed, inspect_step, token_id, permalink="") -> tuple:  # fmt: skip
-    """Use `token_id` at step `inspect_step` (0-based, as in the table) instead: rewind to just before it and force the token."""
+    """Use `token_id` at step `inspect_step` (0-based, as in the table) instead: rewind to just before it and force
+    the token, with the settings that step used (its distribution stays the one it had). The pending step is
+    forced with the current settings. Undo right after brings back what was replaced."""
     try:
         state = recover(state, permalink)
         if not isinstance(state, PlaygroundState) or state.session is None or not (state.steps or state.preview):
             raise ValueError("Take a step first, then pick one of its candidates to force.")
         if token_id in (None, ""):
             raise ValueError("Pick a candidate token to use instead.")
+        token = state.session.engine.check_token(as_int("Token id", token_id))
         at = len(state.steps) if shown_record(state)[1] else as_int("Step", inspect_step)
         if not 0 <= at <= len(state.steps):
             raise ValueError(f"There is no step {at}: this run has steps 0 to {len(state.steps) - 1}.")
-        config = make_config(strategy, temperature, top_k, top_p, min_p, repetition_penalty, num_beams,
-                             length_penalty, max_new_tokens, top_n, seed)  # fmt: skip
-        config, _ = shared.POLICY.apply(config)
-        if at < len(state.steps):  # forcing the pending step needs no rewind (and keeps its previewed forward)
+        replaced = [(r.config, r.token_id if r.forced else None) for r in state.steps[at:]]
+        if replaced:  # an earlier step: its own settings, then the steps after it are dropped
+            config = replaced[0][0]
             state.session.rewind(at)
-        state.session.step(config=config, force_token=as_int("Token id", token_id))
+        else:  # the pending step needs no rewind (and keeps its previewed forward)
+            config = make_config(strategy, temperature, top_k, top_p, min_p, repetition_penalty, num_beams,
+                                 length_penalty, max_new_tokens, top_n, seed)  # fmt: skip
+            config, _ = shared.POLICY.apply(config)
+        state.session.step(config=config, force_token=token)
         state.changed()
+        if replaced:
+            state.replaced = (at, replaced)
+            dropped = len(replaced) - 1
+            state.notices.append(f"Replaced step {at}" + (f" and dropped the {dropped} token{'s' if dropped != 1 else ''} "
+                                 "after it" if dropped else "") + ": Undo brings back what was there.")  # fmt: skip
         return step_outputs(state, top_n)
     except Exception as e:  # noqa: BLE001
         raise friendly(e) from e
@@ -158,11 +180,23 @@ def on_rewind(state, to_step, top_n=10, permalink="") -> tuple:
 
 
 def on_undo(state, top_n=10, permalink="") -> tuple:
-    """Take back the last step."""
+    """Take back the last step; right after a force, take back the force instead: the replaced step and the
+    tokens it dropped come back (the same settings and, for a sampled run, the same draws)."""
     state = recover(state, permalink)
     if not isinstance(state, PlaygroundState) or not state.steps:
         raise UserError("There is no step to undo.")
-    return on_rewind(state, len(state.steps) - 1, top_n)
+    if state.replaced is None or len(state.steps) != state.replaced[0] + 1:
+        return on_rewind(state, len(state.steps) - 1, top_n)
+    try:
+        at, replaced = state.replaced
+        state.session.rewind(at)
+        for config, forced in replaced:
+            state.session.step(config=config, force_token=forced)
+        state.changed()
+        state.notices.append(f"Undid the force: step {at} and the {len(replaced) - 1} tokens after it are back.")
+        return step_outputs(state, top_n)
+    except Exception as e:  # noqa: BLE001
+        raise friendly(e) from e
 
 
 def on_reset(state=None) -> tuple:
@@ -310,7 +344,7 @@ def on_export(state, top_n=10) -> tuple[str, str]:
     folder = Path(tempfile.mkdtemp(prefix="decoding-playground-"))
     csv_path = folder / "steps.csv"
     json_path = folder / "trace.json"
-    table = views.step_table(state.prompt_text, state.steps, n_choices=N_TABLE_CHOICES)
+    table = views.step_table_data(state.prompt_text, state.steps, n_choices=N_TABLE_CHOICES)
     csv_path.write_text(views.step_table_csv(table), encoding="utf-8")
     extra = {"app": "Decoding Playground", "prompt": state.prompt, "chat": state.chat, "system": state.system,
              "prompt_text": state.prompt_text, "permalink": permalink_query(state)}  # fmt: skip

@@ -19,21 +19,75 @@ from ..hosting import HostingPolicy
 from ..loading import EMBEDDED_NAME
 from . import shared
 from .handlers import (on_compare, on_explore, on_export, on_force, on_inspect, on_load_model, on_new_seed,
-                       on_page_load, on_preview, on_reset, on_rewind, on_run, on_scale, on_step, on_strategy,
+                       on_page_load, on_preview, on_reset, on_rewind, on_run, on_scale, on_step, on_stop, on_strategy,
                        on_token_click, on_trajectory_view, on_undo)  # fmt: skip
-from .outputs import PLOT_FORMAT, status_html
+from .outputs import N_TABLE_CHOICES, PLOT_FORMAT, status_html
+from .page import CARRY_ON_TOKENS, for_page, on_carry_on
 from .shared import DEFAULT_MODEL
 from .state import PlaygroundState
 
 ASSETS = Path(__file__).resolve().parent.parent.parent / "assets"
 DEFAULT_PROMPT = "Once upon a time, in a small village by the sea,"
 
-# Clicks anywhere in the coloured text, delegated from its root (which survives re-renders): the token's step.
-TOKEN_CLICK_JS = (
-    "element.addEventListener('click', (e) => { const t = e.target.closest('[data-step]');"
-    " if (t) { trigger('click', {step: Number(t.dataset.step)}); } });"
-)
+# The step table's columns (views.step_table: Step, Input, Chosen, Model, After knobs, then 5 choices): the
+# chosen token and its probabilities fit beside the input at 1280 px, the choices scroll.
+TABLE_COLUMN_WIDTHS = ["64px", "300px", "130px", "84px", "100px"] + ["150px"] * N_TABLE_CHOICES
 
+# A click, a tap or Enter on a generated token (delegated from the text's root, which survives re-renders):
+# a popover of its alternatives (built from the span's data-alts as text, never as markup; it lives on
+# <body> so a re-render leaves it open), and the server is told which step to inspect. A click elsewhere or
+# Escape closes it.
+TOKEN_JS = """
+let pop = document.getElementById('dp-popover');
+if (!pop) {
+  pop = document.createElement('div');
+  pop.id = 'dp-popover'; pop.setAttribute('role', 'dialog'); pop.hidden = true;
+  pop.style.cssText = 'position:absolute;z-index:1000;max-width:min(420px,92vw);background:#fff;color:#111827;' +
+    'border:1px solid #94a3b8;border-radius:8px;box-shadow:0 6px 24px rgba(0,0,0,.18);padding:10px 12px;' +
+    'font:15px/1.45 ui-monospace,SFMono-Regular,Menlo,monospace';
+  document.body.appendChild(pop);
+  document.addEventListener('click', (e) => {
+    if (!pop.contains(e.target) && !e.target.closest('[data-alts]')) { pop.hidden = true; }
+  });
+  document.addEventListener('keydown', (e) => { if (e.key === 'Escape') { pop.hidden = true; } });
+}
+const cell = (row, text, css) => { const td = document.createElement('td'); td.textContent = text;
+  td.style.cssText = 'padding:2px 8px;' + (css || ''); row.appendChild(td); };
+function show(t) {
+  const d = JSON.parse(t.dataset.alts);
+  pop.replaceChildren();
+  const head = document.createElement('div'); head.textContent = d.head; head.style.fontWeight = '700';
+  const sub = document.createElement('div'); sub.textContent = d.sub; sub.style.cssText = 'font-size:13px;opacity:.75';
+  const table = document.createElement('table'); table.style.cssText = 'border-collapse:collapse;margin-top:6px';
+  const top = document.createElement('tr');
+  ['', 'token', 'model', 'after knobs', ''].forEach((h) => cell(top, h, 'font-size:12px;opacity:.7'));
+  table.appendChild(top);
+  d.rows.forEach(([tok, raw, after, cut, chosen]) => {
+    const tr = document.createElement('tr');
+    if (chosen) { tr.style.fontWeight = '700'; tr.style.background = '#eef2ff'; }
+    cell(tr, chosen ? '▶' : ''); cell(tr, tok); cell(tr, raw, 'text-align:right'); cell(tr, after, 'text-align:right');
+    cell(tr, cut ? 'cut by ' + cut : '', 'font-size:13px;opacity:.75');
+    table.appendChild(tr);
+  });
+  pop.append(head, sub, table);
+  pop.hidden = false;
+  const r = t.getBoundingClientRect();
+  const left = Math.max(8, Math.min(r.left, document.documentElement.clientWidth - pop.offsetWidth - 8));
+  pop.style.left = (left + window.scrollX) + 'px';
+  pop.style.top = (r.bottom + window.scrollY + 6) + 'px';
+}
+element.addEventListener('click', (e) => {
+  const t = e.target.closest('[data-step]');
+  if (t) { show(t); trigger('click', {step: Number(t.dataset.step)}); }
+});
+element.addEventListener('keydown', (e) => {
+  const t = e.target.closest('[data-step]');
+  if (t && (e.key === 'Enter' || e.key === ' ')) { e.preventDefault(); t.click(); }
+});
+"""
+
+# The permalink box gets the whole address: the page's own origin and path, with the run's query.
+PERMALINK_JS = "(q) => { if (q) { window.history.replaceState(null, '', q); } return q ? location.origin + location.pathname + q : ''; }"
 
 
 
@@ -61,6 +115,12 @@ _PAGE_CSS = """
 .dp-notice { font-size: 13px; padding: 4px 8px; margin: 4px 0; border-left: 3px solid #f59e0b;
              background: rgba(245, 158, 11, .08); }
 #dp-title h1 { margin-bottom: 0; }
+.dp-end { font-size: 14px; padding: 6px 10px; border-left: 3px solid #6366f1; background: rgba(99, 102, 241, .08); }
+/* a phone: the views (Step controls first) come right after the prompt, the settings after them */
+@media (max-width: 760px) {
+  #dp-main { order: -1; }
+  #dp-step-bar button { min-width: 0 !important; padding-left: 8px; padding-right: 8px; }
+}
 """
 
 _TEACHING_MD = """
@@ -94,7 +154,8 @@ _INFO = {
 
 
 def build_demo(policy: HostingPolicy | None = None) -> gr.Blocks:
-    """The whole page. Event wiring only: every handler above is a plain function."""
+    """The whole page. Event wiring only: every handler is a plain function (handlers.py); the buttons call
+    their page variants (page.py) and the named API endpoints are registered apart, on a hidden trigger."""
     policy = policy or shared.POLICY
     max_tokens = policy.max_new_tokens if policy.hosted else 512
     max_beams = policy.max_beams if policy.hosted else MAX_BEAMS
@@ -112,24 +173,27 @@ def build_demo(policy: HostingPolicy | None = None) -> gr.Blocks:
             "inspect each step's candidates, force a different token, and compare greedy, sampling and beam search.",
             elem_id="dp-title",
         )
-        with gr.Row(equal_height=False):
-            with gr.Column(scale=1, min_width=330):
-                prompt = gr.Textbox(DEFAULT_PROMPT, label="Prompt", lines=3, max_lines=12,
-                                    info="The text the model continues (or, in chat mode, your message).")  # fmt: skip
-                chat = gr.Checkbox(False, label="Use the chat template",
-                                   info="Wrap the prompt as a user message, the way chat models were trained.")  # fmt: skip
+        # the prompt spans the page, so that on a phone it is followed by the Step controls, not by every setting
+        prompt = gr.Textbox(DEFAULT_PROMPT, label="Prompt", lines=2, max_lines=12, elem_id="dp-prompt",
+                            info="The text the model continues (or, in chat mode, your message).")  # fmt: skip
+        chat = gr.Checkbox(False, label="Use the chat template", render=False,
+                           info="Wrap the prompt as a user message, the way chat models were trained.")  # fmt: skip
+        if examples:
+            example_prompts = gr.Examples(
+                examples=[[e["prompt"], bool(e.get("chat", False))] for e in examples],
+                inputs=[prompt, chat],
+                example_labels=[str(e.get("title") or e["prompt"][:40]) for e in examples],
+                label="Example prompts",
+            )
+        with gr.Row(equal_height=False, elem_id="dp-columns"):
+            with gr.Column(scale=1, min_width=330, elem_id="dp-settings"):
+                chat.render()
                 system = gr.Textbox("", label="System message", lines=2, visible=False,
                                     info="Chat mode only: instructions the model sees before your message.")  # fmt: skip
-                if examples:
-                    example_prompts = gr.Examples(
-                        examples=[[e["prompt"], bool(e.get("chat", False))] for e in examples],
-                        inputs=[prompt, chat],
-                        example_labels=[str(e.get("title") or e["prompt"][:40]) for e in examples],
-                        label="Example prompts",
-                    )
                 with gr.Group():
                     model = gr.Dropdown(model_choices, value=DEFAULT_MODEL, label="Model", allow_custom_value=not policy.hosted,
-                                        info="The embedded default, or type a Hugging Face Hub id or a local folder.")  # fmt: skip
+                                        info="The embedded default, or type a Hugging Face Hub id or a local folder.",
+                                        elem_id="dp-model")  # fmt: skip
                     load_btn = gr.Button("Load model", size="sm")
                 model_status = gr.HTML("")
                 strategy = gr.Radio(["greedy", "sample", "beam"], value="sample", label="Strategy", info=_INFO["strategy"])
@@ -147,17 +211,17 @@ def build_demo(policy: HostingPolicy | None = None) -> gr.Blocks:
                     length_penalty = gr.Slider(-2, 3, value=1.0, step=0.1, label="Length penalty",
                                                info=_INFO["length_penalty"], interactive=False)  # fmt: skip
                 max_new_tokens = gr.Slider(1, max_tokens, value=min(32, max_tokens), step=1, label="Max new tokens",
-                                           info=_INFO["max_new_tokens"])  # fmt: skip
+                                           info=_INFO["max_new_tokens"], elem_id="dp-max-new")  # fmt: skip
                 top_n = gr.Slider(2, 50, value=10, step=1, label="Candidates shown", info=_INFO["top_n"],
                                   elem_id="dp-top-n")  # fmt: skip
                 with gr.Row():
                     seed = gr.Number(0, label="Seed", precision=0, minimum=0, info=_INFO["seed"], scale=3)
                     new_seed = gr.Button("New seed", size="sm", scale=1)
 
-            with gr.Column(scale=2):
-                with gr.Tabs():
+            with gr.Column(scale=2, elem_id="dp-main"):
+                with gr.Tabs(elem_id="dp-views"):
                     with gr.Tab("Step by step", id="step"):
-                        with gr.Row():
+                        with gr.Row(elem_id="dp-step-bar"):
                             step_btn = gr.Button("Step", variant="primary", elem_id="dp-step")
                             n_box = gr.Number(5, label="N", precision=0, minimum=1, maximum=1000, min_width=70,
                                               scale=0, container=False, elem_id="dp-n")  # fmt: skip
@@ -166,8 +230,12 @@ def build_demo(policy: HostingPolicy | None = None) -> gr.Blocks:
                             stop_btn = gr.Button("Stop", variant="stop", elem_id="dp-stop")
                             undo_btn = gr.Button("Undo", elem_id="dp-undo")
                             reset_btn = gr.Button("Reset", elem_id="dp-reset")
+                        with gr.Row(equal_height=True):
+                            end_note = gr.HTML("", visible=False, elem_id="dp-end")
+                            carry_btn = gr.Button(f"Carry on (+{CARRY_ON_TOKENS} tokens)", visible=False, scale=0,
+                                                  min_width=200, elem_id="dp-carry-on")  # fmt: skip
                         text_html = gr.HTML(views.colored_text_html(DEFAULT_PROMPT, []), elem_id="dp-text",
-                                            js_on_load=TOKEN_CLICK_JS)
+                                            js_on_load=TOKEN_JS)
                         status = gr.HTML(status_html(PlaygroundState()), elem_id="dp-status")
                         dist_plot = gr.Plot(label="Distribution: the next step as the knobs shape it, or the inspected step",
                                             elem_id="dp-dist", format=PLOT_FORMAT, show_label=False)  # fmt: skip
@@ -182,43 +250,61 @@ def build_demo(policy: HostingPolicy | None = None) -> gr.Blocks:
                             with gr.Column(min_width=220):
                                 candidates = gr.Dropdown([], label="Candidates at this step", elem_id="dp-candidates",
                                                          info="Choose another token for this step…")  # fmt: skip
-                                force_btn = gr.Button("Use this token instead", elem_id="dp-force")
+                                force_btn = gr.Button("Use this token as the next step", elem_id="dp-force")
                             with gr.Column(min_width=220):
                                 rewind_to = gr.Number(0, label="Rewind: keep the first N tokens", precision=0, minimum=0,
-                                                      info="0 = back to the prompt.")  # fmt: skip
-                                rewind_btn = gr.Button("Rewind", size="sm")
+                                                      info="0 = back to the prompt.", elem_id="dp-rewind-to")  # fmt: skip
+                                rewind_btn = gr.Button("Rewind", size="sm", elem_id="dp-rewind")
                         # the whole run's two views, one at a time: only the one on screen is redrawn at each Step
                         with gr.Tabs(elem_id="dp-run-views"):
                             with gr.Tab("Step table", id="table", elem_id="dp-table-tab") as table_tab:
-                                table = gr.Dataframe(label="Step table (top choices by the model's own probability)",
-                                                     interactive=False, wrap=True, elem_id="dp-table", max_height=420)  # fmt: skip
+                                table = gr.Dataframe(label="Step table (the chosen token, then the top choices by the "
+                                                     "model's own probability)", interactive=False, wrap=True,
+                                                     elem_id="dp-table", max_height=420,
+                                                     column_widths=TABLE_COLUMN_WIDTHS)  # fmt: skip
                             with gr.Tab("Trajectory", id="trajectory", elem_id="dp-traj-tab") as traj_tab:
                                 traj_plot = gr.Plot(label="Trajectory: probability and entropy per step", elem_id="dp-traj",
                                                     format=PLOT_FORMAT, show_label=False)  # fmt: skip
                                 gr.HTML(views.chart_legend_html(plots.TRAJECTORY_LEGEND), elem_id="dp-traj-legend")
-                        with gr.Accordion("Share and export", open=False):
-                            permalink = gr.Textbox("", label="Permalink (the address bar is updated too)",
-                                                   buttons=["copy"], elem_id="dp-permalink",
-                                                   info="Opening this link replays the run token for token.")  # fmt: skip
+                        with gr.Accordion("Share and export", open=False, elem_id="dp-share"):
+                            permalink = gr.Textbox("", visible=False)  # the run's "?run=..." query: handlers' input
+                            permalink_url = gr.Textbox("", label="Permalink (the address bar is updated too)",
+                                                       buttons=["copy"], elem_id="dp-permalink",
+                                                       info="Opening this link replays the run token for token.")  # fmt: skip
                             export_btn = gr.Button("Prepare downloads", size="sm")
                             with gr.Row():
                                 csv_file = gr.File(label="Step table (CSV)", interactive=False)
                                 json_file = gr.File(label="Full trace (JSON)", interactive=False)
                         result = gr.JSON(visible=False)
 
-                    with gr.Tab("Compare strategies", id="compare"):
-                        gr.Markdown("Greedy, beam search and sampled runs of the same prompt, with the settings on the "
-                                    "left. Each card shows the text coloured by the model's probability of each token.")  # fmt: skip
-                        with gr.Row():
-                            num_samples = gr.Slider(0, max_samples, value=min(2, max_samples), step=1, label="Samples",
-                                                    info="How many sampled runs (seeds seed, seed+1, …).")  # fmt: skip
-                            compare_btn = gr.Button("Compare", variant="primary", elem_id="dp-compare")
-                            compare_stop = gr.Button("Stop", variant="stop")
+                    with gr.Tab("Compare", id="compare"):
+                        gr.Markdown("Greedy, beam search and sampled runs of the same prompt, with the settings below "
+                                    "(prompt, model, repetition penalty, max new tokens and seed from the page). Each "
+                                    "card shows the text coloured by the model's probability of each token.")  # fmt: skip
+                        with gr.Row(equal_height=False):
+                            with gr.Column(min_width=240):
+                                num_samples = gr.Slider(0, max_samples, value=min(2, max_samples), step=1,
+                                                        label="Samples", elem_id="dp-c-samples",
+                                                        info="How many sampled runs (seeds seed, seed+1, …).")  # fmt: skip
+                                c_temperature = gr.Slider(0, 3, value=0.8, step=0.05, label="Temperature (samples)",
+                                                          elem_id="dp-c-temperature")  # fmt: skip
+                                c_top_k = gr.Slider(0, 200, value=50, step=1, label="Top-k (samples)", elem_id="dp-c-top-k")
+                                c_top_p = gr.Slider(0.01, 1, value=0.95, step=0.01, label="Top-p (samples)",
+                                                    elem_id="dp-c-top-p")  # fmt: skip
+                                c_min_p = gr.Slider(0, 1, value=0.0, step=0.01, label="Min-p (samples)", elem_id="dp-c-min-p")
+                            with gr.Column(min_width=240):
+                                c_beams = gr.Slider(1, max_beams, value=min(4, max_beams), step=1, label="Beams",
+                                                    info=_INFO["num_beams"], elem_id="dp-c-beams")  # fmt: skip
+                                c_length_penalty = gr.Slider(-2, 3, value=1.0, step=0.1, label="Length penalty",
+                                                             info=_INFO["length_penalty"], elem_id="dp-c-length-penalty")  # fmt: skip
+                                with gr.Row():
+                                    compare_btn = gr.Button("Compare", variant="primary", elem_id="dp-compare")
+                                    compare_stop = gr.Button("Stop", variant="stop")
                         compare_cards = gr.HTML("", elem_id="dp-compare-cards")
                         beam_plot = gr.Plot(label="Beam search tree", elem_id="dp-beam-tree", format=PLOT_FORMAT, show_label=False)
                         compare_result = gr.JSON(visible=False)
 
-                    with gr.Tab("Temperature & knobs", id="teach"):
+                    with gr.Tab("Knobs", id="teach"):
                         gr.Markdown(_TEACHING_MD)
                         with gr.Row():
                             temps = gr.Textbox("0.5, 1, 1.5, 2", label="Temperatures to compare", scale=3,
@@ -231,57 +317,81 @@ def build_demo(policy: HostingPolicy | None = None) -> gr.Blocks:
         # ---- wiring -------------------------------------------------------------------------------------
         controls = [prompt, model, chat, system, strategy, temperature, top_k, top_p, min_p, repetition_penalty,
                     num_beams, length_penalty, max_new_tokens, top_n, seed]  # fmt: skip
+        compare_controls = [prompt, model, chat, system, strategy, c_temperature, c_top_k, c_top_p, c_min_p,
+                            repetition_penalty, c_beams, c_length_penalty, max_new_tokens, top_n, seed, num_samples]  # fmt: skip
         step_out = [result, text_html, dist_plot, table, traj_plot, status, inspect, candidates, permalink, state]
+        page_out = [*step_out, step_btn, step_n_btn, run_btn, end_note, carry_btn, force_btn]  # page.RUN_CONTROLS
         one = gr.Number(1, visible=False)
+        compare_out = [compare_result, compare_cards, beam_plot]
+        explore_in = [state, *controls, temps]
+        explore_out = [temp_plot, knobs_plot, explore_status, state]
 
-        # the page's permalink rides along so that a run the server lost (a restart) is replayed, not dropped
+        # The named API endpoints, on a trigger no one sees: API clients get the plain handlers, whose refusals
+        # are errors. The page's buttons (below) call the page variants, whose refusals are one warning that
+        # leaves every output as it was.
+        api = gr.Button(visible=False)
+        api.click(on_step, [state, *controls, one, permalink], step_out, api_name="step")
+        api.click(on_step, [state, *controls, n_box, permalink], step_out, api_name="step_n")
+        api.click(on_run, [state, *controls, permalink], step_out, api_name="run")
+        api.click(on_preview, [state, *controls, permalink], step_out, api_name="preview")
+        api.click(on_force, [state, *controls, inspect, candidates, permalink], step_out, api_name="force")
+        api.click(on_undo, [state, top_n, permalink], step_out, api_name="undo")
+        api.click(on_rewind, [state, rewind_to, top_n, permalink], step_out, api_name="rewind")
+        api.click(on_reset, [state], step_out, api_name="reset")
+        api.click(on_inspect, [state, inspect, top_n], step_out, api_name="inspect")
+        api.click(on_compare, compare_controls, compare_out, api_name="compare")
+        api.click(on_explore, explore_in, explore_out, api_name="explore")
+        api.click(on_export, [state, top_n], [csv_file, json_file], api_name="export")
+        api.click(on_load_model, [state, model], [model, model_status, state], api_name="load_model")
+
+        def page(handler, n_outputs=len(step_out), controls=True):  # the page's variant of a handler
+            return for_page(handler, n_outputs, controls=controls)
+
+        private = dict(api_visibility="private")
         # progress is shown on the coloured text only: a timer ticking on all ten outputs kept the browser
         # repainting the page while the server worked (and competing with it for a 2-core machine's CPU)
-        busy = dict(show_progress_on=[text_html])
-        step_btn.click(on_step, [state, *controls, one, permalink], step_out, api_name="step", trigger_mode="always_last",
-                       **busy)  # fmt: skip
-        step_n_btn.click(on_step, [state, *controls, n_box, permalink], step_out, api_name="step_n", **busy)
-        run_evt = run_btn.click(on_run, [state, *controls, permalink], step_out, api_name="run", **busy)
-        stop_btn.click(None, None, None, cancels=[run_evt], api_visibility="private")
-        force_btn.click(on_force, [state, *controls, inspect, candidates, permalink], step_out, api_name="force", **busy)
-        undo_btn.click(on_undo, [state, top_n, permalink], step_out, api_name="undo", **busy)
-        rewind_btn.click(on_rewind, [state, rewind_to, top_n, permalink], step_out, api_name="rewind", **busy)
-        reset_btn.click(on_reset, [state], step_out, api_name="reset", **busy)
-        inspect.release(on_inspect, [state, inspect, top_n], step_out, api_name="inspect", **busy)
-        text_html.click(on_token_click, [state, top_n], step_out, api_visibility="private", **busy)
+        busy = dict(show_progress_on=[text_html], **private)
+        step_btn.click(page(on_step), [state, *controls, one, permalink], page_out, trigger_mode="always_last", **busy)
+        step_n_btn.click(page(on_step), [state, *controls, n_box, permalink], page_out, **busy)
+        run_btn.click(page(on_run), [state, *controls, permalink], page_out, **busy)
+        # Stop asks the running Run or Step ×N to end after its current step (off the queue, so it is heard at
+        # once); the run then sends its last update as usual
+        stop_btn.click(on_stop, [state], None, queue=False, **private)
+        carry_btn.click(page(on_carry_on, len(step_out) + 1), [state, *controls, permalink],
+                        [max_new_tokens, *page_out], **busy)  # fmt: skip
+        force_btn.click(page(on_force), [state, *controls, inspect, candidates, permalink], page_out, **busy)
+        undo_btn.click(page(on_undo), [state, top_n, permalink], page_out, **busy)
+        rewind_btn.click(page(on_rewind), [state, rewind_to, top_n, permalink], page_out, **busy)
+        reset_btn.click(page(on_reset), [state], page_out, **busy)
+        inspect.release(page(on_inspect), [state, inspect, top_n], page_out, **busy)
+        text_html.click(page(on_token_click), [state, top_n], page_out, **busy)
         strategy.change(on_strategy, [strategy], [temperature, top_k, top_p, min_p, num_beams, length_penalty, force_btn],
-                        api_visibility="private", queue=False)  # fmt: skip
-        chat.change(lambda c: gr.Textbox(visible=bool(c)), [chat], [system], api_visibility="private", queue=False)
-        new_seed.click(on_new_seed, None, [seed], api_visibility="private", queue=False)
-        load_btn.click(on_load_model, [state, model], [model, model_status, state], api_name="load_model")
-        compare_evt = compare_btn.click(on_compare, [*controls, num_samples], [compare_result, compare_cards, beam_plot],
-                                        api_name="compare")  # fmt: skip
-        compare_stop.click(None, None, None, cancels=[compare_evt], api_visibility="private")
-        explore_btn.click(on_explore, [state, *controls, temps], [temp_plot, knobs_plot, explore_status, state],
-                          api_name="explore")  # fmt: skip
-        export_btn.click(on_export, [state, top_n], [csv_file, json_file], api_name="export")
-        permalink.change(None, [permalink], None, api_visibility="private",
-                         js="(q) => { if (q) { window.history.replaceState(null, '', q); } return []; }")  # fmt: skip
-        demo.load(on_page_load, [state, *controls], [*controls, *step_out], api_visibility="private")
+                        queue=False, **private)  # fmt: skip
+        chat.change(lambda c: gr.Textbox(visible=bool(c)), [chat], [system], queue=False, **private)
+        new_seed.click(on_new_seed, None, [seed], queue=False, **private)
+        load_btn.click(on_load_model, [state, model], [model, model_status, state], **private)
+        compare_evt = compare_btn.click(page(on_compare, len(compare_out), controls=False), compare_controls, compare_out, **private)
+        compare_stop.click(None, None, None, cancels=[compare_evt], **private)
+        explore_btn.click(page(on_explore, len(explore_out), controls=False), explore_in, explore_out, **private)
+        export_btn.click(page(on_export, 2, controls=False), [state, top_n], [csv_file, json_file], **private)
+        # the box shows the whole address (which only the page knows), and the address bar follows the run
+        permalink.change(None, [permalink], [permalink_url], js=PERMALINK_JS, **private)
+        demo.load(page(on_page_load, len(controls) + len(step_out)), [state, *controls], [*controls, *page_out], **private)
 
         # live knobs: the pending step redrawn as a knob moves (its forward is made once and reused by Step)
-        preview_in = [state, *controls, permalink]
-        preview_evt = dict(fn=on_preview, inputs=preview_in, outputs=step_out, trigger_mode="always_last",
-                           show_progress="minimal", show_progress_on=[dist_plot])  # fmt: skip
-        temperature.input(**preview_evt, api_name="preview")  # the named endpoint; the others are the same call
-        for knob in (top_k, top_p, min_p, repetition_penalty, top_n):
-            knob.input(**preview_evt, api_visibility="private")
+        preview_evt = dict(fn=page(on_preview), inputs=[state, *controls, permalink], outputs=page_out,
+                           trigger_mode="always_last", show_progress="minimal", show_progress_on=[dist_plot], **private)  # fmt: skip
+        for knob in (temperature, top_k, top_p, min_p, repetition_penalty, top_n):
+            knob.input(**preview_evt)
         for control in (strategy, chat, prompt):  # a person's edits only: a permalink that sets them keeps its chart
-            control.input(**preview_evt, api_visibility="private")
+            control.input(**preview_evt)
         if examples:  # a picked example prompt is previewed like a typed one
-            example_prompts.load_input_event.then(**preview_evt, api_visibility="private")
-        traj_tab.select(on_trajectory_view, [state, gr.State(True)], [traj_plot, state], api_visibility="private")
-        table_tab.select(on_trajectory_view, [state, gr.State(False)], [traj_plot, state], api_visibility="private")
-        log_scale.change(on_scale, [state, log_scale, top_n], [dist_plot, state], api_visibility="private",
-                         show_progress="hidden")  # fmt: skip
+            example_prompts.load_input_event.then(**preview_evt)
+        traj_tab.select(on_trajectory_view, [state, gr.State(True)], [traj_plot, state], **private)
+        table_tab.select(on_trajectory_view, [state, gr.State(False)], [traj_plot, state], **private)
+        log_scale.change(on_scale, [state, log_scale, top_n], [dist_plot, state], show_progress="hidden", **private)
     demo.queue(default_concurrency_limit=4)
     # What is built by now (the models, the page) lives as long as the process: moved out of the collector's
     # scans, it no longer makes the occasional full collection (~0.45 s with a model loaded) land in a Step.
     gc.freeze()
     return demo
-

@@ -48,11 +48,17 @@ class PlaygroundState:
     log_scale: bool = False  # the distribution chart's probability axis
     show_trajectory: bool = False  # the trajectory's tab is on screen (else it is not redrawn at each step)
     notices: list[str] = field(default_factory=list)
+    # what the last force replaced, so that Undo brings it back: (step, [(settings, forced token or None)] of the
+    # replaced step and every step after it); forgotten as soon as the run moves otherwise
+    replaced: tuple[int, list[tuple[DecodingConfig, int | None]]] | None = None
+    stop: bool = False  # Stop was pressed: a running Run or Step ×N ends after its current step
 
     def changed(self) -> None:
-        """The run moved on (a step, a rewind): show its last step, and forget a preview of a step that is gone."""
+        """The run moved on (a step, a rewind): show its last step, and forget a preview of a step that is gone
+        and what a force replaced."""
         self.selected = None
         self.preview = None
+        self.replaced = None
 
     @property
     def steps(self) -> list:
