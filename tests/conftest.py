@@ -3,6 +3,9 @@
 `tiny_model_dir`  a folder holding a 2-layer Llama with a small byte-level BPE tokenizer and a chat template,
                   loadable by any Hub-style loader (AutoModelForCausalLM / AutoTokenizer).
 `tiny_engine`     an Engine over it, on the CPU.
+`app_url`         the app on a free port, with the tiny model as its default (one per test module)
+`page_factory`    new pages of one headless chromium (skips without Playwright or chromium, unless
+                  PLAYGROUND_REQUIRE_BROWSER=1)
 `smol_engine`     the embedded SmolLM2-135M-Instruct (converted and cached on first use); its tests are marked
                   `slow` only in name: the suite always runs them.
 """
@@ -10,6 +13,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import socket
 
 import pytest
 import torch
@@ -107,3 +112,55 @@ def ui_controls(ui, prompt: str = "Once upon a time", **overrides) -> list:
                   max_new_tokens=6, top_n=5, seed=4)  # fmt: skip
     values.update(overrides)
     return [values[name] for name in ui.CONTROLS]
+
+
+# -- the real page in headless chromium (tests/test_e2e.py, tests/test_page.py) ------------------------------
+
+CHROMIUM = os.environ.get("PLAYGROUND_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
+
+
+def _browser_or_skip():
+    required = os.environ.get("PLAYGROUND_REQUIRE_BROWSER") == "1"
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        if required:
+            pytest.fail("PLAYGROUND_REQUIRE_BROWSER=1 but playwright is not installed.")
+        pytest.skip("playwright is not installed")
+    if not (os.path.exists(CHROMIUM) or shutil.which(CHROMIUM)):
+        if required:
+            pytest.fail(f"PLAYGROUND_REQUIRE_BROWSER=1 but {CHROMIUM} does not exist.")
+        pytest.skip(f"{CHROMIUM} is missing")
+    return sync_playwright
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app_url(tiny_model_dir):
+    from playground import ui
+
+    old = ui.shared.REGISTRY
+    ui.shared.REGISTRY = ui.ModelRegistry(default_spec=tiny_model_dir)
+    ui.shared.REGISTRY.get(ui.DEFAULT_MODEL)
+    demo = ui.build_demo()
+    port = _free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **ui.launch_options())
+    yield f"http://127.0.0.1:{port}/"
+    demo.close()
+    ui.shared.REGISTRY = old
+
+
+@pytest.fixture(scope="module")
+def page_factory():
+    sync_playwright = _browser_or_skip()
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield lambda: browser.new_page(viewport={"width": 1400, "height": 1600})
+        browser.close()

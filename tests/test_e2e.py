@@ -7,61 +7,7 @@ Playwright or chromium is missing, unless PLAYGROUND_REQUIRE_BROWSER=1 (CI), whe
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
-
-import pytest
-
-CHROMIUM = os.environ.get("PLAYGROUND_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
 TIMEOUT_MS = 60_000
-
-
-def _browser_or_skip():
-    required = os.environ.get("PLAYGROUND_REQUIRE_BROWSER") == "1"
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        if required:
-            pytest.fail("PLAYGROUND_REQUIRE_BROWSER=1 but playwright is not installed.")
-        pytest.skip("playwright is not installed")
-    if not (os.path.exists(CHROMIUM) or shutil.which(CHROMIUM)):
-        if required:
-            pytest.fail(f"PLAYGROUND_REQUIRE_BROWSER=1 but {CHROMIUM} does not exist.")
-        pytest.skip(f"{CHROMIUM} is missing")
-    return sync_playwright
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def app_url(tiny_model_dir):
-    from playground import ui
-
-    old = ui.shared.REGISTRY
-    ui.shared.REGISTRY = ui.ModelRegistry(default_spec=tiny_model_dir)
-    ui.shared.REGISTRY.get(ui.DEFAULT_MODEL)
-    demo = ui.build_demo()
-    port = _free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **ui.launch_options())
-    yield f"http://127.0.0.1:{port}/"
-    demo.close()
-    ui.shared.REGISTRY = old
-
-
-@pytest.fixture(scope="module")
-def page_factory():
-    sync_playwright = _browser_or_skip()
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield lambda: browser.new_page(viewport={"width": 1400, "height": 1600})
-        browser.close()
 
 
 def _tokens_text(page) -> str:

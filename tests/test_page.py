@@ -13,13 +13,12 @@ import csv
 import io
 import time
 
-import pytest
-from test_e2e import TIMEOUT_MS, app_url, page_factory  # noqa: F401 - the fixtures, shared with the e2e test
+TIMEOUT_MS = 60_000
 
 STATUS_JS = "document.querySelector('#dp-status').innerText"
 
 
-def _open(page_factory, app_url, width=1440, height=1000):  # noqa: F811
+def _open(page_factory, app_url, width=1440, height=1000):
     page = page_factory()
     page.set_viewport_size({"width": width, "height": height})
     page.set_default_timeout(TIMEOUT_MS)
@@ -47,7 +46,7 @@ def _tokens(page) -> str:
     return page.inner_text("#dp-text .dp-tokens")
 
 
-def test_the_end_of_a_run_says_why_and_a_refused_step_keeps_every_output(app_url, page_factory):  # noqa: F811
+def test_the_end_of_a_run_says_why_and_a_refused_step_keeps_every_output(app_url, page_factory):
     """At the end of a run Step used to stay live; pressing it (the likeliest slip in a lecture) put a red
     "Error" on every output and blanked the charts. Now Step is off, a line says why and offers Carry on, and a
     refusal (a model that cannot load) is one warning that leaves the text, chart and table as they were."""
@@ -79,7 +78,7 @@ def test_the_end_of_a_run_says_why_and_a_refused_step_keeps_every_output(app_url
     page.close()
 
 
-def test_the_step_table_shows_the_chosen_token_without_scrolling_and_exports_numbers(app_url, page_factory):  # noqa: F811
+def test_the_step_table_shows_the_chosen_token_without_scrolling_and_exports_numbers(app_url, page_factory):
     """The table read Step, Input, Choice 1, half of Choice 2 at 1440 px: the chosen token and its probabilities
     were off to the right. The CSV held "71.10%" as text, "␣" for spaces and the input cut short."""
     page = _open(page_factory, app_url, width=1280, height=900)
@@ -106,7 +105,7 @@ def test_the_step_table_shows_the_chosen_token_without_scrolling_and_exports_num
     page.close()
 
 
-def test_compare_has_its_own_settings(app_url, page_factory):  # noqa: F811
+def test_compare_has_its_own_settings(app_url, page_factory):
     """Compare used the Step tab's sliders, greyed out by its strategy radio: comparing 8 beams against samples
     at T 1.2 meant flipping the radio back and forth. Its own sliders work whatever the Step tab's strategy."""
     page = _open(page_factory, app_url)
@@ -125,7 +124,7 @@ def test_compare_has_its_own_settings(app_url, page_factory):  # noqa: F811
     page.close()
 
 
-def test_forcing_says_what_it_drops_and_undo_brings_it_back(app_url, page_factory):  # noqa: F811
+def test_forcing_says_what_it_drops_and_undo_brings_it_back(app_url, page_factory):
     """"Use this token instead" dropped the rest of the run without a word and with no way back."""
     page = _open(page_factory, app_url)
     _greedy_run(page, max_new=6)
@@ -146,7 +145,7 @@ def test_forcing_says_what_it_drops_and_undo_brings_it_back(app_url, page_factor
     page.close()
 
 
-def test_the_permalink_box_holds_a_whole_address(app_url, page_factory):  # noqa: F811
+def test_the_permalink_box_holds_a_whole_address(app_url, page_factory):
     """The box held only "?run=…", which opens nothing when pasted into a chat or an email."""
     page = _open(page_factory, app_url)
     _greedy_run(page, max_new=3)
@@ -163,10 +162,8 @@ def test_the_permalink_box_holds_a_whole_address(app_url, page_factory):  # noqa
     page.close()
 
 
-def test_a_tap_on_a_token_opens_a_legible_popover_of_its_alternatives(app_url, page_factory, request):  # noqa: F811
+def test_a_tap_on_a_token_opens_a_legible_popover_of_its_alternatives(app_url, page_factory):
     """The alternatives were only in the native title tooltip: delayed, tiny, absent on touch screens."""
-    from playwright.sync_api import sync_playwright  # noqa: F401 - the fixture made sure it exists
-
     page = _open(page_factory, app_url)
     _greedy_run(page, max_new=4)
     context = page.context.browser.new_context(viewport={"width": 390, "height": 844}, has_touch=True, is_mobile=True)
@@ -188,7 +185,7 @@ def test_a_tap_on_a_token_opens_a_legible_popover_of_its_alternatives(app_url, p
     page.close()
 
 
-def test_on_a_phone_step_comes_before_the_settings_and_the_views_are_one_tap_away(app_url, page_factory):  # noqa: F811
+def test_on_a_phone_step_comes_before_the_settings_and_the_views_are_one_tap_away(app_url, page_factory):
     """At 390 px Step was ~2,250 px down, below every setting, and two of the three views hid behind "…"."""
     page = _open(page_factory, app_url, width=390, height=844)
     step = page.locator("#dp-step").bounding_box()
@@ -201,7 +198,7 @@ def test_on_a_phone_step_comes_before_the_settings_and_the_views_are_one_tap_awa
     page.close()
 
 
-def test_stop_ends_a_streamed_run_within_a_step(app_url, page_factory):  # noqa: F811
+def test_stop_ends_a_streamed_run_within_a_step(app_url, page_factory):
     """Stop took 5-24 s to take effect during a streamed run: the run now ends after the step in progress and
     says so."""
     page = _open(page_factory, app_url)
