@@ -119,7 +119,8 @@ _PAGE_CSS = """
 /* a phone: the views (Step controls first) come right after the prompt, the settings after them */
 @media (max-width: 760px) {
   #dp-main { order: -1; }
-  #dp-step-bar button { min-width: 0 !important; padding-left: 8px; padding-right: 8px; }
+  #dp-step-bar { flex-wrap: wrap; gap: 6px; }
+  #dp-step-bar > * { flex: 1 1 28% !important; min-width: 96px !important; }
 }
 """
 
