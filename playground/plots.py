@@ -790,7 +790,8 @@ def beam_tree_figure(trace: Trace) -> Figure:
 
     note = "" if d.winner else " (no finished winner among the candidates)"
     score = f" · the output's score {trace.beam_score:.3f}" if trace.beam_score is not None else ""
-    ax.set_title(f"Beam search: {trace.config.num_beams} beams, {n} steps{score}{note}\n"
+    k = trace.config.num_beams
+    ax.set_title(f"Beam search: {k} beam{'s' * (k != 1)}, {n} step{'s' * (n != 1)}{score}{note}\n"
                  f"red: the output's path · green: {_others(len(d.finals) - bool(d.winner))}",
                  fontsize=FONT, loc="left", parse_math=False)  # fmt: skip
     dots = [("kept (a running beam)", "kept", 8), ("finished", "finished", 8), ("pruned", "pruned", 6)]
