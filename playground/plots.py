@@ -19,16 +19,18 @@ Gradio, tensors or models.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from matplotlib.figure import Figure
-from matplotlib.collections import PatchCollection
+from matplotlib.collections import LineCollection, PatchCollection
+from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
 from matplotlib.text import Text
 from matplotlib.ticker import FuncFormatter, MaxNLocator
+from matplotlib.transforms import offset_copy
 
 from .records import Candidate, Exploration, StepRecord, Trace
-from .views import _num, _pct, token_label
+from .views import FinalBeam, _num, _pct, beam_parents, final_beams, token_label
 
 __all__ = [
     "RAW",
@@ -47,6 +49,9 @@ __all__ = [
     "trajectory_figure",
     "temperature_figure",
     "knobs_figure",
+    "BeamLabel",
+    "BeamTreeData",
+    "beam_tree_data",
     "beam_tree_figure",
     "beam_winner_path",
 ]
@@ -520,29 +525,69 @@ def _runs(flags: list[bool]) -> list[tuple[int, int]]:
 # ----------------------------------------------------------------------------------------------------------
 # Beam search tree
 
+BEAM_ROW_IN = 0.25  # inches per step while the run is short: a label's height, so neighbouring rows never touch
+BEAM_TREE_MAX_IN = 7.6  # the tree's height cap: past ~28 steps the rows close up (and fewer labels fit)
+BEAM_LABEL_CHARS = 10  # a token label in the tree longer than this is shortened in the middle
+BEAM_MARGIN_IN = 0.16  # room above the prompt's row and below the last step's, for their labels
+FINAL = "#3b7d2f"  # the other final hypotheses' paths and labels
+_LABEL_PAD = 0.12  # the label's white box, in font sizes around the text
+LABEL_SPACE_IN = 0.12  # the least room between two labels in a row, so two tokens never read as one word
 
-def _beam_nodes(trace: Trace) -> list[list]:
-    """Per step, per candidate: (token path, parent node index in the previous step or None for the root)."""
-    nodes: list[list[tuple[list[int], int | None]]] = []
-    for s, record in enumerate(trace.steps):
-        row = []
-        prev = trace.steps[s - 1].beams if s else None
-        for b in record.beams or []:
-            if s == 0:
-                row.append(([b.token_id], None))
-                continue
-            parent_idx = next(
-                (j for j, p in enumerate(prev or []) if p.status == "kept" and p.beam == b.parent), None
-            )
-            path = (nodes[s - 1][parent_idx][0] if parent_idx is not None else []) + [b.token_id]
-            row.append((path, parent_idx))
-        nodes.append(row)
-    return nodes
+
+@dataclass(frozen=True)
+class BeamLabel:
+    """A token label the tree draws, beside its node."""
+
+    step: int
+    index: int  # the node: its index in that step's beams (its rank by score among the step's candidates)
+    text: str
+    side: str  # "right" or "left" of the node
+    role: str  # "winner" (the output's path) or "final" (another final hypothesis's path)
+    box: tuple[float, float, float, float]  # its white box (x0, y0, x1, y1), inches from the figure's bottom-left
+
+
+@dataclass(frozen=True)
+class BeamTreeData:
+    """What the beam tree draws, in data coordinates (x = a candidate's column, y = step; the prompt at
+    (root_x, -1)), with the figure's geometry in inches: every number comes from the trace."""
+
+    status: list[list[str]]  # per step, per candidate: "kept", "finished" or "pruned" as drawn
+    parents: list[list[int | None]]  # per step, per candidate: its parent's index in the previous step
+    columns: list[list[int]]  # per step, per candidate: its x, grouped under its parent (`_tree_order`)
+    winner: list[tuple[int, int]]  # the output's path (step, index), from step 0; empty when none matches
+    finals: list[FinalBeam]  # the final hypotheses, best first (the table beside the tree)
+    labels: list[BeamLabel]  # the labels that fit, best paths first; every other node is an unlabelled dot
+    root_x: float
+    dot: float  # a node's diameter, points
+    size: tuple[float, float]  # figure (width, height)
+    margins: tuple[float, float, float, float]  # left, right, top, bottom
+    xlim: tuple[float, float]
+    ylim: tuple[float, float]  # (bottom, top): the prompt's row at the top
+
+    def to_inches(self, x: float, y: float) -> tuple[float, float]:
+        """A data point's position in the figure, in inches from its bottom-left corner."""
+        left, right, _, bottom = self.margins
+        w = self.size[0] - left - right
+        h = self.size[1] - self.margins[2] - bottom
+        return (left + (x - self.xlim[0]) / (self.xlim[1] - self.xlim[0]) * w,
+                bottom + (self.ylim[0] - y) / (self.ylim[0] - self.ylim[1]) * h)  # fmt: skip
+
+    def node(self, step: int, index: int) -> tuple[float, float]:
+        """The data point of candidate `index` of `step` (the prompt for step -1)."""
+        return (self.root_x, -1.0) if step < 0 else (float(self.columns[step][index]), float(step))
+
+    def node_inches(self, step: int, index: int) -> tuple[float, float]:
+        return self.to_inches(*self.node(step, index))
+
+    @property
+    def gap(self) -> float:
+        """Points from a node's centre to its label."""
+        return self.dot / 2 + 3
 
 
 def _beam_status(trace: Trace, step: int, b) -> str:
-    """The status to draw: a candidate that entered the finished set is "finished" even when it is also listed
-    as kept (which happens at the last step); a "kept" beam at the last step of a run that ended is "pruned"."""
+    """The status to draw: a candidate that entered the finished set is "finished"; a "kept" beam at the last
+    step of a run that ended is "pruned" (the run stopped it)."""
     if b.normalized_score is not None:
         return "finished"
     if b.status == "kept" and step == len(trace.steps) - 1 and trace.finish_reason != "stopped":
@@ -551,86 +596,210 @@ def _beam_status(trace: Trace, step: int, b) -> str:
 
 
 def beam_winner_path(trace: Trace) -> list[tuple[int, int]]:
-    """The winner's nodes as (step, index in that step's beams), from step 0: the finished hypothesis whose
-    tokens are `trace.token_ids`, found by walking parents. Empty when no beam candidate matches."""
-    if not trace.steps or not trace.token_ids or any(r.beams is None for r in trace.steps):
-        return []
-    nodes = _beam_nodes(trace)
-    target = list(trace.token_ids)
-    last = len(target) - 1
-    if last >= len(nodes):
-        return []
-    matches = [j for j, (path, _) in enumerate(nodes[last]) if path == target]
-    if not matches:
-        return []
-    finished = [j for j in matches if _beam_status(trace, last, trace.steps[last].beams[j]) == "finished"]
-    j = (finished or matches)[0]
-    path = []
-    for s in range(last, -1, -1):
-        path.append((s, j))
-        j = nodes[s][j][1]
-        if j is None and s > 0:
-            return []
-    return path[::-1]
+    """The winner's nodes as (step, index in that step's beams), from step 0: the final hypothesis whose tokens
+    are `trace.token_ids`, found by walking parents. Empty when no beam candidate matches."""
+    winner = next((f for f in final_beams(trace) if f.winner), None)
+    return list(winner.path) if winner else []
+
+
+def _label_box(at: tuple[float, float], text: str, side: str, gap_pt: float) -> tuple[float, ...]:
+    """The label's box (x0, y0, x1, y1) in inches, white pad included, drawn `gap_pt` points from its node `at`
+    (inches)."""
+    x, y = at
+    w = len(text) * SMALL * 0.602 / 72  # monospace: every character 0.602 em wide
+    h = SMALL * 1.17 / 72  # ascent + descent
+    pad = _LABEL_PAD * SMALL / 72
+    gap = gap_pt / 72
+    x0 = x + gap - pad if side == "right" else x - gap - w - pad
+    return (x0, y - h / 2 - pad, x0 + w + 2 * pad, y + h / 2 + pad)
+
+
+def _overlaps(a: tuple[float, ...], b: tuple[float, ...], space: float = 0.0) -> bool:
+    """Whether boxes (x0, y0, x1, y1) come closer than `space` horizontally while overlapping vertically."""
+    return a[0] < b[2] + space and b[0] < a[2] + space and a[1] < b[3] and b[1] < a[3]
+
+
+def _tree_order(trace: Trace, parents: list[list[int | None]]) -> list[list[int]]:
+    """Per step, per candidate: its column. Each step's candidates are grouped under the beam they extend, in
+    the order of those beams' columns, and by score within a group: an ordered tree, so no two edges cross."""
+    columns: list[list[int]] = []
+    for s, record in enumerate(trace.steps):
+        above = columns[-1] if columns else []
+        key = [(above[p] if s and p is not None else -1, -b.score, j)
+               for j, (b, p) in enumerate(zip(record.beams, parents[s]))]  # fmt: skip
+        order = sorted(range(len(key)), key=key.__getitem__)
+        col = [0] * len(order)
+        for x, j in enumerate(order):
+            col[j] = x
+        columns.append(col)
+    return columns
+
+
+def beam_tree_data(trace: Trace) -> BeamTreeData:
+    """The nodes, edges, highlighted paths and placed labels of `beam_tree_figure`, and its geometry.
+
+    Labels go to the best paths only: the output's tokens first, then each other final hypothesis's, from where
+    it leaves the paths above it. Each takes the right of its node, or else the left; a label that would run
+    into another label or past the plot's edge is left out (its node stays a dot), and the other hypotheses'
+    labels never hide a node of the output's path."""
+    steps = trace.steps
+    n = len(steps)
+    width = max(len(r.beams) for r in steps)
+    parents = beam_parents(trace)
+    status = [[_beam_status(trace, s, b) for b in r.beams] for s, r in enumerate(steps)]
+    finals = final_beams(trace)
+    winner = next((list(f.path) for f in finals if f.winner), [])
+    columns = _tree_order(trace, parents)
+
+    # geometry: 800 px wide, a row per step (the prompt's row on top) that shrinks past the height cap
+    top, bottom = TITLE_IN + 0.05, 0.3 + _legend_room(5, 3)
+    left, right = 0.8, 0.25
+    tree_h = min(BEAM_ROW_IN * n + 2 * BEAM_MARGIN_IN, BEAM_TREE_MAX_IN)
+    row = (tree_h - 2 * BEAM_MARGIN_IN) / n  # inches between two steps' rows
+    plot_w = WIDTH - left - right
+    col = plot_w / width  # inches between two columns: the tree spans the plot at any beam count
+    root_x = (width - 1) / 2
+    xlim = (root_x - plot_w / col / 2, root_x + plot_w / col / 2)  # the tree centred (few beams leave room)
+    ylim = (n - 1 + BEAM_MARGIN_IN / row, -1 - BEAM_MARGIN_IN / row)
+    data = BeamTreeData(status=status, parents=parents, columns=columns, winner=winner, finals=finals, labels=[],
+                        root_x=root_x, dot=_beam_dot(row, col), size=(WIDTH, top + bottom + tree_h),
+                        margins=(left, right, top, bottom), xlim=xlim, ylim=ylim)  # fmt: skip
+
+    # the labels, best first: every token of the output's path, then where each other final hypothesis branches
+    # off the paths above it and its last token, then the rest of the runner-up's tokens
+    wanted: list[tuple[int, int, str]] = [(s, j, "winner") for s, j in winner]
+    seen = set(winner)
+    rest: list[tuple[int, int, str]] = []
+    for f in (f for f in finals if not f.winner):
+        own = [node for node in f.path if node not in seen]
+        if own:
+            wanted += [(*own[0], "final")] + ([(*own[-1], "final")] if len(own) > 1 else [])
+            if not rest:  # the runner-up: all its tokens
+                rest = [(*node, "final") for node in own[1:-1]]
+        seen.update(f.path)
+    wanted += rest
+    plot = (left, bottom, WIDTH - right, bottom + tree_h)
+    gap = data.gap
+    r = data.dot * 0.85 / 72  # a path node's dot (and its ring), in inches
+    keep_clear = [data.node_inches(s, j) for s, j in winner]
+    taken = [_label_box(data.to_inches(root_x, -1), "prompt", "right", gap)]
+    labels: list[BeamLabel] = []
+    for s, j, role in wanted:
+        text = short_label(token_label(steps[s].beams[j].token), BEAM_LABEL_CHARS)
+        at = data.node_inches(s, j)
+        row_dots = [data.node_inches(s, i) for i in range(len(steps[s].beams)) if i != j]
+        fits = []  # (dots the label would hide in its row, side, box)
+        for side in ("right", "left"):
+            box = _label_box(at, text, side, gap)
+            if box[0] < plot[0] or box[1] < plot[1] or box[2] > plot[2] or box[3] > plot[3]:
+                continue
+            if any(_overlaps(box, t, LABEL_SPACE_IN) for t in taken):
+                continue
+            if role != "winner" and any(_overlaps(box, (x - r, y - r, x + r, y + r)) for x, y in keep_clear):
+                continue
+            fits.append((sum(_overlaps(box, (x - r, y - r, x + r, y + r)) for x, y in row_dots), side, box))
+        if fits:
+            _, side, box = min(fits, key=lambda f: f[0])  # the side hiding fewer dots; the right on a tie
+            taken.append(box)
+            labels.append(BeamLabel(step=s, index=j, text=text, side=side, role=role, box=box))
+    return replace(data, labels=labels)
+
+
+def _others(n: int) -> str:
+    return {0: "no other final hypothesis", 1: "the other final hypothesis"}.get(n, f"the other {n} final hypotheses")
+
+
+def _beam_dot(row: float, col: float) -> float:
+    """A node's diameter in points: at most 9, and at most half the gap between rows or columns."""
+    return max(2.0, min(9.0, 0.5 * 72 * min(row, col)))
 
 
 def beam_tree_figure(trace: Trace) -> Figure:
-    """Every beam candidate at every step (x = step, y = rank among the step's candidates), joined to the beam it
-    extends; coloured by status (kept / finished / pruned); the winner's path drawn thick, its tokens labelled."""
+    """Beam search as a tree growing down from the prompt: a row per step, in it every candidate the step weighed,
+    grouped under the beam it extends (best first) and joined to it, so no two edges cross; coloured by status
+    (kept / finished / pruned). The output's path is drawn thick in red, the other final hypotheses' paths in
+    green, and only their tokens are labelled (`beam_tree_data` says which fit). 800 px wide at any beam count;
+    its height grows with the steps up to a cap (`BEAM_TREE_MAX_IN`); every label is drawn whole inside the plot."""
     if trace.strategy != "beam" or any(r.beams is None for r in trace.steps):
         return _empty("Beam search tree", "The beam tree is drawn for beam search runs: choose strategy = beam.")
     if not trace.steps:
         return _empty("Beam search tree", "No steps yet: run beam search to see its tree.")
-    nodes = _beam_nodes(trace)
-    winner = beam_winner_path(trace)
-    on_path = set(winner)
-    n = len(trace.steps)
-    width = max(len(r.beams) for r in trace.steps)
-    root_y = (width - 1) / 2
-    top, bottom = TITLE_IN / 2 + 0.1, AXIS_IN + _legend_room(4, 4)
-    fig = _figure(top + bottom + 0.4 + 0.36 * width, width=max(WIDTH, 0.75 * n + 2))
-    _place(fig, left=0.8, right=0.4, top=top, bottom=bottom)
+    d = beam_tree_data(trace)
+    steps = trace.steps
+    fig = _figure(d.size[1], width=d.size[0])
+    left, right, top, bottom = d.margins
+    _place(fig, left=left, right=right, top=top, bottom=bottom)
     ax = fig.subplots()
-    for s, row in enumerate(nodes):  # edges, the winner's on top
-        for j, (_, parent_idx) in enumerate(row):
-            if s > 0 and parent_idx is None:
-                continue
-            x0, y0 = (-1.0, root_y) if s == 0 else (s - 1.0, float(parent_idx))
-            win = (s, j) in on_path
-            ax.plot([x0, s], [y0, j], color=WINNER if win else "#cbd5e1", linewidth=3 if win else 1,
-                    zorder=2 if win else 1, gid="winner-edge" if win else "edge")  # fmt: skip
-    ax.scatter([-1.0], [root_y], marker="s", s=90, color="#374151", zorder=3)
-    ax.annotate("prompt", (-1.0, root_y), xytext=(0, -14), textcoords="offset points", ha="center", va="top",
-                fontsize=SMALL)  # fmt: skip
-    label_all = n <= 12 and width <= 8  # short, narrow runs: every kept or finished token is written out
+    ax.set_xlim(*d.xlim)
+    ax.set_ylim(*d.ylim)
+    n = len(steps)
+    dot = d.dot
+
+    # edges: every candidate to the beam it extends (the prompt at step 0), then the final paths, then the output's
+    final_nodes = {node for f in d.finals if not f.winner for node in f.path} - set(d.winner)
+    grey, green = [], []
+    for s, row_parents in enumerate(d.parents):
+        for j, p in enumerate(row_parents):
+            if s > 0 and p is None:
+                continue  # no kept parent recorded: nothing to join it to
+            segment = [d.node(s - 1, p or 0), d.node(s, j)]  # step -1: the prompt
+            (green if (s, j) in final_nodes else grey).append(segment)
+    thin = max(0.4, min(1.0, dot / 8))
+    ax.add_collection(LineCollection(grey, colors="#cbd5e1", linewidths=thin, zorder=1, gid="edge"), autolim=False)
+    ax.add_collection(LineCollection(green, colors=FINAL, linewidths=2 * thin + 0.4, alpha=0.8, zorder=2,
+                                     gid="final-edge"), autolim=False)  # fmt: skip
+    if d.winner:
+        xs, ys = zip(d.node(-1, 0), *(d.node(s, j) for s, j in d.winner))
+        ax.plot(xs, ys, color=WINNER, linewidth=3 * thin + 0.5, solid_capstyle="round", zorder=3, gid="winner-edge")
+
+    # nodes by status, the output's path circled
     for status in ("pruned", "kept", "finished"):
-        pts = [(s, j) for s, r in enumerate(trace.steps) for j, b in enumerate(r.beams) if _beam_status(trace, s, b) == status]
-        if not pts:
-            continue
-        ax.scatter([s for s, _ in pts], [j for _, j in pts], s=70 if status != "pruned" else 36,
-                   color=BEAM_COLORS[status], edgecolor="white", linewidth=0.8, zorder=4, label=status, gid=status)  # fmt: skip
-        for s, j in pts:
-            if (s, j) in on_path or (label_all and status != "pruned"):
-                b = trace.steps[s].beams[j]
-                above = s % 2 == 0  # neighbours alternate above and below
-                ax.annotate(short_label(token_label(b.token), 10), (s, j), xytext=(0, 8 if above else -8),
-                            textcoords="offset points", ha="center", va="bottom" if above else "top",
-                            fontsize=SMALL if (s, j) in on_path else SMALL - 1, family=TOKEN_FONT, parse_math=False,
-                            color=CHOSEN if (s, j) in on_path else "#374151", annotation_clip=False)  # fmt: skip
-    if winner:
-        ax.scatter([s for s, _ in winner], [j for _, j in winner], s=170, facecolor="none", edgecolor=WINNER,
-                   linewidth=2.2, zorder=5, label="winner", gid="winner")  # fmt: skip
-    ax.set_xlim(-1.6, n - 0.4)
-    ax.set_ylim(width - 0.4, -0.9)
-    ax.set_xlabel("step", fontsize=SMALL)
-    ax.set_ylabel("rank at step", fontsize=SMALL)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=min(n, 16)))
-    ax.yaxis.set_major_locator(MaxNLocator(integer=True, nbins=min(width, 10)))
+        pts = [d.node(s, j) for s, row_status in enumerate(d.status) for j, st in enumerate(row_status) if st == status]
+        size = (dot * (0.7 if status == "pruned" else 1.0)) ** 2
+        ax.scatter([x for x, _ in pts], [y for _, y in pts], s=size, color=BEAM_COLORS[status], edgecolor="white",
+                   linewidth=0.5 if dot > 4 else 0, zorder=4, label=status, gid=status)  # fmt: skip
+    ax.scatter([d.root_x], [-1.0], marker="s", s=max(dot, 6) ** 2, color="#374151", zorder=4, gid="prompt")
+    if d.winner:
+        ax.scatter(*zip(*(d.node(s, j) for s, j in d.winner)), s=(dot * 1.7) ** 2, facecolor="none",
+                   edgecolor=WINNER, linewidth=1.8 if dot > 5 else 1.0, zorder=5, gid="winner")  # fmt: skip
+
+    # labels: monospace, whole, each on its white box (one collection) so the lines behind never cross the letters
+    right_of = offset_copy(ax.transData, fig=fig, x=d.gap, y=0, units="points")
+    left_of = offset_copy(ax.transData, fig=fig, x=-d.gap, y=0, units="points")
+    ax.text(d.root_x, -1.0, "prompt", transform=right_of, ha="left", va="center", fontsize=SMALL, color="#374151",
+            clip_on=False, gid="prompt-label")  # fmt: skip
+    boxes = [Rectangle((b[0], b[1]), b[2] - b[0], b[3] - b[1]) for b in (label.box for label in d.labels)]
+    ax.add_collection(PatchCollection(boxes, facecolors="white", edgecolors="none", transform=fig.dpi_scale_trans,
+                                      zorder=5.5, clip_on=False, gid="label-boxes"), autolim=False)  # fmt: skip
+    for label in d.labels:
+        win = label.role == "winner"
+        right = label.side == "right"
+        ax.text(*d.node(label.step, label.index), label.text, transform=right_of if right else left_of,
+                ha="left" if right else "right", va="center", fontsize=SMALL, family=TOKEN_FONT, parse_math=False,
+                color=CHOSEN if win else FINAL, fontweight="bold" if win else "normal", clip_on=False, zorder=6,
+                gid=f"{label.role}-label")  # fmt: skip
+
+    ax.set_xlabel("each step's candidates, grouped under the beam they extend, best first", fontsize=SMALL)
+    ax.set_ylabel("step", fontsize=SMALL)
+    ax.set_xticks([])
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True, nbins=min(n, 12), min_n_ticks=1))
+    ax.set_yticks([t for t in ax.get_yticks() if 0 <= t < n])
     ax.tick_params(labelsize=SMALL)
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
-    note = "" if winner else " (no finished winner among the candidates)"
-    score = f" · beam score {trace.beam_score:.3f}" if trace.beam_score is not None else ""
-    ax.set_title(f"Beam search: {trace.config.num_beams} beams, {n} steps{score}{note}", fontsize=FONT, loc="left")
-    _legend(fig, ax.collections[1:], 4)
+
+    note = "" if d.winner else " (no finished winner among the candidates)"
+    score = f" · the output's score {trace.beam_score:.3f}" if trace.beam_score is not None else ""
+    k = trace.config.num_beams
+    ax.set_title(f"Beam search: {k} beam{'s' * (k != 1)}, {n} step{'s' * (n != 1)}{score}{note}\n"
+                 f"red: the output's path · green: {_others(len(d.finals) - bool(d.winner))}",
+                 fontsize=FONT, loc="left", parse_math=False)  # fmt: skip
+    dots = [("kept (a running beam)", "kept", 8), ("finished", "finished", 8), ("pruned", "pruned", 6)]
+    handles = [
+        Line2D([], [], color=WINNER, linewidth=3, label="the output's path"),
+        Line2D([], [], color=FINAL, linewidth=2, label="other final hypotheses"),
+        *(Line2D([], [], linestyle="none", marker="o", markersize=size, color=BEAM_COLORS[status], label=label)
+          for label, status, size in dots),
+    ]
+    _legend(fig, handles, 3)
     return fig

@@ -7,6 +7,8 @@ Everything here is a pure function of `records` objects (StepRecord, Trace) and 
     step_table         the notebook's step table: one row per step, the chosen token, the top choices (display)
     step_table_data    the same rows as data: whole input, real tokens, numeric probabilities (the CSV)
     compare_html       one card per strategy: continuation, log-probability, perplexity, speed, finish reason
+    final_beams        beam search's final hypotheses (generate()'s returned sequences), best first, with their paths
+    final_beams_table  the same as a table: rank, text, length, score, sum log-probability, winner
     trace_json         the full export of one or more traces
 
 Every string the model or the user produced (prompt, tokens, model names, errors) is passed through
@@ -22,7 +24,8 @@ import html
 import json
 import math
 import unicodedata
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
 
 import pandas as pd
 
@@ -36,6 +39,10 @@ __all__ = [
     "step_table_csv",
     "step_table_data",
     "compare_html",
+    "FinalBeam",
+    "beam_parents",
+    "final_beams",
+    "final_beams_table",
     "chart_legend_html",
     "trace_json",
 ]
@@ -298,6 +305,113 @@ def compare_html(traces: Mapping[str, Trace]) -> str:
         f'<div class="dp-cards" style="display:flex;flex-wrap:wrap;gap:10px">{cards}</div>'
         f"{_legend_html('probability of each token under the model (raw)')}</div>"
     )
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Beam search's final hypotheses
+
+
+def beam_parents(trace: Trace) -> list[list[int | None]]:
+    """Per step, per beam candidate: the index (in the previous step's `beams`) of the running beam it extends;
+    None at step 0 (it extends the prompt) or when no kept candidate of the previous step has its `parent` slot."""
+    out: list[list[int | None]] = []
+    prev: dict[int, int] = {}  # running-beam slot -> its index in the previous step's beams
+    for record in trace.steps:
+        beams = record.beams or []
+        out.append([prev.get(b.parent) if out else None for b in beams])
+        prev = {b.beam: j for j, b in enumerate(beams) if b.status == "kept" and b.beam is not None}
+    return out
+
+
+@dataclass(frozen=True)
+class FinalBeam:
+    """One hypothesis beam search returns (one row of generate()'s `sequences` with num_return_sequences=num_beams)."""
+
+    rank: int  # 1 = the output (generate()'s sequences[0])
+    path: list[tuple[int, int]]  # its nodes as (step, index in that step's beams), from step 0
+    token_ids: list[int]
+    tokens: list[str]
+    score: float  # generate()'s sequences_scores: sum_logprob / len(token_ids) ** length_penalty
+    sum_logprob: float  # the sum of its tokens' log-probabilities as beam search scored them (penalised)
+    finished: bool  # False only for a running beam of a run stopped before any hypothesis finished
+    winner: bool  # its tokens are the trace's: the text the run produced
+
+    @property
+    def step(self) -> int:
+        """The step of its last token."""
+        return self.path[-1][0]
+
+
+def _path(parents: list[list[int | None]], step: int, index: int) -> list[tuple[int, int]] | None:
+    path = [(step, index)]
+    for s in range(step, 0, -1):
+        index = parents[s][index]
+        if index is None:
+            return None  # a broken record: no kept parent to extend
+        path.append((s - 1, index))
+    return path[::-1]
+
+
+def final_beams(trace: Trace) -> list[FinalBeam]:
+    """Beam search's final hypotheses, best first: generate()'s returned sequences for num_return_sequences =
+    num_beams. A candidate recorded as "finished" entered the set of num_beams best finished hypotheses when it
+    ended; a later, better one may push it out, and that set, by length-penalised score, is what generate()
+    returns. A run stopped before any hypothesis finished returns its running beams instead (finished=False, each
+    scored as if it ended now). Empty for a trace with no beam records."""
+    if not trace.steps or any(r.beams is None for r in trace.steps):
+        return []
+    parents = beam_parents(trace)
+    ended = [(b.normalized_score, s, j) for s, r in enumerate(trace.steps) for j, b in enumerate(r.beams)
+             if b.status == "finished" and b.normalized_score is not None]  # fmt: skip
+    ended.sort(key=lambda e: (-e[0], e[1], e[2]))  # earlier entries win ties, as in the finished set's merge
+    finished = bool(ended)
+    if finished:
+        chosen = [(s, j) for _, s, j in ended[: trace.config.num_beams]]
+    else:  # stopped early: the running beams, best first
+        last = len(trace.steps) - 1
+        kept = [(b.beam, j) for j, b in enumerate(trace.steps[last].beams) if b.status == "kept" and b.beam is not None]
+        chosen = [(last, j) for _, j in sorted(kept)]
+    out: list[FinalBeam] = []
+    for s, j in chosen:
+        path = _path(parents, s, j)
+        if path is None:
+            continue
+        beams = [trace.steps[ps].beams[pj] for ps, pj in path]
+        end = beams[-1]
+        score = end.normalized_score if finished else end.score / len(path) ** trace.steps[s].config.length_penalty
+        ids = [b.token_id for b in beams]
+        out.append(FinalBeam(rank=len(out) + 1, path=path, token_ids=ids, tokens=[b.token for b in beams],
+                             score=float(score), sum_logprob=float(end.score), finished=finished,
+                             winner=False))  # fmt: skip
+    win = next((i for i, f in enumerate(out) if f.token_ids == list(trace.token_ids)), None)
+    if win is not None:
+        out[win] = replace(out[win], winner=True)
+    return out
+
+
+FINAL_BEAMS_COLUMNS = ["Rank", "Winner", "Text", "Tokens", "Score", "Sum log-prob", "Finished"]
+
+
+def final_beams_table(trace: Trace, decode: Callable[[list[int]], str] | None = None) -> pd.DataFrame:
+    """One row per final hypothesis (`final_beams`), best first: `Rank` (1 = the output), `Winner` (True on the
+    row whose tokens the run produced), `Text` (`decode(token_ids)` when given, e.g. `engine.decode`, which skips
+    special tokens; otherwise its tokens joined as the model wrote them), `Tokens` (its length), `Score`
+    (generate()'s sequences_scores: sum log-prob / length ** length_penalty), `Sum log-prob` (as beam search
+    scored it: with the repetition penalty, when set) and `Finished` (False for a stopped run's running beams).
+    Numbers stay numbers: formatting is the page's job."""
+    rows = [
+        {
+            "Rank": f.rank,
+            "Winner": f.winner,
+            "Text": decode(f.token_ids) if decode is not None else "".join(f.tokens),
+            "Tokens": len(f.token_ids),
+            "Score": f.score,
+            "Sum log-prob": f.sum_logprob,
+            "Finished": f.finished,
+        }
+        for f in final_beams(trace)
+    ]
+    return pd.DataFrame(rows, columns=FINAL_BEAMS_COLUMNS)
 
 
 _MARKS = {  # how a legend entry's swatch is drawn, by mark

@@ -10,11 +10,12 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 from matplotlib.text import Text
 
-from playground import plots
+from playground import plots, views
 from playground.config import DecodingConfig
 from playground.records import Candidate
 
@@ -304,6 +305,49 @@ def test_knobs_panels_colour_what_each_knob_keeps(session):
 # -- beam tree ----------------------------------------------------------------------------------------------
 
 
+def drawn_texts(fig: Figure) -> list[Text]:
+    """Every text the renderer draws: visible, not empty, and for tick labels only those of ticks in view."""
+    skipped = set()
+    for ax in fig.axes:
+        for axis, (lo, hi) in ((ax.xaxis, sorted(ax.get_xlim())), (ax.yaxis, sorted(ax.get_ylim()))):
+            for tick in axis.get_major_ticks() + axis.get_minor_ticks():
+                if not lo - 1e-9 <= tick.get_loc() <= hi + 1e-9:
+                    skipped.update({id(tick.label1), id(tick.label2)})
+    return [t for t in fig.findobj(Text) if t.get_visible() and t.get_text() and id(t) not in skipped]
+
+
+def rendered(fig: Figure):
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return canvas.get_renderer()
+
+
+COLUMN_PX = plots.WIDTH * plots.DPI  # the page's main column, which shows a figure 1:1
+
+
+def texts_outside(fig: Figure) -> list[str]:
+    """The drawn texts (or their boxes) that extend past the figure's edge, or past the 800 px the page's column
+    shows: cut off on the page."""
+    renderer = rendered(fig)
+    right = min(fig.bbox.x1, COLUMN_PX)
+    out = []
+    for t in drawn_texts(fig):
+        extents = [t.get_window_extent(renderer)]
+        if t.get_bbox_patch() is not None:
+            extents.append(t.get_bbox_patch().get_window_extent(renderer))
+        if any(e.x0 < -0.5 or e.y0 < -0.5 or e.x1 > right + 0.5 or e.y1 > fig.bbox.y1 + 0.5 for e in extents):
+            out.append(t.get_text())
+    return out
+
+
+@pytest.fixture(scope="module")
+def beam_runs(tiny_engine):
+    """20-token beam runs at 4, 8 and 16 beams (the app allows up to 16)."""
+    ids = tiny_engine.encode("Once upon a time", chat=False)
+    return {k: tiny_engine.generate(ids, DecodingConfig(strategy="beam", num_beams=k, max_new_tokens=20))
+            for k in (4, 8, 16)}  # fmt: skip
+
+
 def test_beam_tree_winner_path_is_the_traces_tokens(beam_trace):
     path = plots.beam_winner_path(beam_trace)
     assert [s for s, _ in path] == list(range(len(beam_trace.token_ids)))
@@ -312,8 +356,11 @@ def test_beam_tree_winner_path_is_the_traces_tokens(beam_trace):
         parent = beam_trace.steps[s].beams[j]
         assert parent.status == "kept" and parent.beam == beam_trace.steps[s_next].beams[j_next].parent
     fig = plots.beam_tree_figure(beam_trace)
+    d = plots.beam_tree_data(beam_trace)
     (winner,) = by_gid(fig, "winner")
-    assert [tuple(p) for p in winner.get_offsets()] == [(float(s), float(j)) for s, j in path]
+    assert [tuple(p) for p in winner.get_offsets()] == [d.node(s, j) for s, j in path]
+    (line,) = by_gid(fig, "winner-edge")  # from the prompt through every node of the path
+    assert list(zip(line.get_xdata(), line.get_ydata())) == [(d.root_x, -1.0)] + [d.node(s, j) for s, j in path]
 
 
 def test_beam_tree_draws_every_candidate_by_status(beam_trace):
@@ -322,9 +369,72 @@ def test_beam_tree_draws_every_candidate_by_status(beam_trace):
     assert sum(counts.values()) == sum(len(r.beams) for r in beam_trace.steps)
     assert counts["kept"] == sum(b.status == "kept" for r in beam_trace.steps[:-1] for b in r.beams)
     assert counts["finished"] >= 1
-    edges = by_gid(fig, "edge") + by_gid(fig, "winner-edge")
-    assert len(edges) == sum(counts.values())  # one edge into every candidate
-    assert len(by_gid(fig, "winner-edge")) == len(beam_trace.token_ids)
+    (edges,) = by_gid(fig, "edge")
+    (final_edges,) = by_gid(fig, "final-edge")
+    assert len(edges.get_segments()) + len(final_edges.get_segments()) == sum(counts.values())  # one into each
+
+
+def test_beam_tree_is_an_ordered_tree_whose_edges_never_cross(beam_runs):
+    """Each step's candidates sit grouped under the beam they extend, so the drawing has no crossing edges."""
+    trace = beam_runs[16]
+    d = plots.beam_tree_data(trace)
+    for s in range(1, len(trace.steps)):
+        edges = sorted((d.columns[s][j], d.columns[s - 1][p]) for j, p in enumerate(d.parents[s]) if p is not None)
+        assert [parent for _, parent in edges] == sorted(parent for _, parent in edges)  # parents in child order
+        assert sorted(d.columns[s]) == list(range(len(trace.steps[s].beams)))
+
+
+@pytest.mark.parametrize("num_beams", [4, 8, 16])
+def test_beam_tree_never_cuts_a_label(beam_runs, num_beams):
+    """The issue: at 16 beams the tree was a 1,637 px tangle whose late labels were cut at the column's edge.
+    Every text drawn must lie inside the figure and the page's 800 px column, every token label inside the plot,
+    and no two labels overlap."""
+    trace = beam_runs[num_beams]
+    fig = plots.beam_tree_figure(trace)
+    assert texts_outside(fig) == []
+    renderer = rendered(fig)
+    labels = by_gid(fig, "winner-label") + by_gid(fig, "final-label")
+    plot = fig.axes[0].get_window_extent(renderer)
+    boxes = [t.get_window_extent(renderer) for t in labels]
+    for t, box in zip(labels, boxes):
+        assert plot.x0 <= box.x0 and box.x1 <= plot.x1 and plot.y0 <= box.y0 and box.y1 <= plot.y1, t.get_text()
+        assert t.get_fontsize() >= 12 and t.get_fontfamily() == [plots.TOKEN_FONT]
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1 :]:
+            assert not a.overlaps(b), "two labels overlap"
+
+
+@pytest.mark.parametrize("num_beams", [4, 8, 16])
+def test_beam_tree_labels_the_whole_winner_path_and_only_the_best_paths(beam_runs, num_beams):
+    trace = beam_runs[num_beams]
+    fig = plots.beam_tree_figure(trace)
+    d = plots.beam_tree_data(trace)
+    drawn = {(t.get_position(), t.get_text()) for t in by_gid(fig, "winner-label")}
+    label = lambda token: plots.short_label(plots.token_label(token), plots.BEAM_LABEL_CHARS)  # noqa: E731
+    expected = {(d.node(s, j), label(trace.steps[s].beams[j].token)) for s, j in plots.beam_winner_path(trace)}
+    assert len(expected) == len(trace.token_ids) and drawn == expected  # every token of the output, on its node
+    best = {node for f in views.final_beams(trace) for node in f.path}
+    finals = [(label.step, label.index) for label in d.labels if label.role == "final"]
+    assert finals and set(finals) <= best  # the other labels lie on final hypotheses' paths
+    assert len(by_gid(fig, "final-label")) == len(finals)
+    unlabelled = sum(len(r.beams) for r in trace.steps) - len(d.labels)
+    assert unlabelled > len(d.labels)  # most nodes are plain dots
+
+
+def test_beam_tree_is_800_px_wide_and_its_height_is_capped(tiny_engine, beam_runs):
+    """The figure keeps the page's width at any beam count, and grows with the steps only up to a cap."""
+    ids = tiny_engine.encode("Once upon a time", chat=False)
+    short = tiny_engine.generate(ids, DecodingConfig(strategy="beam", num_beams=16, max_new_tokens=4))
+    long = tiny_engine.generate(ids, DecodingConfig(strategy="beam", num_beams=16, max_new_tokens=64))
+    assert len(long.steps) == 64
+    sizes = {k: tuple(plots.beam_tree_figure(t).get_size_inches() * plots.DPI) for k, t in beam_runs.items()}
+    heights = [plots.beam_tree_figure(t).get_size_inches()[1] * plots.DPI for t in (short, beam_runs[16], long)]
+    assert {w for w, _ in sizes.values()} == {800}
+    assert len({h for _, h in sizes.values()}) == 1  # more beams: the same size, denser rows
+    assert heights[0] < heights[1] < heights[2] <= 1000  # grows gently with the steps, capped
+    fig = plots.beam_tree_figure(long)
+    assert texts_outside(fig) == []
+    assert len(by_gid(fig, "winner-label")) >= len(long.token_ids) // 2  # rows close up: labels thin out
 
 
 def test_beam_tree_handles_empty_and_non_beam_traces(beam_trace, session):
@@ -332,6 +442,20 @@ def test_beam_tree_handles_empty_and_non_beam_traces(beam_trace, session):
     assert any("No steps yet" in t for t in texts(plots.beam_tree_figure(empty)))
     assert any("beam search runs" in t for t in texts(plots.beam_tree_figure(session.trace())))
     assert plots.beam_winner_path(session.trace()) == []
+
+
+def test_beam_tree_of_a_stopped_run_and_of_one_beam(tiny_engine):
+    ids = tiny_engine.encode("Once upon a time", chat=False)
+    session = tiny_engine.start(ids, DecodingConfig(strategy="beam", num_beams=5, max_new_tokens=12))
+    session.step()
+    session.step()
+    stopped = session.trace()  # no hypothesis finished yet: the best running beam is the output
+    path = plots.beam_winner_path(stopped)
+    assert [stopped.steps[s].beams[j].token_id for s, j in path] == stopped.token_ids
+    one = tiny_engine.generate(ids, DecodingConfig(strategy="beam", num_beams=1, max_new_tokens=6))
+    for trace in (stopped, one):
+        fig = plots.beam_tree_figure(trace)
+        assert texts_outside(fig) == [] and len(by_gid(fig, "winner-label")) == len(trace.token_ids)
 
 
 # -- the seed notebooks' figures, live on the embedded model -----------------------------------------------------

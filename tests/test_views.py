@@ -222,6 +222,118 @@ def test_compare_html_escapes_model_labels_and_notices(comparison):
     assert "Nothing to compare" in compare_html({})
 
 
+# -- beam search's final hypotheses -------------------------------------------------------------------------
+
+
+def reference_beams(engine, ids: list[int], config: DecodingConfig) -> tuple[list[list[int]], list[float]]:
+    """generate()'s returned hypotheses for num_return_sequences = num_beams: their generated tokens (cut at each
+    one's own length by the caller) and sequences_scores, best first."""
+    import torch
+
+    with torch.no_grad():
+        out = engine.model.generate(
+            torch.tensor([ids]), max_new_tokens=config.max_new_tokens, num_beams=config.num_beams,
+            num_return_sequences=config.num_beams, length_penalty=config.length_penalty, do_sample=False,
+            output_scores=True, return_dict_in_generate=True,
+        )  # fmt: skip
+    return [row[len(ids) :].tolist() for row in out.sequences], out.sequences_scores.tolist()
+
+
+@pytest.fixture(scope="module")
+def eos_engine(tiny_model_dir):
+    """The tiny model with its end-of-text token made likely, so hypotheses finish at different steps and later,
+    better ones push earlier ones out of the finished set: the bookkeeping `final_beams` must follow."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from playground.engine import Engine
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    with torch.no_grad():
+        ids = tokenizer("The quick brown fox", return_tensors="pt").input_ids
+        direction = model.model(ids).last_hidden_state[0].mean(0)  # (H,) what the prompt's states share
+        model.lm_head.weight[tokenizer.eos_token_id] += direction / direction.norm()
+    return Engine(model, tokenizer, name="tiny-eos")
+
+
+@pytest.mark.parametrize("num_beams, length_penalty", [(4, 1.0), (8, 0.6), (16, 1.0)])
+def test_final_beams_are_generates_returned_sequences(tiny_engine, num_beams, length_penalty):
+    """Guards the table beside the beam tree: its rows are generate()'s num_return_sequences = num_beams outputs,
+    in its order, with its sequences_scores; the best is the trace's own tokens and beam score."""
+    ids = tiny_engine.encode("The quick brown fox", chat=False)
+    config = DecodingConfig(strategy="beam", num_beams=num_beams, length_penalty=length_penalty, max_new_tokens=20)
+    trace = tiny_engine.generate(ids, config)
+    sequences, scores = reference_beams(tiny_engine, ids, config)
+    table = views.final_beams_table(trace)
+    assert list(table.columns) == views.FINAL_BEAMS_COLUMNS
+    assert table["Rank"].tolist() == list(range(1, num_beams + 1))
+    assert table["Score"].tolist() == pytest.approx(scores, abs=1e-4)
+    assert table["Score"].is_monotonic_decreasing
+    for f, seq in zip(views.final_beams(trace), sequences):
+        assert f.token_ids == seq[: len(f.token_ids)]
+    best = table.iloc[0]
+    assert best["Winner"] and table["Winner"].sum() == 1
+    assert best["Score"] == pytest.approx(trace.beam_score) and best["Tokens"] == len(trace.token_ids)
+    assert views.final_beams(trace)[0].token_ids == trace.token_ids
+    unnormalised = table["Score"] * table["Tokens"] ** length_penalty
+    assert table["Sum log-prob"].tolist() == pytest.approx(unnormalised.tolist())
+    assert table["Finished"].all()
+    assert table["Score"].dtype.kind == "f" and table["Tokens"].dtype.kind == "i"  # numbers stay numbers
+
+
+@pytest.mark.parametrize("num_beams", [4, 8, 16])
+def test_final_beams_follow_early_finishes_and_pushed_out_hypotheses(eos_engine, num_beams):
+    """Hypotheses that end early at end-of-text, and ones a better hypothesis later pushes out of the finished set,
+    must leave the table exactly as generate() returns them."""
+    ids = eos_engine.encode("The quick brown fox", chat=False)
+    config = DecodingConfig(strategy="beam", num_beams=num_beams, max_new_tokens=20)
+    trace = eos_engine.generate(ids, config)
+    sequences, scores = reference_beams(eos_engine, ids, config)
+    finals = views.final_beams(trace)
+    entered = sum(b.status == "finished" for r in trace.steps for b in r.beams)
+    assert entered > num_beams and any(f.step < config.max_new_tokens - 1 for f in finals)  # the fixture's point
+    assert [f.score for f in finals] == pytest.approx(scores, abs=1e-4)
+    for f, seq in zip(finals, sequences):
+        assert f.token_ids == seq[: len(f.token_ids)]
+        assert f.token_ids[-1] in eos_engine.vocab.eos_ids or len(f.token_ids) == config.max_new_tokens
+    assert finals[0].winner and finals[0].token_ids == trace.token_ids
+    text = views.final_beams_table(trace, decode=eos_engine.decode)["Text"].tolist()
+    assert text == [eos_engine.decode(f.token_ids) for f in finals]  # special tokens skipped
+    assert text[0] == trace.text
+
+
+def test_final_beams_table_text_joins_tokens_with_real_spaces(comparison):
+    trace = comparison["beam"]
+    table = views.final_beams_table(trace)
+    best = views.final_beams(trace)[0]
+    assert table["Text"].iloc[0] == "".join(trace.token_strings) == "".join(best.tokens)
+    assert all(len(f.path) == len(f.token_ids) for f in views.final_beams(trace))
+
+
+def test_final_beams_of_a_stopped_run_are_its_running_beams(tiny_engine):
+    """A run stopped before any hypothesis finished reports its best running beam: the table lists the running
+    beams, that one first, marked unfinished and scored as if they ended now."""
+    ids = tiny_engine.encode("Once upon a time", chat=False)
+    session = tiny_engine.start(ids, DecodingConfig(strategy="beam", num_beams=3, max_new_tokens=12))
+    for _ in range(4):
+        session.step()
+    trace = session.trace()
+    assert trace.finish_reason == "stopped" and trace.beam_score is None
+    table = views.final_beams_table(trace)
+    assert len(table) == 3 and not table["Finished"].any()
+    assert table["Winner"].tolist() == [True, False, False]
+    assert views.final_beams(trace)[0].token_ids == trace.token_ids
+    assert table["Score"].tolist() == pytest.approx((table["Sum log-prob"] / 4).tolist())
+    assert table["Score"].is_monotonic_decreasing
+
+
+def test_final_beams_of_non_beam_runs_are_empty(sampled):
+    assert views.final_beams(sampled.trace()) == []
+    table = views.final_beams_table(sampled.trace())
+    assert table.empty and list(table.columns) == views.FINAL_BEAMS_COLUMNS
+
+
 # -- JSON ---------------------------------------------------------------------------------------------------
 
 
