@@ -120,7 +120,7 @@ def _token_span(
     )
 
 
-def step_alternatives(record: StepRecord, n_alternatives: int = 8) -> dict:
+def step_alternatives(record: StepRecord, n_alternatives: int = 5) -> dict:
     """What a token's popover shows: a heading (the step, the token, forced or not), the entropy, and the top
     alternatives by the model's probability as rows [token, model %, after-knobs %, which knob cut it, chosen]."""
     rows = [
