@@ -581,7 +581,7 @@ def test_hosted_mode_caps_compare(hosted, monkeypatch):
     ui = hosted
     warnings = []
     monkeypatch.setattr(gr, "Warning", lambda msg, *a, **k: warnings.append(msg))
-    *_, (result, _cards, _tree) = ui.on_compare(*_controls(ui, max_new_tokens=999, num_beams=16), 8)
+    *_, (result, _cards, _tree, _beams) = ui.on_compare(*_controls(ui, max_new_tokens=999, num_beams=16), 8)
     assert set(result) == {"greedy", "beam", "sample", "sample 2"}  # 8 samples asked, 2 allowed
     assert all(r["n_steps"] <= 6 for r in result.values())
     assert any("Samples are capped at 2" in w for w in warnings)

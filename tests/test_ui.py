@@ -148,10 +148,12 @@ def test_inspect_selects_a_step(app):
 
 def test_compare_streams_and_matches_generate(app, tiny_engine):
     updates = list(ui.on_compare(**controls(), num_samples=2))
-    result, cards, tree = updates[-1]
+    result, cards, tree, beams = updates[-1]
     assert set(result) == {"greedy", "beam", "sample", "sample 2"}
     assert result["greedy"]["token_ids"] == expected_ids(tiny_engine, strategy="greedy")
     assert "greedy" in cards and tree is not None
+    assert len(beams) == 3 and beams["Winner"].iloc[0]  # the final beams, best (the output) first
+    assert beams["Text"].iloc[0] == tiny_engine.decode(result["beam"]["token_ids"])
 
 
 def test_permalink_replays_the_run_token_for_token(app):

@@ -263,12 +263,10 @@ def on_load_model(state, model, progress=gr.Progress()) -> tuple:
 # Compare and teaching handlers
 
 
-
-
 def on_compare(prompt, model, chat, system, strategy, temperature, top_k, top_p, min_p, repetition_penalty,
                num_beams, length_penalty, max_new_tokens, top_n, seed, num_samples=2) -> Iterator[tuple]:  # fmt: skip
     """Greedy, beam and `num_samples` sampled runs side by side, streamed per step.
-    Yields (result, cards html, beam tree figure)."""
+    Yields (result, cards html, beam tree figure, final beams table); the tree and the table come at the end."""
     try:
         config = make_config("sample", temperature, top_k, top_p, min_p, repetition_penalty, num_beams,
                              length_penalty, max_new_tokens, top_n, seed)  # fmt: skip
@@ -286,9 +284,11 @@ def on_compare(prompt, model, chat, system, strategy, temperature, top_k, top_p,
             step += 1
             if step % 4 == 0:  # stream every few steps: the cards are cheap, the tree less so
                 traces = comparison.traces()
-                yield compare_result(traces), views.compare_html(traces), gr.skip()
+                yield compare_result(traces), views.compare_html(traces), gr.skip(), gr.skip()
         traces = comparison.traces()
-        yield compare_result(traces), views.compare_html(traces), *rendered(plots.beam_tree_figure(traces["beam"]))
+        beams = views.final_beams_table(traces["beam"], decode=engine.decode).round({"Score": 4, "Sum log-prob": 3})
+        yield (compare_result(traces), views.compare_html(traces), *rendered(plots.beam_tree_figure(traces["beam"])),
+               beams)  # fmt: skip
     except Exception as e:  # noqa: BLE001
         raise friendly(e) from e
 

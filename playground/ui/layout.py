@@ -302,7 +302,14 @@ def build_demo(policy: HostingPolicy | None = None) -> gr.Blocks:
                                     compare_btn = gr.Button("Compare", variant="primary", elem_id="dp-compare")
                                     compare_stop = gr.Button("Stop", variant="stop")
                         compare_cards = gr.HTML("", elem_id="dp-compare-cards")
-                        beam_plot = gr.Plot(label="Beam search tree", elem_id="dp-beam-tree", format=PLOT_FORMAT, show_label=False)
+                        # side by side where the page is wide enough for the 800 px tree and the table, else stacked
+                        with gr.Row(equal_height=False):
+                            with gr.Column(scale=3, min_width=800):
+                                beam_plot = gr.Plot(label="Beam search tree", elem_id="dp-beam-tree", format=PLOT_FORMAT,
+                                                    show_label=False)  # fmt: skip
+                            with gr.Column(scale=2, min_width=320):
+                                final_beams = gr.Dataframe(label="Final beams (what generate() returns, best first)",
+                                                           interactive=False, wrap=True, elem_id="dp-final-beams")  # fmt: skip
                         compare_result = gr.JSON(visible=False)
 
                     with gr.Tab("Knobs", id="teach"):
@@ -323,7 +330,7 @@ def build_demo(policy: HostingPolicy | None = None) -> gr.Blocks:
         step_out = [result, text_html, dist_plot, table, traj_plot, status, inspect, candidates, permalink, state]
         page_out = [*step_out, step_btn, step_n_btn, run_btn, end_note, carry_btn, force_btn]  # page.RUN_CONTROLS
         one = gr.Number(1, visible=False)
-        compare_out = [compare_result, compare_cards, beam_plot]
+        compare_out = [compare_result, compare_cards, beam_plot, final_beams]
         explore_in = [state, *controls, temps]
         explore_out = [temp_plot, knobs_plot, explore_status, state]
 
