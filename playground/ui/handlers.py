@@ -29,6 +29,7 @@ from .shared import DEFAULT_MODEL
 from .state import CONTROLS, PlaygroundState, UserError, as_int, friendly, make_config, prepare
 
 STREAM_CHART_EVERY_S = 0.5  # a streamed run redraws the distribution chart at most this often
+FINAL_BEAMS_COLUMNS = ["Rank", "Score", "Tokens", "Text", "Sum log-prob", "Finished", "Winner"]  # as shown
 
 
 
@@ -287,6 +288,7 @@ def on_compare(prompt, model, chat, system, strategy, temperature, top_k, top_p,
                 yield compare_result(traces), views.compare_html(traces), gr.skip(), gr.skip()
         traces = comparison.traces()
         beams = views.final_beams_table(traces["beam"], decode=engine.decode).round({"Score": 4, "Sum log-prob": 3})
+        beams = beams[FINAL_BEAMS_COLUMNS]  # the score beside the rank, the long text after it
         yield (compare_result(traces), views.compare_html(traces), *rendered(plots.beam_tree_figure(traces["beam"])),
                beams)  # fmt: skip
     except Exception as e:  # noqa: BLE001

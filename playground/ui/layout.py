@@ -309,7 +309,9 @@ def build_demo(policy: HostingPolicy | None = None) -> gr.Blocks:
                                                     show_label=False)  # fmt: skip
                             with gr.Column(scale=2, min_width=320):
                                 final_beams = gr.Dataframe(label="Final beams (what generate() returns, best first)",
-                                                           interactive=False, wrap=True, elem_id="dp-final-beams")  # fmt: skip
+                                                           interactive=False, wrap=True, elem_id="dp-final-beams",
+                                                           column_widths=["64px", "84px", "76px", "360px", "120px",
+                                                                          "90px", "84px"])  # fmt: skip
                         compare_result = gr.JSON(visible=False)
 
                     with gr.Tab("Knobs", id="teach"):
