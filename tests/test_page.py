@@ -107,7 +107,8 @@ def test_the_step_table_shows_the_chosen_token_without_scrolling_and_exports_num
 
 def test_compare_has_its_own_settings(app_url, page_factory):
     """Compare used the Step tab's sliders, greyed out by its strategy radio: comparing 8 beams against samples
-    at T 1.2 meant flipping the radio back and forth. Its own sliders work whatever the Step tab's strategy."""
+    at T 1.2 meant flipping the radio back and forth. Its own sliders work whatever the Step tab's strategy, and
+    the final beams' table stands beside the tree."""
     page = _open(page_factory, app_url)
     page.get_by_label("greedy").check()
     page.get_by_label("Prompt").fill("The quick brown fox")
@@ -121,6 +122,10 @@ def test_compare_has_its_own_settings(app_url, page_factory):
     page.wait_for_selector("#dp-beam-tree img")
     cards = page.inner_text("#dp-compare-cards")
     assert "8 beams" in cards and "T=1.2" in cards, cards
+    # beside the tree, the final beams: as many as beams, the output first
+    rows = "Number(document.querySelector('#dp-final-beams [role=grid]').getAttribute('aria-rowcount')) - 1"
+    page.wait_for_function(f"{rows} === 8")
+    assert page.locator("#dp-final-beams thead th").first.inner_text().strip() == "Rank"
     page.close()
 
 
