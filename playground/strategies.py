@@ -165,7 +165,6 @@ class SingleLane:
     """Greedy or sampled decoding of one row. Settings may change from one step to the next."""
 
     n_rows = 1
-    crop_rewind = True  # its one row is never reordered, so rewinding is a cache crop
 
     def __init__(self, label: str, config: DecodingConfig, prompt_ids: torch.Tensor, vocab: Vocab):
         if config.strategy == "beam":
@@ -268,8 +267,6 @@ class BeamLane:
     Tensors keep generate()'s shapes with the batch dimension of 1: running beams (1, B, ...), the 2B best
     continuations of a step (1, 2B, ...), finished hypotheses (1, B, ...).
     """
-
-    crop_rewind = False  # rows are reordered every step: rewind re-feeds the beams' tokens
 
     def __init__(self, label: str, config: DecodingConfig, prompt_ids: torch.Tensor, vocab: Vocab):
         if config.strategy != "beam":

@@ -336,3 +336,152 @@ def test_recorded_cumulative_is_what_top_p_sees(tiny_engine):
                 assert (c.cut_by == "top_p") == (mass_above >= 0.5 - 1e-6)
     greedy = tiny_engine.start(ids, DecodingConfig(strategy="greedy", top_n=5)).step()
     assert all(c.cumulative is None for c in greedy.top)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Rewind, force and carrying on over every cache layout: sliding-window layers past their window cannot be cropped
+
+
+@pytest.fixture(scope="module", params=["Mistral", "Gemma 2", "Gemma 3"])
+def sliding_engine(request, tiny_engine):
+    """An Engine over a tiny random model whose cache has sliding-window layers (Mistral: all of them; Gemma 2 and 3:
+    sliding and full layers mixed), with a window of tiny_models.WINDOW tokens."""
+    from tiny_models import build_tiny_model
+
+    from playground.engine import Engine
+
+    tokenizer = tiny_engine.tokenizer
+    return Engine(build_tiny_model(request.param, len(tokenizer), tokenizer.eos_token_id), tokenizer, name=request.param)
+
+
+SLIDING_CONFIG = DecodingConfig(strategy="sample", temperature=1.2, top_k=40, top_p=0.95, repetition_penalty=1.1, seed=5,
+                                max_new_tokens=14, top_n=5)  # fmt: skip
+# a prompt shorter than the window (the run passes it mid-way) and one longer than it (passed at the prefill)
+SLIDING_PROMPTS = {"short prompt": "The", "long prompt": "Once upon a time there was a small model"}
+
+
+@pytest.mark.parametrize("prompt", SLIDING_PROMPTS.values(), ids=SLIDING_PROMPTS.keys())
+def test_rewind_past_a_sliding_window_equals_a_fresh_run(sliding_engine, prompt):
+    """Issue 10: once prompt + output passed the window, Undo and Rewind raised transformers' RuntimeError from
+    DynamicSlidingWindowLayer.crop and left the session half-rewound. Every rewind must give back the very run
+    (tokens and recorded numbers) a fresh session makes."""
+    from tiny_models import WINDOW
+
+    ids = sliding_engine.encode(prompt)
+    fresh = sliding_engine.start(ids, SLIDING_CONFIG)
+    first = list(fresh.run())
+    assert len(ids) + len(first) > WINDOW + 4 and len(first) == SLIDING_CONFIG.max_new_tokens
+    session = sliding_engine.start(ids, SLIDING_CONFIG)
+    list(session.run())
+    for back_to in (13, 11, 6, 1, 0):  # 13: Undo at the end; 0: back to the prompt
+        session.rewind(back_to)
+        assert session.steps == first[:back_to] and not session.done
+        again = list(session.run())
+        assert again == first[back_to:], f"rewind to {back_to}"
+
+
+def test_beam_rewind_past_a_sliding_window_equals_a_fresh_run(sliding_engine):
+    """Beam rows are reordered every step, so a beam rewind re-feeds each beam's tokens after the prompt: past the
+    window the prompt could not be cropped back to either. The beams must come out as a fresh search's."""
+    ids = sliding_engine.encode(SLIDING_PROMPTS["short prompt"])
+    config = DecodingConfig(strategy="beam", num_beams=3, length_penalty=0.8, max_new_tokens=12)
+    fresh = sliding_engine.generate(ids, config)
+    session = sliding_engine.start(ids, config)
+    list(session.run())
+    for back_to in (9, 4):
+        session.rewind(back_to)
+        list(session.run())
+        again = session.trace()
+        assert again.token_ids == fresh.token_ids and again.beam_score == pytest.approx(fresh.beam_score, abs=1e-5)
+        assert [[b.token_id for b in s.beams] for s in again.steps] == [[b.token_id for b in s.beams] for s in fresh.steps]
+
+
+def test_force_past_a_sliding_window_equals_a_fresh_run(sliding_engine):
+    """'Use this token instead' after the window is a rewind then a forced step; it raised the same RuntimeError.
+    The forced run must equal a session that took the same steps and forced the same token without going further."""
+    ids = sliding_engine.encode(SLIDING_PROMPTS["long prompt"])
+    session = sliding_engine.start(ids, SLIDING_CONFIG)
+    list(session.run())
+    at = 9
+    other = session.steps[at].top[1].token_id  # the runner-up at step `at`
+    session.rewind(at)
+    session.step(force_token=other)
+    list(session.run())
+    fresh = sliding_engine.start(ids, SLIDING_CONFIG)
+    for _ in range(at):
+        fresh.step()
+    fresh.step(force_token=other)
+    list(fresh.run())
+    assert session.steps == fresh.steps and session.steps[at].forced
+
+
+def test_carrying_on_after_a_finished_run_past_a_sliding_window(sliding_engine):
+    """A run that ended on max_new_tokens goes on when it is raised; past the window that must not touch the
+    cache's sliding layers wrongly, and the tokens must be those of a run asked for the longer length at once."""
+    ids = sliding_engine.encode(SLIDING_PROMPTS["long prompt"])
+    short = SLIDING_CONFIG.replace(max_new_tokens=8)
+    session = sliding_engine.start(ids, short)
+    list(session.run())
+    assert session.finish_reason == "length"
+    longer = short.replace(max_new_tokens=12)
+    list(session.run(longer))
+    fresh = sliding_engine.start(ids, longer)
+    assert session.steps[8:] == list(fresh.run())[8:] and len(session.steps) == 12
+
+
+def test_a_rewind_that_fails_to_rebuild_leaves_the_session_whole(sliding_engine, monkeypatch):
+    """Where the cache cannot be cropped it is rebuilt; a rebuild that fails (out of memory) must leave the session
+    exactly at the step it was rewound to, and the next try must give the fresh run's steps."""
+    from playground.engine import ModelMemoryError
+
+    ids = sliding_engine.encode(SLIDING_PROMPTS["long prompt"])
+    fresh = list(sliding_engine.start(ids, SLIDING_CONFIG).run())
+    session = sliding_engine.start(ids, SLIDING_CONFIG)
+    list(session.run())
+    session.rewind(5)
+    forward = sliding_engine.forward
+    calls = []
+
+    def out_of_memory_once(input_ids, cache):
+        calls.append(1)
+        if len(calls) == 2:  # part-way through the rebuild
+            raise ModelMemoryError("simulated: out of memory")
+        return forward(input_ids, cache)
+
+    monkeypatch.setattr(sliding_engine, "forward", out_of_memory_once)
+    with pytest.raises(ModelMemoryError):
+        session.step()
+    assert session.steps == fresh[:5] and not session.done
+    monkeypatch.setattr(sliding_engine, "forward", forward)
+    assert list(session.run()) == fresh[5:]
+
+
+def test_out_of_memory_part_way_through_a_forward_past_a_sliding_window(sliding_engine):
+    """A forward that fails in its second layer has grown the first layer's cache by one token. The engine cut it
+    back with a crop, which a sliding layer past its window refuses (RuntimeError instead of the one-sentence
+    out-of-memory error); the retried step must equal the undisturbed run."""
+    from playground.engine import ModelMemoryError
+
+    ids = sliding_engine.encode(SLIDING_PROMPTS["long prompt"])
+    fresh = list(sliding_engine.start(ids, SLIDING_CONFIG).run())
+    session = sliding_engine.start(ids, SLIDING_CONFIG)
+    for _ in range(4):
+        session.step()
+    layer = sliding_engine.model.model.layers[1]
+    real_forward = layer.forward
+    fail = {"left": 1}
+
+    def failing(*args, **kwargs):
+        if fail["left"]:
+            fail["left"] -= 1
+            raise torch.OutOfMemoryError("simulated: out of memory in layer 1")
+        return real_forward(*args, **kwargs)
+
+    layer.forward = failing
+    try:
+        with pytest.raises(ModelMemoryError):
+            session.step()
+    finally:
+        layer.forward = real_forward
+    assert session.steps == fresh[:4]
+    assert list(session.run()) == fresh[4:]
