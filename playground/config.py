@@ -27,7 +27,7 @@ class DecodingConfig:
     top_p: float = 1.0  # keep the smallest set whose probability reaches p; 1 = off
     min_p: float = 0.0  # drop tokens below min_p x (probability of the top token); 0 = off
     # --- beam search ---
-    num_beams: int = 4  # used only by strategy="beam"
+    num_beams: int = 4  # used only by strategy="beam"; one beam is greedy search, as in generate()
     length_penalty: float = 1.0  # finished beams are scored sum(logprob) / length**length_penalty
     early_stopping: bool | Literal["never"] = False  # as in generate()
     # --- the run ---
@@ -69,9 +69,21 @@ class DecodingConfig:
         object.__setattr__(self, "stop_strings", tuple(self.stop_strings))
 
     @property
+    def generation_mode(self) -> Literal["greedy", "sample", "beam"]:
+        """The search these settings run, as generate() decides it: "beam" for beam search with 2 or more beams,
+        "sample" for sampling at a temperature above 0, else "greedy" (greedy search: the greedy strategy, beam
+        search with one beam -- generate(num_beams=1) is greedy search -- or sampling at temperature 0)."""
+        if self.strategy == "beam":
+            return "beam" if self.num_beams > 1 else "greedy"
+        if self.strategy == "sample" and self.temperature > 0:
+            return "sample"
+        return "greedy"
+
+    @property
     def is_greedy(self) -> bool:
-        """True when the next token is the argmax: greedy strategy, or sampling at temperature 0."""
-        return self.strategy == "greedy" or (self.strategy == "sample" and self.temperature == 0)
+        """True when the next token is the argmax: greedy strategy, beam search with one beam, or sampling at
+        temperature 0."""
+        return self.generation_mode == "greedy"
 
     def replace(self, **changes) -> DecodingConfig:
         """A copy with some fields changed, validated again."""

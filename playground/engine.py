@@ -34,6 +34,9 @@ from .strategies import BeamLane, DecodingError, SingleLane
 __all__ = ["Engine", "Session", "Comparison", "DecodingError", "ModelMemoryError"]
 
 
+ONE_BEAM_NOTICE = "One beam is greedy search, as in generate(num_beams=1): this run is greedy."
+
+
 class ModelMemoryError(RuntimeError):
     """The device ran out of memory during a forward pass; the model itself stays loaded and usable."""
 
@@ -323,15 +326,18 @@ def _shared_columns(a: torch.Tensor, b: torch.Tensor) -> int:
 
 
 def _lane(label: str, config: DecodingConfig, prompt: torch.Tensor, engine: Engine):
-    cls = BeamLane if config.strategy == "beam" else SingleLane
+    cls = BeamLane if config.generation_mode == "beam" else SingleLane
     return cls(label, config, prompt, engine.vocab)
 
 
 def _trace(engine: Engine, lane, prompt_ids: list[int], elapsed: float, notices: list[str]) -> Trace:
     token_ids, logprobs, beam_score = lane.result()
+    strategy = lane.config.strategy
+    if strategy == "beam" and not isinstance(lane, BeamLane):  # what ran; the settings keep what was asked
+        strategy, notices = "greedy", [*notices, ONE_BEAM_NOTICE]
     return Trace(
         model=engine.name,
-        strategy=lane.config.strategy,
+        strategy=strategy,
         label=lane.label,
         config=lane.config,
         prompt_token_ids=list(prompt_ids),
@@ -496,8 +502,9 @@ class Session:
         if config is None:
             return self.config
         old = self.config
-        if (config.strategy == "beam") != (old.strategy == "beam") or (
-            old.strategy == "beam" and (config.num_beams, config.max_new_tokens) != (old.num_beams, old.max_new_tokens)
+        beam, was_beam = config.generation_mode == "beam", old.generation_mode == "beam"
+        if beam != was_beam or (
+            beam and (config.num_beams, config.max_new_tokens) != (old.num_beams, old.max_new_tokens)
         ):
             raise ValueError("Switching to or from beam search, or changing its beams or length, needs a new run: reset.")
         if config.seed != old.seed:

@@ -162,12 +162,13 @@ def _safe_probs(scores: torch.Tensor) -> torch.Tensor:
 
 
 class SingleLane:
-    """Greedy or sampled decoding of one row. Settings may change from one step to the next."""
+    """Greedy or sampled decoding of one row (beam search with one beam is greedy search, as in generate()).
+    Settings may change from one step to the next."""
 
     n_rows = 1
 
     def __init__(self, label: str, config: DecodingConfig, prompt_ids: torch.Tensor, vocab: Vocab):
-        if config.strategy == "beam":
+        if config.generation_mode == "beam":
             raise ValueError("SingleLane decodes greedy or sampled runs; use BeamLane for beam search.")
         self.label = label
         self.config = config
@@ -269,8 +270,8 @@ class BeamLane:
     """
 
     def __init__(self, label: str, config: DecodingConfig, prompt_ids: torch.Tensor, vocab: Vocab):
-        if config.strategy != "beam":
-            raise ValueError("BeamLane runs beam search; use SingleLane for greedy or sampled runs.")
+        if config.generation_mode != "beam":
+            raise ValueError("BeamLane runs beam search with 2 or more beams; use SingleLane for greedy or sampled runs.")
         self.label = label
         self.config = config
         self.vocab = vocab

@@ -485,3 +485,52 @@ def test_out_of_memory_part_way_through_a_forward_past_a_sliding_window(sliding_
         layer.forward = real_forward
     assert session.steps == fresh[:4]
     assert list(session.run()) == fresh[4:]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# One beam is greedy search, as in generate()
+
+
+@pytest.mark.parametrize(
+    "settings,eos_at",
+    [
+        (dict(repetition_penalty=1.3), None),  # a one-beam search penalised log-probabilities, greedy search logits
+        (dict(early_stopping="never", length_penalty=2.0), 4),  # a one-beam search went on past EOS to do better
+        (dict(early_stopping=True, length_penalty=0.5, repetition_penalty=1.2), 4),
+    ],
+    ids=["penalty", "eos-never-lp2", "eos-early-lp0.5-penalty"],
+)
+def test_one_beam_is_greedy_search_as_in_generate(tiny_engine, settings, eos_at):
+    """Issue 10: strategy="beam" with num_beams=1 ran a one-beam search, where generate(num_beams=1) runs greedy
+    search; they differ with a repetition penalty and at EOS with early_stopping="never" and a positive length
+    penalty. Checked against generate(); for the EOS cases on a model whose EOS greedy search meets at step 4."""
+    import copy
+
+    from playground.engine import Engine
+
+    ids = tiny_engine.encode(PROMPT)
+    model = copy.deepcopy(tiny_engine.model)
+    if eos_at is not None:
+        penalty = settings.get("repetition_penalty", 1.0)
+        greedy = tiny_engine.generate(ids, DecodingConfig(repetition_penalty=penalty, max_new_tokens=16)).token_ids
+        model.generation_config.eos_token_id = greedy[eos_at]
+    engine = Engine(model, tiny_engine.tokenizer)
+    trace = engine.generate(ids, DecodingConfig(strategy="beam", num_beams=1, max_new_tokens=16, **settings))
+    with torch.no_grad():
+        out = model.generate(torch.tensor([ids]), max_new_tokens=16, num_beams=1, do_sample=False, **settings)
+    assert trace.token_ids == out[0, len(ids) :].tolist()
+    if eos_at is not None:
+        assert trace.finish_reason == "eos" and len(trace.token_ids) <= eos_at + 1
+    # the record says what ran, and keeps what was asked
+    assert trace.strategy == "greedy" and trace.config.strategy == "beam" and trace.config.num_beams == 1
+    assert any("greedy" in notice for notice in trace.notices)
+    assert all(step.beams is None for step in trace.steps)
+
+
+def test_one_beam_in_a_comparison_is_greedy_search(tiny_engine):
+    """The comparison's beam lane with one beam is greedy search too (as generate(num_beams=1)), so it equals the
+    greedy lane even with a repetition penalty."""
+    ids = tiny_engine.encode(PROMPT)
+    traces = tiny_engine.compare(ids, DecodingConfig(num_beams=1, repetition_penalty=1.4, max_new_tokens=10))
+    assert traces["beam"].token_ids == traces["greedy"].token_ids
+    assert traces["beam"].strategy == "greedy" and traces["beam"].label == "beam"
