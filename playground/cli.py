@@ -41,7 +41,8 @@ def _add_run_flags(p: argparse.ArgumentParser, with_strategy: bool) -> None:
     p.add_argument("--length-penalty", type=float, default=d.length_penalty, help="beam score = logprob / length**penalty (default: 1.0)")
     p.add_argument("--seed", type=int, default=d.seed, help="seed of the run's random generator (default: 0)")
     p.add_argument("--top-n", type=int, default=d.top_n, help=f"candidates recorded per step (default: {d.top_n})")
-    p.add_argument("--stop", action="append", default=[], metavar="TEXT", help="stop when the output contains TEXT (repeatable)")
+    p.add_argument("--stop", action="append", default=[], metavar="TEXT",
+                   help="stop once TEXT appears, the prompt's end included, as generate(stop_strings=...) (repeatable)")
     p.add_argument("--chat", action="store_true", help="wrap the prompt in the model's chat template")
     p.add_argument("--system", default=None, help="system message for --chat")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")

@@ -34,7 +34,7 @@ class DecodingConfig:
     max_new_tokens: int = 32
     seed: int = 0  # seeds the run's own torch.Generator (sampling only)
     top_n: int = 10  # how many candidates each step records
-    stop_strings: tuple[str, ...] = ()
+    stop_strings: tuple[str, ...] = ()  # as generate(): a match may start in the prompt, and ends in the newest token
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:

@@ -42,18 +42,45 @@ class ModelMemoryError(RuntimeError):
 
 
 class TokenizerVocab:
-    """Token display strings and decoding, for records; a thin, cached view of a tokenizer."""
+    """Token display strings, decoding and stop strings, for the lanes; a thin, cached view of a tokenizer."""
 
     def __init__(self, tokenizer, eos_ids: tuple[int, ...]):
         self.tokenizer = tokenizer
         self.eos_ids = eos_ids
         self.token_str = lru_cache(maxsize=65536)(self._token_str)
+        self._stop_criteria = lru_cache(maxsize=16)(self._make_stop_criteria)
 
     def _token_str(self, token_id: int) -> str:
         return self.tokenizer.decode([token_id], skip_special_tokens=False)
 
     def decode(self, token_ids: list[int]) -> str:
         return self.tokenizer.decode(token_ids, skip_special_tokens=True)
+
+    def stop_hits(self, sequences: torch.Tensor, stop_strings: tuple[str, ...]) -> torch.Tensor:
+        """(R,) bool on the sequences' device: whether each row of `sequences` (R, L), the prompt and the tokens so
+        far, has just completed a stop string, as generate(stop_strings=...) decides it: transformers'
+        StopStringCriteria, where a stop string may start anywhere (in the prompt too) but must reach into the
+        newest token. Built once per set of stop strings."""
+        return self._stop_criteria(tuple(stop_strings))(sequences)
+
+    def _make_stop_criteria(self, stop_strings: tuple[str, ...]):
+        from transformers.generation.stopping_criteria import StopStringCriteria
+
+        try:
+            criteria = StopStringCriteria(self.tokenizer, list(stop_strings))
+        except Exception:  # noqa: BLE001 - a vocabulary StopStringCriteria cannot read (generate() would refuse)
+            return lambda sequences: torch.tensor(
+                [self._text_hits(row, stop_strings) for row in sequences.tolist()], device=sequences.device
+            )
+        return lambda sequences: criteria(sequences, None)
+
+    def _text_hits(self, row: list[int], stop_strings: tuple[str, ...]) -> bool:
+        """The same question asked of decoded text: a stop string in the last tokens' text that was not there
+        before the newest token."""
+        tail = row[-(max(map(len, stop_strings)) + 1) :]
+        now = self.tokenizer.decode(tail, skip_special_tokens=False)
+        before = self.tokenizer.decode(tail[:-1], skip_special_tokens=False)
+        return any(s in now and s not in before for s in stop_strings)
 
 
 class Engine:

@@ -534,3 +534,32 @@ def test_one_beam_in_a_comparison_is_greedy_search(tiny_engine):
     traces = tiny_engine.compare(ids, DecodingConfig(num_beams=1, repetition_penalty=1.4, max_new_tokens=10))
     assert traces["beam"].token_ids == traces["greedy"].token_ids
     assert traces["beam"].strategy == "greedy" and traces["beam"].label == "beam"
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Stop strings, as generate()'s StopStringCriteria: over the whole sequence, the prompt's end included
+
+
+@pytest.mark.parametrize("strategy", ["greedy", "sample", "beam"])
+def test_stop_strings_spanning_the_prompt_and_the_output_stop_as_in_generate(tiny_engine, strategy):
+    """Issue 10: a stop string that starts in the prompt and ends in the output stopped generate() but not the
+    engine, which searched the output's text alone. One that lies wholly in the prompt stops neither (generate()
+    only matches a stop string that reaches into the newest token)."""
+    ids = tiny_engine.encode(PROMPT)
+    config = DecodingConfig(strategy=strategy, num_beams=3, temperature=1.2, seed=4, max_new_tokens=10)
+    first = tiny_engine.generate(ids, config).token_ids[0]
+    tokenizer = tiny_engine.tokenizer
+    prompt_text = tokenizer.decode(ids)
+    spanning = prompt_text[-3:] + tokenizer.decode([first])[:1]
+    assert spanning not in prompt_text
+    sampled = dict(do_sample=True, temperature=1.2, top_k=0) if strategy == "sample" else dict(do_sample=False)
+    beams = dict(num_beams=3) if strategy == "beam" else {}
+    for stop, expect_stop in ((spanning, True), (prompt_text[-6:-1], False)):
+        trace = tiny_engine.generate(ids, config.replace(stop_strings=(stop,)))
+        torch.manual_seed(config.seed)
+        with torch.no_grad():
+            out = tiny_engine.model.generate(torch.tensor([ids]), max_new_tokens=10, stop_strings=[stop],
+                                             tokenizer=tokenizer, **sampled, **beams)  # fmt: skip
+        assert trace.token_ids == out[0, len(ids) :].tolist(), stop
+        assert (trace.finish_reason == "stop_string") == expect_stop, stop
+    assert len(tiny_engine.generate(ids, config.replace(stop_strings=(spanning,))).token_ids) == 1
