@@ -27,7 +27,7 @@ from functools import lru_cache
 import torch
 
 from . import processors
-from .config import DecodingConfig
+from .config import MODEL_SETTINGS, DecodingConfig, describe_settings, model_defaults
 from .records import Candidate, Exploration, KnobView, StepRecord, TemperatureView, Trace
 from .strategies import BeamLane, DecodingError, SingleLane
 
@@ -93,11 +93,27 @@ class Engine:
         self.device = next(model.parameters()).device
         self.vocab_size = model.get_output_embeddings().weight.shape[0]
         self.context_length = getattr(model.config.get_text_config(), "max_position_embeddings", None)
-        eos = model.generation_config.eos_token_id
-        if eos is None:
-            eos = tokenizer.eos_token_id
+        generation = model.generation_config
+        # the EOS ids generate() stops on: the generation_config's, and nothing else (no tokenizer fallback)
+        eos = generation.eos_token_id
         self.vocab = TokenizerVocab(tokenizer, tuple(eos if isinstance(eos, list) else ([] if eos is None else [eos])))
+        # what the model asks for where the user gives nothing, as generate() starts from it (only what it sets)
+        self.model_defaults, self.model_defaults_notices = model_defaults(
+            {name: getattr(generation, name, None) for name in ("do_sample", *MODEL_SETTINGS)}
+        )
         self._logits_to_keep = "logits_to_keep" in inspect.signature(model.forward).parameters
+
+    def default_config(self, **given) -> DecodingConfig:
+        """DecodingConfig from the settings `given` (DecodingConfig's field names); each one that is None or not
+        given takes the model's value (`model_defaults`), else the playground's default -- as generate() does."""
+        return DecodingConfig.starting_from(self.model_defaults, **given)
+
+    def model_defaults_notice(self) -> str | None:
+        """One sentence saying which settings the model's generation_config sets (None if it sets none)."""
+        if not self.model_defaults:
+            return None
+        return (f"{self.name}'s generation_config sets {describe_settings(self.model_defaults)}: a setting you do not "
+                "give takes that value, as in generate().")
 
     # -- prompt --------------------------------------------------------------------------------------------
 

@@ -100,3 +100,33 @@ def test_an_unknown_hub_id_fails_fast_without_a_network(monkeypatch):
     with pytest.raises(loading.ModelLoadError, match="cannot be reached"):
         loading.load_model("no-such-org/no-such-model", device="cpu")
     assert calls == []  # never went to from_pretrained (and its retries)
+
+
+def test_generate_without_knob_flags_takes_the_models_generation_config(tiny_model_dir, tmp_path):
+    """Issue 10: a model whose generation_config sets repetition_penalty 1.3 gives generate(do_sample=False) that
+    penalty; `python -m playground generate` with no knob flags used 1.0. A flag given still wins."""
+    import shutil
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder = tmp_path / "penalised"
+    shutil.copytree(tiny_model_dir, folder)
+    config_file = folder / "generation_config.json"
+    config_file.write_text(json.dumps({**json.loads(config_file.read_text()), "repetition_penalty": 1.3}))
+    model = AutoModelForCausalLM.from_pretrained(folder).eval()
+    ids = AutoTokenizer.from_pretrained(folder)("The quick brown fox")["input_ids"]
+    with torch.no_grad():
+        penalised = model.generate(torch.tensor([ids]), max_new_tokens=16, do_sample=False)[0, len(ids) :].tolist()
+        plain = model.generate(torch.tensor([ids]), max_new_tokens=16, do_sample=False, repetition_penalty=1.0)
+    assert penalised != plain[0, len(ids) :].tolist(), "the penalty must matter for this check to mean anything"
+
+    r = run_cli("generate", "--model", str(folder), "--prompt", "The quick brown fox", "--max-new-tokens", "16", "--json")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert d["token_ids"] == penalised[: len(d["token_ids"])] and d["settings"]["repetition_penalty"] == 1.3
+    assert any("generation_config" in notice and "repetition_penalty" in notice for notice in d["notices"])
+    flagged = run_cli("generate", "--model", str(folder), "--prompt", "The quick brown fox", "--max-new-tokens", "16",
+                      "--repetition-penalty", "1", "--json")  # fmt: skip
+    assert json.loads(flagged.stdout)["token_ids"] == plain[0, len(ids) :].tolist()[: 16]
+    assert "the model's" in run_cli("generate", "--help").stdout  # --help says where a default comes from

@@ -563,3 +563,68 @@ def test_stop_strings_spanning_the_prompt_and_the_output_stop_as_in_generate(tin
         assert trace.token_ids == out[0, len(ids) :].tolist(), stop
         assert (trace.finish_reason == "stop_string") == expect_stop, stop
     assert len(tiny_engine.generate(ids, config.replace(stop_strings=(spanning,))).token_ids) == 1
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The model's own generation defaults, as generate() starts from them
+
+
+def _engine_with_generation_config(tiny_engine, tokenizer=None, **settings):
+    """An Engine over a copy of the tiny model whose generation_config sets `settings` (None unsets one)."""
+    import copy
+
+    from playground.engine import Engine
+
+    model = copy.deepcopy(tiny_engine.model)
+    for name, value in settings.items():
+        setattr(model.generation_config, name, value)
+    return Engine(model, tokenizer or tiny_engine.tokenizer, name="tiny")
+
+
+def test_a_setting_not_given_takes_the_models_value_as_in_generate(tiny_engine):
+    """Issue 10: generate() starts from the model's generation_config (here: sampling at temperature 0.7 with top-k
+    20, top-p 0.9 and a repetition penalty), the engine started from its own defaults. With nothing given but the
+    seed, the engine's run must be generate()'s."""
+    engine = _engine_with_generation_config(tiny_engine, do_sample=True, temperature=0.7, top_k=20, top_p=0.9,
+                                            repetition_penalty=1.2)  # fmt: skip
+    assert engine.model_defaults == dict(strategy="sample", temperature=0.7, top_k=20, top_p=0.9, repetition_penalty=1.2)
+    config = engine.default_config(seed=3, max_new_tokens=12)
+    assert config == DecodingConfig(strategy="sample", temperature=0.7, top_k=20, top_p=0.9, repetition_penalty=1.2,
+                                    seed=3, max_new_tokens=12)  # fmt: skip
+    ids = engine.encode(PROMPT)
+    torch.manual_seed(3)
+    with torch.no_grad():
+        expected = engine.model.generate(torch.tensor([ids]), max_new_tokens=12)[0, len(ids) :].tolist()
+    assert engine.generate(ids, config).token_ids == expected
+    # a setting that is given wins over the model's; None means "not given"
+    given = engine.default_config(strategy="greedy", top_k=None, repetition_penalty=1.0)
+    assert (given.strategy, given.top_k, given.repetition_penalty, given.temperature) == ("greedy", 20, 1.0, 0.7)
+
+
+def test_model_defaults_leave_out_what_the_model_does_not_set_or_the_playground_cannot_run(tiny_engine):
+    """Only values the model sets are its defaults (transformers' own fallbacks, such as top_k 50 when sampling,
+    are not the model's); values the playground cannot take are left out with a notice, never a crash at load."""
+    plain = _engine_with_generation_config(tiny_engine)
+    assert plain.model_defaults == {} and plain.default_config() == DecodingConfig()
+    odd = _engine_with_generation_config(tiny_engine, num_beams=40, top_p=0.0, length_penalty=0.5, do_sample=False)
+    assert odd.model_defaults == dict(strategy="greedy", length_penalty=0.5)
+    assert any("num_beams" in notice for notice in odd.model_defaults_notices)
+    assert any("top_p" in notice for notice in odd.model_defaults_notices)
+    beams = _engine_with_generation_config(tiny_engine, num_beams=3, early_stopping="never")
+    assert beams.model_defaults == dict(strategy="beam", num_beams=3, early_stopping="never")
+
+
+def test_eos_ids_are_the_models_generation_config_ones_as_in_generate(tiny_engine):
+    """generate() stops on the EOS ids of the model's generation_config and nothing else; the engine fell back to
+    the tokenizer's EOS token where the model names none, and stopped where generate() goes on."""
+    import copy
+
+    ids = tiny_engine.encode(PROMPT)
+    greedy = tiny_engine.generate(ids, DecodingConfig(max_new_tokens=10)).token_ids
+    tokenizer = copy.deepcopy(tiny_engine.tokenizer)
+    tokenizer.eos_token = tokenizer.convert_ids_to_tokens(greedy[3])  # the tokenizer's EOS: met at step 3
+    engine = _engine_with_generation_config(tiny_engine, tokenizer=tokenizer, eos_token_id=None)
+    trace = engine.generate(ids, DecodingConfig(max_new_tokens=10))
+    with torch.no_grad():
+        expected = engine.model.generate(torch.tensor([ids]), max_new_tokens=10, do_sample=False)[0, len(ids) :]
+    assert trace.token_ids == expected.tolist() == greedy
