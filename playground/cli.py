@@ -46,6 +46,10 @@ def _add_run_flags(p: argparse.ArgumentParser, with_strategy: bool) -> None:
     p.add_argument("--repetition-penalty", type=float, default=None, help=f"> 1 discourages repeats; 1 = off ({model} {d.repetition_penalty})")
     p.add_argument("--num-beams", type=int, default=None, help=f"beams for beam search, 1-{MAX_BEAMS}; 1 is greedy search ({model} {d.num_beams})")
     p.add_argument("--length-penalty", type=float, default=None, help=f"beam score = logprob / length**penalty ({model} {d.length_penalty})")
+    p.add_argument("--early-stopping", type=_early_stopping, default=None, metavar="{true,false,never}",
+                   help="when beam search ends, as generate(early_stopping=...): true = once num_beams hypotheses are "
+                        "finished; false = once the best running beam, at its length, cannot beat them; never = once "
+                        f"it could not even at max-new-tokens ({model} {str(d.early_stopping).lower()})")  # fmt: skip
     p.add_argument("--seed", type=int, default=d.seed, help="seed of the run's random generator (default: 0)")
     p.add_argument("--top-n", type=int, default=d.top_n, help=f"candidates recorded per step (default: {d.top_n})")
     p.add_argument("--stop", action="append", default=[], metavar="TEXT",
@@ -53,6 +57,14 @@ def _add_run_flags(p: argparse.ArgumentParser, with_strategy: bool) -> None:
     p.add_argument("--chat", action="store_true", help="wrap the prompt in the model's chat template")
     p.add_argument("--system", default=None, help="system message for --chat")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+
+
+def _early_stopping(text: str) -> bool | str:
+    """--early-stopping's three values, as generate() takes them: True, False or "never"."""
+    values = {"true": True, "false": False, "never": "never"}
+    if text.strip().lower() not in values:
+        raise argparse.ArgumentTypeError(f"must be true, false or never, not {text!r}")
+    return values[text.strip().lower()]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.set_defaults(func=cmd_generate)
     cmp_ = sub.add_parser("compare", help="greedy, beam and sampling side by side", description="Greedy, beam search and sampling on one prompt, run as one batch.")
     _add_run_flags(cmp_, with_strategy=False)
-    cmp_.add_argument("--num-samples", type=int, default=1, help="sampled runs, seeds seed, seed+1, ... (default: 1)")
+    cmp_.add_argument("--num-samples", type=int, default=1,
+                      help="sampled runs, with seeds seed, seed+1, ... (mod 2**63) (default: 1)")
     cmp_.set_defaults(func=cmd_compare)
     try:
         from . import bench
@@ -85,6 +98,7 @@ def _given(args, strategy: str | None) -> dict:
         repetition_penalty=args.repetition_penalty,
         num_beams=args.num_beams,
         length_penalty=args.length_penalty,
+        early_stopping=args.early_stopping,
         max_new_tokens=args.max_new_tokens,
         seed=args.seed,
         top_n=args.top_n,

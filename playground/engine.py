@@ -557,11 +557,16 @@ class Session:
         return config
 
 
+def sample_seed(seed: int, i: int) -> int:
+    """The seed of a comparison's sample i (0-based): seed + i, wrapped into the valid range [0, 2**63)."""
+    return (seed + i) % 2**63
+
+
 class Comparison:
     """Greedy, beam search and sampled runs of one prompt as rows of one batch: one prefill, one forward a step.
 
-    The sampled lanes use seeds config.seed, config.seed + 1, ...: sample i equals a lone sampled run with
-    that seed.
+    The sampled lanes use seeds config.seed, config.seed + 1, ..., wrapping around to 0 past the largest seed
+    (2**63 - 1): sample i has seed (config.seed + i) mod 2**63 and equals a lone sampled run with that seed.
     """
 
     @torch.inference_mode()
@@ -575,7 +580,7 @@ class Comparison:
         self.configs = [config.replace(strategy="greedy"), config.replace(strategy="beam")]
         labels = ["greedy", "beam"]
         for i in range(num_samples):
-            self.configs.append(config.replace(strategy="sample", seed=config.seed + i))
+            self.configs.append(config.replace(strategy="sample", seed=sample_seed(config.seed, i)))
             labels.append("sample" if i == 0 else f"sample {i + 1}")
         self._batch = _Batch(engine, prompt, [_lane(label, c, prompt, engine) for label, c in zip(labels, self.configs)])
         self.elapsed_s = time.perf_counter() - start

@@ -628,3 +628,15 @@ def test_eos_ids_are_the_models_generation_config_ones_as_in_generate(tiny_engin
     with torch.no_grad():
         expected = engine.model.generate(torch.tensor([ids]), max_new_tokens=10, do_sample=False)[0, len(ids) :]
     assert trace.token_ids == expected.tolist() == greedy
+
+
+def test_sample_lane_seeds_wrap_around_at_the_largest_seed(tiny_engine):
+    """Sample lanes use seeds seed, seed + 1, ...; at the largest seed (2**63 - 1) the second lane's seed overflowed
+    the valid range and the comparison refused to start. Seeds wrap to 0, and each lane still equals its lone run."""
+    ids = tiny_engine.encode(PROMPT)
+    config = DecodingConfig(max_new_tokens=6, num_beams=2, temperature=1.3, seed=2**63 - 1)
+    traces = tiny_engine.compare(ids, config, num_samples=3)
+    assert [traces[k].config.seed for k in ("sample", "sample 2", "sample 3")] == [2**63 - 1, 0, 1]
+    for label, seed in (("sample", 2**63 - 1), ("sample 3", 1)):
+        lone = tiny_engine.generate(ids, config.replace(strategy="sample", seed=seed))
+        assert traces[label].token_ids == lone.token_ids
