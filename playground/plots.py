@@ -577,9 +577,6 @@ def beam_winner_path(trace: Trace) -> list[tuple[int, int]]:
 def beam_tree_figure(trace: Trace) -> Figure:
     """Every beam candidate at every step (x = step, y = rank among the step's candidates), joined to the beam it
     extends; coloured by status (kept / finished / pruned); the winner's path drawn thick, its tokens labelled."""
-    if trace.config.strategy == "beam" and trace.config.num_beams == 1:
-        return _empty("Beam search tree", "One beam is greedy search (as in generate()), so there is no tree: use 2 or "
-                      "more beams.")
     if trace.strategy != "beam" or any(r.beams is None for r in trace.steps):
         return _empty("Beam search tree", "The beam tree is drawn for beam search runs: choose strategy = beam.")
     if not trace.steps:

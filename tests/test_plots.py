@@ -334,14 +334,6 @@ def test_beam_tree_handles_empty_and_non_beam_traces(beam_trace, session):
     assert plots.beam_winner_path(session.trace()) == []
 
 
-def test_beam_tree_of_one_beam_says_it_is_greedy_search(tiny_engine):
-    """One beam runs greedy search (as generate(num_beams=1)); the tree panel must say so, not ask for strategy =
-    beam, which the user did choose."""
-    ids = tiny_engine.encode("The quick brown fox")
-    trace = tiny_engine.generate(ids, DecodingConfig(strategy="beam", num_beams=1, max_new_tokens=4))
-    assert any("One beam is greedy search" in t for t in texts(plots.beam_tree_figure(trace)))
-
-
 # -- the seed notebooks' figures, live on the embedded model -----------------------------------------------------
 
 
