@@ -330,7 +330,8 @@ class _Batch:
 
     def rewind(self, n_steps: int) -> None:
         """Back to just after step n_steps (0 = just after prefill); a single lane, as sessions have. Only
-        bookkeeping: the model runs at the next forward, where the cache has to be rebuilt."""
+        bookkeeping, which cannot fail half-way: the model runs at the next forward (and rebuilds the cache there,
+        if it had to be dropped)."""
         (lane,) = self.lanes
         lane.rewind(n_steps)
         if n_steps == 0:
