@@ -2,8 +2,10 @@
 
 generate runs one strategy and prints the text and a step table (or, with --json, one object: the run's
 Trace.to_dict()); compare runs greedy, beam and sampling on one prompt as one batch and prints
-{"greedy": ..., "beam": ..., "sample": ...}. Bad flags or input exit with status 2 and one line on stderr, never
-a traceback. This module parses and prints; decoding is the engine's, loading is loading's.
+{"greedy": ..., "beam": ..., "sample": ...}. A decoding flag that is not given takes the model's value from its
+generation_config, as generate() does, else the playground's default. Bad flags or input exit with status 2 and
+one line on stderr, never a traceback. This module parses and prints; decoding is the engine's, loading is
+loading's.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import argparse
 import json
 import sys
 
-from .config import MAX_BEAMS, STRATEGIES, DecodingConfig
+from .config import MAX_BEAMS, STRATEGIES, DecodingConfig, describe_settings
 
 
 class _Parser(argparse.ArgumentParser):
@@ -28,23 +30,41 @@ def _add_run_flags(p: argparse.ArgumentParser, with_strategy: bool) -> None:
     p.add_argument("--model", default=None, help="Hub id or local folder (default: the embedded SmolLM2-135M-Instruct)")
     p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
     p.add_argument("--dtype", default="auto", help="auto (float32 on CPU, bfloat16 on CUDA), float32, bfloat16, float16")
-    if with_strategy:
-        p.add_argument("--strategy", choices=STRATEGIES, default="greedy", help="how to pick each token (default: greedy)")
+    # The decoding flags default to None: "the model's value" (its generation_config, as generate() uses it), else
+    # the playground's default, which --help names.
     d = DecodingConfig()
+    model = "default: the model's, else"
+    if with_strategy:
+        p.add_argument("--strategy", choices=STRATEGIES, default=None,
+                       help=f"how to pick each token ({model} greedy; the model's is sample if its generation_config "
+                            "sets do_sample, beam if it sets num_beams > 1)")  # fmt: skip
     p.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens, help=f"tokens to generate at most (default: {d.max_new_tokens})")
-    p.add_argument("--temperature", type=float, default=d.temperature, help="sampling temperature; 0 = greedy (default: 1.0)")
-    p.add_argument("--top-k", type=int, default=d.top_k, help="keep the k most likely tokens; 0 = off (default: 0)")
-    p.add_argument("--top-p", type=float, default=d.top_p, help="nucleus: keep the smallest set reaching probability p, in (0, 1]; 1 = off (default: 1.0)")
-    p.add_argument("--min-p", type=float, default=d.min_p, help="drop tokens below min_p x the top probability, in [0, 1]; 0 = off (default: 0)")
-    p.add_argument("--repetition-penalty", type=float, default=d.repetition_penalty, help="> 1 discourages repeats; 1 = off (default: 1.0)")
-    p.add_argument("--num-beams", type=int, default=d.num_beams, help=f"beams for beam search, 1-{MAX_BEAMS} (default: {d.num_beams})")
-    p.add_argument("--length-penalty", type=float, default=d.length_penalty, help="beam score = logprob / length**penalty (default: 1.0)")
+    p.add_argument("--temperature", type=float, default=None, help=f"sampling temperature; 0 = greedy ({model} {d.temperature})")
+    p.add_argument("--top-k", type=int, default=None, help=f"keep the k most likely tokens; 0 = off ({model} {d.top_k})")
+    p.add_argument("--top-p", type=float, default=None, help=f"nucleus: keep the smallest set reaching probability p, in (0, 1]; 1 = off ({model} {d.top_p})")
+    p.add_argument("--min-p", type=float, default=None, help=f"drop tokens below min_p x the top probability, in [0, 1]; 0 = off ({model} {d.min_p})")
+    p.add_argument("--repetition-penalty", type=float, default=None, help=f"> 1 discourages repeats; 1 = off ({model} {d.repetition_penalty})")
+    p.add_argument("--num-beams", type=int, default=None, help=f"beams for beam search, 1-{MAX_BEAMS}; 1 is greedy search ({model} {d.num_beams})")
+    p.add_argument("--length-penalty", type=float, default=None, help=f"beam score = logprob / length**penalty ({model} {d.length_penalty})")
+    p.add_argument("--early-stopping", type=_early_stopping, default=None, metavar="{true,false,never}",
+                   help="when beam search ends, as generate(early_stopping=...): true = once num_beams hypotheses are "
+                        "finished; false = once the best running beam, at its length, cannot beat them; never = once "
+                        f"it could not even at max-new-tokens ({model} {str(d.early_stopping).lower()})")  # fmt: skip
     p.add_argument("--seed", type=int, default=d.seed, help="seed of the run's random generator (default: 0)")
     p.add_argument("--top-n", type=int, default=d.top_n, help=f"candidates recorded per step (default: {d.top_n})")
-    p.add_argument("--stop", action="append", default=[], metavar="TEXT", help="stop when the output contains TEXT (repeatable)")
+    p.add_argument("--stop", action="append", default=[], metavar="TEXT",
+                   help="stop once TEXT appears, the prompt's end included, as generate(stop_strings=...) (repeatable)")
     p.add_argument("--chat", action="store_true", help="wrap the prompt in the model's chat template")
     p.add_argument("--system", default=None, help="system message for --chat")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+
+
+def _early_stopping(text: str) -> bool | str:
+    """--early-stopping's three values, as generate() takes them: True, False or "never"."""
+    values = {"true": True, "false": False, "never": "never"}
+    if text.strip().lower() not in values:
+        raise argparse.ArgumentTypeError(f"must be true, false or never, not {text!r}")
+    return values[text.strip().lower()]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.set_defaults(func=cmd_generate)
     cmp_ = sub.add_parser("compare", help="greedy, beam and sampling side by side", description="Greedy, beam search and sampling on one prompt, run as one batch.")
     _add_run_flags(cmp_, with_strategy=False)
-    cmp_.add_argument("--num-samples", type=int, default=1, help="sampled runs, seeds seed, seed+1, ... (default: 1)")
+    cmp_.add_argument("--num-samples", type=int, default=1,
+                      help="sampled runs, with seeds seed, seed+1, ... (mod 2**63) (default: 1)")
     cmp_.set_defaults(func=cmd_compare)
     try:
         from . import bench
@@ -66,8 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _config(args, strategy: str) -> DecodingConfig:
-    return DecodingConfig(
+def _given(args, strategy: str | None) -> dict:
+    """The settings on the command line, as DecodingConfig fields; None where a flag was not given."""
+    return dict(
         strategy=strategy,
         temperature=args.temperature,
         top_k=args.top_k,
@@ -76,6 +98,7 @@ def _config(args, strategy: str) -> DecodingConfig:
         repetition_penalty=args.repetition_penalty,
         num_beams=args.num_beams,
         length_penalty=args.length_penalty,
+        early_stopping=args.early_stopping,
         max_new_tokens=args.max_new_tokens,
         seed=args.seed,
         top_n=args.top_n,
@@ -83,9 +106,11 @@ def _config(args, strategy: str) -> DecodingConfig:
     )
 
 
-def _prepare(args, strategy: str):
-    """Validate everything cheap before loading the model, then load it and encode the prompt."""
-    config = _config(args, strategy)
+def _prepare(args, strategy: str | None):
+    """Validate everything cheap before loading the model, then load it, encode the prompt, and lay the flags
+    given over the model's defaults. Returns (engine, prompt ids, config, notices about the model's settings)."""
+    given = _given(args, strategy)
+    DecodingConfig.starting_from(None, **given)  # a bad flag fails now, before the model loads
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
     if not prompt.strip():
         raise ValueError("The prompt is empty: give some text with --prompt.")
@@ -93,12 +118,18 @@ def _prepare(args, strategy: str):
 
     _quiet_transformers()
     engine = load_engine(args.model, device=args.device, dtype=args.dtype, progress=_stderr if not args.json else None)
-    return engine, engine.encode(prompt, chat=args.chat, system=args.system), config
+    config = engine.default_config(**given)
+    taken = {name: value for name, value in engine.model_defaults.items() if given.get(name) is None}
+    notices = list(engine.model_defaults_notices)
+    if taken:
+        notices.append(f"From the model's generation_config (no flag given): {describe_settings(taken)}.")
+    return engine, engine.encode(prompt, chat=args.chat, system=args.system), config, notices
 
 
 def cmd_generate(args) -> int:
-    engine, ids, config = _prepare(args, args.strategy)
+    engine, ids, config, notices = _prepare(args, args.strategy)
     trace = engine.generate(ids, config)
+    trace.notices[:0] = notices
     if args.json:
         print(json.dumps(trace.to_dict(), ensure_ascii=False))
     else:
@@ -107,8 +138,10 @@ def cmd_generate(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    engine, ids, config = _prepare(args, "greedy")
+    engine, ids, config, notices = _prepare(args, "greedy")  # (each lane sets its own strategy)
     traces = engine.compare(ids, config, num_samples=args.num_samples)
+    for trace in traces.values():
+        trace.notices[:0] = notices
     if args.json:
         print(json.dumps({label: t.to_dict() for label, t in traces.items()}, ensure_ascii=False))
     else:

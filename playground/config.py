@@ -1,14 +1,18 @@
 """Decoding settings: one frozen, validated dataclass, with names that follow `generate()`'s kwargs.
 
 Everything that shapes a step (the knobs) or a run (strategy, beams, limits) lives here and is checked once,
-at construction, with a `ValueError` that says in one sentence what is wrong. This module knows nothing
-about models, tensors or the UI.
+at construction, with a `ValueError` that says in one sentence what is wrong.
+
+A setting the user does not give takes the model's own value, as in generate(): `model_defaults` reads those
+from a model's generation_config (generate()'s kwargs, as a mapping), and `DecodingConfig.starting_from` lays
+what was given over them. This module knows nothing about models, tensors or the UI.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -27,14 +31,14 @@ class DecodingConfig:
     top_p: float = 1.0  # keep the smallest set whose probability reaches p; 1 = off
     min_p: float = 0.0  # drop tokens below min_p x (probability of the top token); 0 = off
     # --- beam search ---
-    num_beams: int = 4  # used only by strategy="beam"
+    num_beams: int = 4  # used only by strategy="beam"; one beam is greedy search, as in generate()
     length_penalty: float = 1.0  # finished beams are scored sum(logprob) / length**length_penalty
     early_stopping: bool | Literal["never"] = False  # as in generate()
     # --- the run ---
     max_new_tokens: int = 32
     seed: int = 0  # seeds the run's own torch.Generator (sampling only)
     top_n: int = 10  # how many candidates each step records
-    stop_strings: tuple[str, ...] = ()
+    stop_strings: tuple[str, ...] = ()  # as generate(): a match may start in the prompt, and ends in the newest token
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -69,13 +73,36 @@ class DecodingConfig:
         object.__setattr__(self, "stop_strings", tuple(self.stop_strings))
 
     @property
+    def generation_mode(self) -> Literal["greedy", "sample", "beam"]:
+        """The search these settings run, as generate() decides it: "beam" for beam search with 2 or more beams,
+        "sample" for sampling at a temperature above 0, else "greedy" (greedy search: the greedy strategy, beam
+        search with one beam -- generate(num_beams=1) is greedy search -- or sampling at temperature 0)."""
+        if self.strategy == "beam":
+            return "beam" if self.num_beams > 1 else "greedy"
+        if self.strategy == "sample" and self.temperature > 0:
+            return "sample"
+        return "greedy"
+
+    @property
     def is_greedy(self) -> bool:
-        """True when the next token is the argmax: greedy strategy, or sampling at temperature 0."""
-        return self.strategy == "greedy" or (self.strategy == "sample" and self.temperature == 0)
+        """True when the next token is the argmax: greedy strategy, beam search with one beam, or sampling at
+        temperature 0."""
+        return self.generation_mode == "greedy"
 
     def replace(self, **changes) -> DecodingConfig:
         """A copy with some fields changed, validated again."""
         return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def starting_from(cls, defaults: Mapping[str, object] | None = None, **given) -> DecodingConfig:
+        """The settings `given`, where each one that is None (not given) takes its value from `defaults` (a
+        model's, from `model_defaults`), else this class's default: how generate() lays a call's kwargs over the
+        model's generation_config."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(given) - known)
+        if unknown:
+            raise ValueError(f"Unknown decoding setting {unknown[0]!r}: the settings are {', '.join(sorted(known))}.")
+        return cls(**{**(defaults or {}), **{name: value for name, value in given.items() if value is not None}})
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -90,6 +117,57 @@ class DecodingConfig:
         if "stop_strings" in kwargs:
             kwargs["stop_strings"] = tuple(kwargs["stop_strings"])
         return cls(**kwargs)
+
+
+# generate()'s settings a model's generation_config may set that are DecodingConfig fields of the same name and
+# meaning (do_sample and num_beams also choose the strategy). Not taken: max_length / max_new_tokens (a run's
+# length is the user's), and everything the playground does not run (typical_p, no_repeat_ngram_size, ...).
+MODEL_SETTINGS: tuple[str, ...] = (
+    "temperature", "top_k", "top_p", "min_p", "repetition_penalty", "num_beams", "length_penalty", "early_stopping",
+)
+
+
+def model_defaults(generation_config: Mapping[str, object]) -> tuple[dict, list[str]]:
+    """The settings a model asks for, as DecodingConfig fields, from its generation_config given as a mapping of
+    generate()'s kwargs (a setting it does not set is None or absent). Returns (settings, notices).
+
+    Only what the model sets is returned: transformers' own fallbacks (top_k 50 when sampling, say) are not the
+    model's, so the playground's defaults stand for them. The strategy follows generate(): "sample" when
+    do_sample is True, "beam" when num_beams > 1, "greedy" when do_sample is False. A value DecodingConfig cannot
+    take (num_beams above MAX_BEAMS, say) or a search the playground does not run (beam sampling) is left out,
+    with a one-sentence notice each.
+    """
+    settings: dict = {}
+    notices: list[str] = []
+    for name in MODEL_SETTINGS:
+        value = generation_config.get(name)
+        if value is None:
+            continue
+        try:
+            DecodingConfig(**{name: value})
+        except (TypeError, ValueError) as e:
+            notices.append(f"The model's generation_config sets {name}={value!r}, which the playground cannot use: {e}")
+            continue
+        settings[name] = value
+    do_sample, beams = generation_config.get("do_sample"), settings.get("num_beams", 1)
+    if do_sample is True and beams > 1:
+        notices.append(
+            f"The model's generation_config asks for beam sampling (do_sample with {beams} beams), which the "
+            "playground does not run: choose sample or beam."
+        )
+    elif do_sample is True:
+        settings["strategy"] = "sample"
+    elif beams > 1:
+        settings["strategy"] = "beam"
+    elif do_sample is False:
+        settings["strategy"] = "greedy"
+    return settings, notices
+
+
+def describe_settings(settings: Mapping[str, object]) -> str:
+    """'temperature 0.7, top_k 20, repetition_penalty 1.3': settings as one phrase, in DecodingConfig's order."""
+    order = [f.name for f in dataclasses.fields(DecodingConfig)]
+    return ", ".join(f"{name} {settings[name]}" for name in sorted(settings, key=order.index))
 
 
 def _is_int(x) -> bool:

@@ -7,7 +7,8 @@ Phases, one function each:
     _Batch.step     reorder the cache rows (beams, lanes that finished), forward the pending tokens of every
                     live row as one batch, let each lane pick its tokens, move every record to the host in one
                     transfer
-    Session.rewind  crop the cache back to an earlier step (beams re-feed their tokens, never the prompt)
+    Session.rewind  back to an earlier step: crop the cache where it can be cropped exactly, else rebuild it
+                    (the prompt, then each kept token as it was first fed) at the next forward
 
 A `Session` is one strategy stepped by a caller (the app's step mode): settings may change between steps, a
 token may be forced, and any step may be rewound. A `Comparison` runs greedy, beam and sampled lanes of one
@@ -26,11 +27,14 @@ from functools import lru_cache
 import torch
 
 from . import processors
-from .config import DecodingConfig
+from .config import MODEL_SETTINGS, DecodingConfig, describe_settings, model_defaults
 from .records import Candidate, Exploration, KnobView, StepRecord, TemperatureView, Trace
 from .strategies import BeamLane, DecodingError, SingleLane
 
 __all__ = ["Engine", "Session", "Comparison", "DecodingError", "ModelMemoryError"]
+
+
+ONE_BEAM_NOTICE = "One beam is greedy search, as in generate(num_beams=1): this run is greedy."
 
 
 class ModelMemoryError(RuntimeError):
@@ -38,18 +42,45 @@ class ModelMemoryError(RuntimeError):
 
 
 class TokenizerVocab:
-    """Token display strings and decoding, for records; a thin, cached view of a tokenizer."""
+    """Token display strings, decoding and stop strings, for the lanes; a thin, cached view of a tokenizer."""
 
     def __init__(self, tokenizer, eos_ids: tuple[int, ...]):
         self.tokenizer = tokenizer
         self.eos_ids = eos_ids
         self.token_str = lru_cache(maxsize=65536)(self._token_str)
+        self._stop_criteria = lru_cache(maxsize=16)(self._make_stop_criteria)
 
     def _token_str(self, token_id: int) -> str:
         return self.tokenizer.decode([token_id], skip_special_tokens=False)
 
     def decode(self, token_ids: list[int]) -> str:
         return self.tokenizer.decode(token_ids, skip_special_tokens=True)
+
+    def stop_hits(self, sequences: torch.Tensor, stop_strings: tuple[str, ...]) -> torch.Tensor:
+        """(R,) bool on the sequences' device: whether each row of `sequences` (R, L), the prompt and the tokens so
+        far, has just completed a stop string, as generate(stop_strings=...) decides it: transformers'
+        StopStringCriteria, where a stop string may start anywhere (in the prompt too) but must reach into the
+        newest token. Built once per set of stop strings."""
+        return self._stop_criteria(tuple(stop_strings))(sequences)
+
+    def _make_stop_criteria(self, stop_strings: tuple[str, ...]):
+        from transformers.generation.stopping_criteria import StopStringCriteria
+
+        try:
+            criteria = StopStringCriteria(self.tokenizer, list(stop_strings))
+        except Exception:  # noqa: BLE001 - a vocabulary StopStringCriteria cannot read (generate() would refuse)
+            return lambda sequences: torch.tensor(
+                [self._text_hits(row, stop_strings) for row in sequences.tolist()], device=sequences.device
+            )
+        return lambda sequences: criteria(sequences, None)
+
+    def _text_hits(self, row: list[int], stop_strings: tuple[str, ...]) -> bool:
+        """The same question asked of decoded text: a stop string in the last tokens' text that was not there
+        before the newest token."""
+        tail = row[-(max(map(len, stop_strings)) + 1) :]
+        now = self.tokenizer.decode(tail, skip_special_tokens=False)
+        before = self.tokenizer.decode(tail[:-1], skip_special_tokens=False)
+        return any(s in now and s not in before for s in stop_strings)
 
 
 class Engine:
@@ -62,11 +93,27 @@ class Engine:
         self.device = next(model.parameters()).device
         self.vocab_size = model.get_output_embeddings().weight.shape[0]
         self.context_length = getattr(model.config.get_text_config(), "max_position_embeddings", None)
-        eos = model.generation_config.eos_token_id
-        if eos is None:
-            eos = tokenizer.eos_token_id
+        generation = model.generation_config
+        # the EOS ids generate() stops on: the generation_config's, and nothing else (no tokenizer fallback)
+        eos = generation.eos_token_id
         self.vocab = TokenizerVocab(tokenizer, tuple(eos if isinstance(eos, list) else ([] if eos is None else [eos])))
+        # what the model asks for where the user gives nothing, as generate() starts from it (only what it sets)
+        self.model_defaults, self.model_defaults_notices = model_defaults(
+            {name: getattr(generation, name, None) for name in ("do_sample", *MODEL_SETTINGS)}
+        )
         self._logits_to_keep = "logits_to_keep" in inspect.signature(model.forward).parameters
+
+    def default_config(self, **given) -> DecodingConfig:
+        """DecodingConfig from the settings `given` (DecodingConfig's field names); each one that is None or not
+        given takes the model's value (`model_defaults`), else the playground's default -- as generate() does."""
+        return DecodingConfig.starting_from(self.model_defaults, **given)
+
+    def model_defaults_notice(self) -> str | None:
+        """One sentence saying which settings the model's generation_config sets (None if it sets none)."""
+        if not self.model_defaults:
+            return None
+        return (f"{self.name}'s generation_config sets {describe_settings(self.model_defaults)}: a setting you do not "
+                "give takes that value, as in generate().")
 
     # -- prompt --------------------------------------------------------------------------------------------
 
@@ -164,7 +211,16 @@ class Engine:
 
 
 class _Batch:
-    """The rows of every lane of one prompt, their KV cache, and the tokens waiting to be fed."""
+    """The rows of every lane of one prompt, their KV cache, and the tokens waiting to be fed.
+
+    `fed` (R, t) holds each cache row's tokens after the prompt, in the order they were fed: the cache holds the
+    prompt and the first `cached` columns, and the rest are fed, one column at a time, before the next forward.
+    Going back (a rewind, a forward that failed part-way) crops the cache where every layer allows it exactly: a
+    full-attention layer always, a sliding-window layer only while it still holds every position (before its window
+    fills). Any other cache (a sliding layer past its window, a recurrent state, a layout not known here) is dropped
+    and rebuilt before the next forward from the prompt and `fed`, fed as they were first fed, so its numbers are
+    those of a fresh run. Nothing here changes until the forwards it needs have succeeded.
+    """
 
     def __init__(self, engine: Engine, prompt: torch.Tensor, lanes: list):
         self.engine = engine
@@ -172,31 +228,78 @@ class _Batch:
         self.prompt = prompt  # (1, P)
         self.prompt_len = prompt.shape[1]
         self.prefill_logits, self.cache = engine.forward(self.prompt, None)  # (1, V)
+        self.fed = torch.zeros((1, 0), dtype=torch.long, device=engine.device)  # (R, t)
+        self.cached = 0  # columns of `fed` the cache holds (when there is a cache)
         self._reset_rows()
 
     def _reset_rows(self) -> None:
-        """Back to just after prefill: one cache row, which every lane row starts from."""
+        """Back to just after prefill: the prefill's logits, which every lane row starts from."""
         self.logits = self.prefill_logits
         self.rows = [torch.zeros(lane.n_rows, dtype=torch.long, device=self.engine.device) for lane in self.lanes]
-        self.cache_rows = 1
         self.pending: torch.Tensor | None = None  # (R,) tokens to feed before the next step
-        self.reorder: torch.Tensor | None = None  # (R,) cache row each new row continues
+        self.reorder: torch.Tensor | None = None  # (R,) the row of `fed` (and the cache) each new row continues
 
     def ready(self) -> None:
         """Forward the pending tokens, once: afterwards `self.logits` are the next step's. A preview calls it
         before the step does, and the step then reuses its forward."""
-        if self.pending is not None:
-            if self.reorder is not None:
+        if self.pending is None:
+            return
+        if self.reorder is not None:
+            self.fed = self.fed[self.reorder]
+            if self.cache is not None:
                 self.cache.reorder_cache(self.reorder)
-                self.reorder = None  # applied: a forward that fails (out of memory) must not reorder twice
-            length = self.cache.get_seq_length()
-            try:
-                self.logits, self.cache = self.engine.forward(self.pending[:, None], self.cache)
-            except ModelMemoryError:  # failed part-way: the first layers grew, the rest did not
-                self.crop(length)  # so a retry feeds every layer the same token once
-                raise
-            self.cache_rows = self.pending.shape[0]
-            self.pending = self.reorder = None
+            self.reorder = None  # applied: a forward that fails (out of memory) must not reorder twice
+        self._catch_up()
+        self.logits = self._feed(self.pending)
+        self.fed = torch.cat([self.fed, self.pending[:, None]], dim=1)
+        self.cached += 1
+        self.pending = None
+
+    def _catch_up(self) -> None:
+        """Make the cache hold the prompt and every column of `fed`: rebuild it if it was dropped, then feed the
+        columns it lacks one at a time, as they were first fed (the same numbers as the run that fed them)."""
+        if self.cache is None:
+            _, cache = self.engine.forward(self.prompt, None)
+            if self.fed.shape[0] != 1:  # every row starts from the prompt
+                cache.reorder_cache(torch.zeros(self.fed.shape[0], dtype=torch.long, device=self.engine.device))
+            self.cache, self.cached = cache, 0
+        while self.cached < self.fed.shape[1]:
+            self._feed(self.fed[:, self.cached])
+            self.cached += 1
+
+    def _feed(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Forward one token per row (R,) after the cache -> the next logits (R, V). A forward that fails part-way
+        (out of memory) has grown the first layers and not the rest: they are cut back, or the cache dropped."""
+        length = self.prompt_len + self.cached
+        try:
+            logits, self.cache = self.engine.forward(tokens[:, None], self.cache)
+        except ModelMemoryError:
+            self._cut(length)
+            raise
+        return logits
+
+    def _cut(self, length: int) -> None:
+        """Cut every cache layer back to `length` positions, each by its own excess (after a forward that failed
+        part-way the layers differ in length, which Cache.crop, the same count from each, would not mend); where
+        a layer cannot be cut exactly, drop the cache, to be rebuilt before the next forward."""
+        if not _croppable(self.cache):
+            self.cache, self.cached = None, 0
+            return
+        for layer in self.cache.layers:
+            excess = layer.get_seq_length() - length
+            if excess > 0:
+                layer.crop(-excess)
+
+    def keep(self, fed: torch.Tensor) -> None:
+        """Make the cache the prompt and `fed` (R, k) for the rows that follow: keep the part it shares with what
+        is cached (cropping the rest, or dropping the cache where it cannot be cropped); the rest is fed later."""
+        rows = fed.shape[0]
+        shared = _shared_columns(self.fed[:, : self.cached], fed) if self.fed.shape[0] == rows else 0
+        if self.cache is not None and shared < self.cached:
+            self._cut(self.prompt_len + shared)
+        if self.cache is not None and self.fed.shape[0] != rows:  # shared == 0: the prompt alone, the same in every row
+            self.cache.reorder_cache(torch.zeros(rows, dtype=torch.long, device=self.engine.device))
+        self.fed, self.cached = fed, (shared if self.cache is not None else 0)
 
     def step(self, configs: list[DecodingConfig], forced: list[int | None]) -> list[StepRecord | None]:
         self.ready()
@@ -221,51 +324,64 @@ class _Batch:
             n += lane.n_rows
         if tokens:
             self.pending = torch.cat(tokens)
-            moved = n != self.cache_rows or any(isinstance(self.lanes[i], BeamLane) for i in live)
+            moved = n != self.fed.shape[0] or any(isinstance(self.lanes[i], BeamLane) for i in live)
             self.reorder = torch.cat(sources) if moved else None
         return records
 
-    def crop(self, length: int) -> None:
-        """Cut every cache layer back to `length` positions, each by its own excess: after a forward that failed
-        part-way the layers differ in length, which Cache.crop (the same count from each) would not mend."""
-        for layer in getattr(self.cache, "layers", []):
-            excess = layer.get_seq_length() - length
-            if excess > 0:
-                layer.crop(-excess)
-
     def rewind(self, n_steps: int) -> None:
-        """Back to just after step n_steps (0 = just after prefill); a single lane, as sessions have."""
+        """Back to just after step n_steps (0 = just after prefill); a single lane, as sessions have. Only
+        bookkeeping, which cannot fail half-way: the model runs at the next forward (and rebuilds the cache there,
+        if it had to be dropped)."""
         (lane,) = self.lanes
         lane.rewind(n_steps)
         if n_steps == 0:
-            self.crop(self.prompt_len)
-            if self.cache_rows != 1:
-                self.cache.batch_select_indices(torch.zeros(1, dtype=torch.long, device=self.engine.device))
+            self.keep(torch.zeros((1, 0), dtype=torch.long, device=self.engine.device))
             self._reset_rows()
             return
-        replay = lane.replay_tokens(n_steps)  # (n_rows, n_steps)
-        if lane.crop_rewind:  # the cache holds the prompt and every token but the last, in place
-            self.crop(self.prompt_len + n_steps - 1)
-        else:  # beams were reordered: keep the prompt (the same in every row), re-feed each beam's tokens
-            self.crop(self.prompt_len)
-            self.cache.reorder_cache(torch.zeros(lane.n_rows, dtype=torch.long, device=self.engine.device))
-            for j in range(n_steps - 1):  # one token at a time, as they were first fed: the same numbers
-                _, self.cache = self.engine.forward(replay[:, j : j + 1], self.cache)
-            self.cache_rows = lane.n_rows
+        replay = lane.replay_tokens(n_steps)  # (n_rows, n_steps): every token but the last is in the cache
+        self.keep(replay[:, :-1])  # (beams: each row's own history, re-fed from the prompt where rows moved)
         self.rows = [torch.arange(lane.n_rows, device=self.engine.device)]
         self.pending, self.reorder = replay[:, -1], None
 
 
+def _croppable(cache) -> bool:
+    """Whether every layer of `cache` can be cut back exactly: transformers' dynamic full-attention layers, and its
+    sliding-window layers while they still hold every position (their crop refuses once the window is full). Any
+    other layer (recurrent, static, quantized, a model's own) is not trusted to: such a cache is rebuilt instead."""
+    from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
+
+    layers = getattr(cache, "layers", None)
+    if layers is None:
+        return False
+    for layer in layers:
+        if type(layer) is DynamicLayer:
+            continue
+        if type(layer) is DynamicSlidingWindowLayer and layer.get_seq_length() < layer.sliding_window:
+            continue
+        return False
+    return True
+
+
+def _shared_columns(a: torch.Tensor, b: torch.Tensor) -> int:
+    """How many leading columns a (R, m) and b (R, k) share in every row."""
+    n = min(a.shape[1], b.shape[1])
+    same = (a[:, :n] == b[:, :n]).all(dim=0).tolist()  # (n,)
+    return same.index(False) if False in same else n
+
+
 def _lane(label: str, config: DecodingConfig, prompt: torch.Tensor, engine: Engine):
-    cls = BeamLane if config.strategy == "beam" else SingleLane
+    cls = BeamLane if config.generation_mode == "beam" else SingleLane
     return cls(label, config, prompt, engine.vocab)
 
 
 def _trace(engine: Engine, lane, prompt_ids: list[int], elapsed: float, notices: list[str]) -> Trace:
     token_ids, logprobs, beam_score = lane.result()
+    strategy = lane.config.strategy
+    if strategy == "beam" and not isinstance(lane, BeamLane):  # what ran; the settings keep what was asked
+        strategy, notices = "greedy", [*notices, ONE_BEAM_NOTICE]
     return Trace(
         model=engine.name,
-        strategy=lane.config.strategy,
+        strategy=strategy,
         label=lane.label,
         config=lane.config,
         prompt_token_ids=list(prompt_ids),
@@ -324,7 +440,7 @@ class Session:
             if isinstance(self.lane, BeamLane):
                 raise ValueError("Forcing a token is for greedy and sampled runs, not beam search.")
         if self.done:
-            if self.finish_reason == "length" and isinstance(self.lane, SingleLane) and len(self.steps) < config.max_new_tokens:
+            if self._extends(config):
                 self.rewind(len(self.steps))  # a higher max_new_tokens: carry on from here
             else:
                 raise ValueError(f"The run has finished ({self.finish_reason}): rewind or reset to go on.")
@@ -352,13 +468,23 @@ class Session:
             lane.config = settings
 
     def run(self, config: DecodingConfig | None = None) -> Iterator[StepRecord]:
-        """Step until the run ends, yielding each record (stop early by no longer iterating)."""
-        while not self.done:
+        """Step until the run ends, yielding each record (stop early by no longer iterating). A run that ended on
+        max_new_tokens carries on when `config` raises it."""
+        while not self.done or self._extends(self._next_config(config)):
             yield self.step(config)
+
+    def _extends(self, config: DecodingConfig) -> bool:
+        """Whether a finished run goes on with `config`: it stopped on max_new_tokens, which `config` raises."""
+        return (
+            self.done and self.finish_reason == "length" and isinstance(self.lane, SingleLane)
+            and len(self.steps) < config.max_new_tokens
+        )
 
     @torch.inference_mode()
     def rewind(self, n_steps: int) -> None:
-        """Go back to just after step `n_steps` (0 = only the prompt); the prompt is never recomputed."""
+        """Go back to just after step `n_steps` (0 = only the prompt). The cache is cropped where every layer
+        allows it; otherwise (a sliding-window layer past its window, say) it is rebuilt at the next step, from
+        the prompt and the kept tokens fed one at a time, so the run goes on exactly as a fresh one would."""
         if isinstance(n_steps, bool) or not isinstance(n_steps, int) or not 0 <= n_steps <= len(self.steps):
             raise ValueError(f"Cannot rewind to step {n_steps!r}: this run has steps 0 to {len(self.steps)}.")
         self._batch.rewind(n_steps)
@@ -420,8 +546,9 @@ class Session:
         if config is None:
             return self.config
         old = self.config
-        if (config.strategy == "beam") != (old.strategy == "beam") or (
-            old.strategy == "beam" and (config.num_beams, config.max_new_tokens) != (old.num_beams, old.max_new_tokens)
+        beam, was_beam = config.generation_mode == "beam", old.generation_mode == "beam"
+        if beam != was_beam or (
+            beam and (config.num_beams, config.max_new_tokens) != (old.num_beams, old.max_new_tokens)
         ):
             raise ValueError("Switching to or from beam search, or changing its beams or length, needs a new run: reset.")
         if config.seed != old.seed:
@@ -431,11 +558,16 @@ class Session:
         return config
 
 
+def sample_seed(seed: int, i: int) -> int:
+    """The seed of a comparison's sample i (0-based): seed + i, wrapped into the valid range [0, 2**63)."""
+    return (seed + i) % 2**63
+
+
 class Comparison:
     """Greedy, beam search and sampled runs of one prompt as rows of one batch: one prefill, one forward a step.
 
-    The sampled lanes use seeds config.seed, config.seed + 1, ...: sample i equals a lone sampled run with
-    that seed.
+    The sampled lanes use seeds config.seed, config.seed + 1, ..., wrapping around to 0 past the largest seed
+    (2**63 - 1): sample i has seed (config.seed + i) mod 2**63 and equals a lone sampled run with that seed.
     """
 
     @torch.inference_mode()
@@ -449,7 +581,7 @@ class Comparison:
         self.configs = [config.replace(strategy="greedy"), config.replace(strategy="beam")]
         labels = ["greedy", "beam"]
         for i in range(num_samples):
-            self.configs.append(config.replace(strategy="sample", seed=config.seed + i))
+            self.configs.append(config.replace(strategy="sample", seed=sample_seed(config.seed, i)))
             labels.append("sample" if i == 0 else f"sample {i + 1}")
         self._batch = _Batch(engine, prompt, [_lane(label, c, prompt, engine) for label, c in zip(labels, self.configs)])
         self.elapsed_s = time.perf_counter() - start

@@ -9,8 +9,8 @@ The pipeline, written once (`PIPELINE`) and applied by `process`:
     5. min-p               (sampling only)
 
 Penalties can change the argmax, so greedy and beam search apply them; the truncation knobs cannot, so, as in
-`generate()`, they run only on the random path. Beam search applies the penalty to log-softmaxed scores, also
-as `generate()` does. Every function returns a new tensor and never touches its input. Cut tokens get
+`generate()`, they run only on the random path. Beam search (2 or more beams) applies the penalty to
+log-softmaxed scores, also as `generate()` does; one beam is greedy search (`DecodingConfig.generation_mode`). Every function returns a new tensor and never touches its input. Cut tokens get
 `-inf`, so their probability is exactly 0.
 
 This module only shapes; choosing the token is `strategies.py`'s job. It knows nothing about models or UIs.
@@ -156,16 +156,17 @@ class Processed:
 
 
 def process(input_ids: torch.Tensor, logits: torch.Tensor, config: DecodingConfig) -> Processed:
-    """Apply the knobs that `config.strategy` uses, in PIPELINE order, to raw `logits` (R, V) float32.
+    """Apply the knobs that `config.generation_mode` uses, in PIPELINE order, to raw `logits` (R, V) float32.
 
     `input_ids` (R, T) is each row's context (prompt + generated so far), for the repetition penalty.
     """
-    if config.strategy == "beam":
+    mode = config.generation_mode
+    if mode == "beam":
         scores = torch.log_softmax(logits, dim=-1)  # generate() penalises log-probs in beam search
     else:
         scores = logits
     scores = repetition_penalty(input_ids, scores, config.repetition_penalty)
-    if config.strategy != "sample" or config.is_greedy:
+    if mode != "sample":
         return Processed(shaped=scores, scores=scores)
 
     shaped = scores = temperature(scores, config.temperature)

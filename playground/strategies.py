@@ -39,6 +39,9 @@ class Vocab(Protocol):
 
     def decode(self, token_ids: list[int]) -> str: ...
 
+    # (R,) bool: which rows of (R, L) prompt-and-output sequences just completed one of the stop strings
+    def stop_hits(self, sequences: torch.Tensor, stop_strings: tuple[str, ...]) -> torch.Tensor: ...
+
 
 @dataclass
 class Selection:
@@ -162,13 +165,13 @@ def _safe_probs(scores: torch.Tensor) -> torch.Tensor:
 
 
 class SingleLane:
-    """Greedy or sampled decoding of one row. Settings may change from one step to the next."""
+    """Greedy or sampled decoding of one row (beam search with one beam is greedy search, as in generate()).
+    Settings may change from one step to the next."""
 
     n_rows = 1
-    crop_rewind = True  # its one row is never reordered, so rewinding is a cache crop
 
     def __init__(self, label: str, config: DecodingConfig, prompt_ids: torch.Tensor, vocab: Vocab):
-        if config.strategy == "beam":
+        if config.generation_mode == "beam":
             raise ValueError("SingleLane decodes greedy or sampled runs; use BeamLane for beam search.")
         self.label = label
         self.config = config
@@ -207,10 +210,16 @@ class SingleLane:
             top_k=config.top_k,
         )
         self.context = torch.cat([self.context, token[:, None]], dim=-1)
+        if config.stop_strings:  # over the prompt and the output, as generate() checks them
+            stopped = self.vocab.stop_hits(self.context, config.stop_strings).float()  # (1,)
+        else:
+            stopped = torch.zeros(1, device=logits.device)
+        packed = torch.cat([stopped, packed])
         return Selection(tokens=token, parents=torch.zeros(1, dtype=torch.long, device=logits.device), packed=packed)
 
     def commit(self, values: list[float], config: DecodingConfig, forced: int | None = None) -> StepRecord:
         step = len(self.token_ids)
+        stopped, values = values[0], values[1:]
         try:
             head, top = _unpack_distribution(values, self.vocab, step)
         except DecodingError:  # the step did not happen: undo select()'s context and generator changes
@@ -233,7 +242,7 @@ class SingleLane:
         self.config = config
         if token_id in self.vocab.eos_ids:
             self.done, self.finish_reason = True, "eos"
-        elif config.stop_strings and _hits_stop(self.vocab.decode(self.token_ids), config.stop_strings):
+        elif stopped:
             self.done, self.finish_reason = True, "stop_string"
         elif len(self.token_ids) >= config.max_new_tokens:
             self.done, self.finish_reason = True, "length"
@@ -255,10 +264,6 @@ class SingleLane:
         return list(self.token_ids), list(self.token_logprobs), None
 
 
-def _hits_stop(text: str, stop_strings: tuple[str, ...]) -> bool:
-    return any(s in text for s in stop_strings)
-
-
 # ----------------------------------------------------------------------------------------------------------
 
 
@@ -269,11 +274,9 @@ class BeamLane:
     continuations of a step (1, 2B, ...), finished hypotheses (1, B, ...).
     """
 
-    crop_rewind = False  # rows are reordered every step: rewind re-feeds the beams' tokens
-
     def __init__(self, label: str, config: DecodingConfig, prompt_ids: torch.Tensor, vocab: Vocab):
-        if config.strategy != "beam":
-            raise ValueError("BeamLane runs beam search; use SingleLane for greedy or sampled runs.")
+        if config.generation_mode != "beam":
+            raise ValueError("BeamLane runs beam search with 2 or more beams; use SingleLane for greedy or sampled runs.")
         self.label = label
         self.config = config
         self.vocab = vocab
@@ -334,10 +337,10 @@ class BeamLane:
         hits = torch.isin(tokens, self.eos)  # (1, 2B)
         if t + 1 >= T:
             hits = torch.ones_like(hits)
-        elif config.stop_strings:  # needs the text on the host: only when stop strings are set
-            rows = topk_seqs[0, :, : t + 1].tolist()
-            stop = [_hits_stop(self.vocab.decode(r), config.stop_strings) for r in rows]
-            hits = hits | torch.tensor(stop, device=hits.device)[None]
+        elif config.stop_strings:  # over the prompt and each continuation, as generate() checks them
+            prompt = self.prompt_ids.expand(self.beams_to_keep, -1)
+            continuations = torch.cat([prompt, topk_seqs[0, :, : t + 1]], dim=-1)  # (2B, P + t + 1)
+            hits = hits | self.vocab.stop_hits(continuations, config.stop_strings)[None]
 
         # the running beams of the next step: the best B continuations that did not stop
         topk_running = topk_scores + hits.to(torch.float32) * NEG
@@ -453,7 +456,12 @@ class BeamLane:
         if not go_on:
             self.done = True
             best = self.result()[0]
-            self.finish_reason = "eos" if best and best[-1] in self.vocab.eos_ids else "length"
+            if best and best[-1] in self.vocab.eos_ids:
+                self.finish_reason = "eos"
+            elif config.stop_strings and len(best) < self.max_new_tokens:  # ended by EOS, a stop string or length
+                self.finish_reason = "stop_string"
+            else:
+                self.finish_reason = "length"
         return record
 
     def rewind(self, n_steps: int) -> None:

@@ -82,8 +82,8 @@ def test_help_lists_every_flag():
     r = run_cli("generate", "--help")
     assert r.returncode == 0
     for flag in ("--prompt", "--model", "--device", "--strategy", "--max-new-tokens", "--temperature", "--top-k",
-                 "--top-p", "--min-p", "--repetition-penalty", "--num-beams", "--length-penalty", "--seed", "--top-n",
-                 "--chat", "--system", "--json"):
+                 "--top-p", "--min-p", "--repetition-penalty", "--num-beams", "--length-penalty", "--early-stopping",
+                 "--seed", "--top-n", "--chat", "--system", "--json"):
         assert flag in r.stdout
 
 
@@ -100,3 +100,63 @@ def test_an_unknown_hub_id_fails_fast_without_a_network(monkeypatch):
     with pytest.raises(loading.ModelLoadError, match="cannot be reached"):
         loading.load_model("no-such-org/no-such-model", device="cpu")
     assert calls == []  # never went to from_pretrained (and its retries)
+
+
+def test_generate_without_knob_flags_takes_the_models_generation_config(tiny_model_dir, tmp_path):
+    """Issue 10: a model whose generation_config sets repetition_penalty 1.3 gives generate(do_sample=False) that
+    penalty; `python -m playground generate` with no knob flags used 1.0. A flag given still wins."""
+    import shutil
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder = tmp_path / "penalised"
+    shutil.copytree(tiny_model_dir, folder)
+    config_file = folder / "generation_config.json"
+    config_file.write_text(json.dumps({**json.loads(config_file.read_text()), "repetition_penalty": 1.3}))
+    model = AutoModelForCausalLM.from_pretrained(folder).eval()
+    ids = AutoTokenizer.from_pretrained(folder)("The quick brown fox")["input_ids"]
+    with torch.no_grad():
+        penalised = model.generate(torch.tensor([ids]), max_new_tokens=16, do_sample=False)[0, len(ids) :].tolist()
+        plain = model.generate(torch.tensor([ids]), max_new_tokens=16, do_sample=False, repetition_penalty=1.0)
+    assert penalised != plain[0, len(ids) :].tolist(), "the penalty must matter for this check to mean anything"
+
+    r = run_cli("generate", "--model", str(folder), "--prompt", "The quick brown fox", "--max-new-tokens", "16", "--json")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert d["token_ids"] == penalised[: len(d["token_ids"])] and d["settings"]["repetition_penalty"] == 1.3
+    assert any("generation_config" in notice and "repetition_penalty" in notice for notice in d["notices"])
+    flagged = run_cli("generate", "--model", str(folder), "--prompt", "The quick brown fox", "--max-new-tokens", "16",
+                      "--repetition-penalty", "1", "--json")  # fmt: skip
+    assert json.loads(flagged.stdout)["token_ids"] == plain[0, len(ids) :].tolist()[: 16]
+    assert "the model's" in run_cli("generate", "--help").stdout  # --help says where a default comes from
+
+
+def test_early_stopping_flag_is_generates(tiny_model_dir):
+    """Issue 10: the CLI had no --early-stopping. It takes generate()'s three values, and beams run with it as
+    generate(early_stopping=...) does; anything else is one line and exit status 2."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    ids = AutoTokenizer.from_pretrained(tiny_model_dir)("The quick brown fox")["input_ids"]
+    r = run_cli("generate", "--model", tiny_model_dir, "--prompt", "The quick brown fox", "--strategy", "beam",
+                "--num-beams", "3", "--length-penalty", "2", "--early-stopping", "never", "--max-new-tokens", "8", "--json")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    with torch.no_grad():
+        out = model.generate(torch.tensor([ids]), max_new_tokens=8, num_beams=3, length_penalty=2.0,
+                             early_stopping="never", do_sample=False)  # fmt: skip
+    assert d["settings"]["early_stopping"] == "never" and d["token_ids"] == out[0, len(ids) :].tolist()
+    bad = run_cli("generate", "--prompt", "hi", "--early-stopping", "sometimes")
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "--early-stopping" in bad.stderr
+
+
+def test_compare_with_the_largest_seed_and_two_samples(tiny_model_dir):
+    """Issue 10: compare refused seed 2**63-1 with two or more samples ("seed must be an integer from 0 to 2**63 - 1"
+    about a seed the user had given within range). Sample i's seed is (seed + i) mod 2**63."""
+    r = run_cli("compare", "--model", tiny_model_dir, "--prompt", "Once upon a time", "--max-new-tokens", "3",
+                "--num-beams", "2", "--num-samples", "2", "--seed", str(2**63 - 1), "--json")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert [d["sample"]["settings"]["seed"], d["sample 2"]["settings"]["seed"]] == [2**63 - 1, 0]

@@ -336,3 +336,307 @@ def test_recorded_cumulative_is_what_top_p_sees(tiny_engine):
                 assert (c.cut_by == "top_p") == (mass_above >= 0.5 - 1e-6)
     greedy = tiny_engine.start(ids, DecodingConfig(strategy="greedy", top_n=5)).step()
     assert all(c.cumulative is None for c in greedy.top)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Rewind, force and carrying on over every cache layout: sliding-window layers past their window cannot be cropped
+
+
+@pytest.fixture(scope="module", params=["Mistral", "Gemma 2", "Gemma 3"])
+def sliding_engine(request, tiny_engine):
+    """An Engine over a tiny random model whose cache has sliding-window layers (Mistral: all of them; Gemma 2 and 3:
+    sliding and full layers mixed), with a window of tiny_models.WINDOW tokens."""
+    from tiny_models import build_tiny_model
+
+    from playground.engine import Engine
+
+    tokenizer = tiny_engine.tokenizer
+    return Engine(build_tiny_model(request.param, len(tokenizer), tokenizer.eos_token_id), tokenizer, name=request.param)
+
+
+SLIDING_CONFIG = DecodingConfig(strategy="sample", temperature=1.2, top_k=40, top_p=0.95, repetition_penalty=1.1, seed=5,
+                                max_new_tokens=14, top_n=5)  # fmt: skip
+# a prompt shorter than the window (the run passes it mid-way) and one longer than it (passed at the prefill)
+SLIDING_PROMPTS = {"short prompt": "The", "long prompt": "Once upon a time there was a small model"}
+
+
+@pytest.mark.parametrize("prompt", SLIDING_PROMPTS.values(), ids=SLIDING_PROMPTS.keys())
+def test_rewind_past_a_sliding_window_equals_a_fresh_run(sliding_engine, prompt):
+    """Issue 10: once prompt + output passed the window, Undo and Rewind raised transformers' RuntimeError from
+    DynamicSlidingWindowLayer.crop and left the session half-rewound. Every rewind must give back the very run
+    (tokens and recorded numbers) a fresh session makes."""
+    from tiny_models import WINDOW
+
+    ids = sliding_engine.encode(prompt)
+    fresh = sliding_engine.start(ids, SLIDING_CONFIG)
+    first = list(fresh.run())
+    assert len(ids) + len(first) > WINDOW + 4 and len(first) == SLIDING_CONFIG.max_new_tokens
+    session = sliding_engine.start(ids, SLIDING_CONFIG)
+    list(session.run())
+    for back_to in (13, 11, 6, 1, 0):  # 13: Undo at the end; 0: back to the prompt
+        session.rewind(back_to)
+        assert session.steps == first[:back_to] and not session.done
+        again = list(session.run())
+        assert again == first[back_to:], f"rewind to {back_to}"
+
+
+def test_beam_rewind_past_a_sliding_window_equals_a_fresh_run(sliding_engine):
+    """Beam rows are reordered every step, so a beam rewind re-feeds each beam's tokens after the prompt: past the
+    window the prompt could not be cropped back to either. The beams must come out as a fresh search's."""
+    ids = sliding_engine.encode(SLIDING_PROMPTS["short prompt"])
+    config = DecodingConfig(strategy="beam", num_beams=3, length_penalty=0.8, max_new_tokens=12)
+    fresh = sliding_engine.generate(ids, config)
+    session = sliding_engine.start(ids, config)
+    list(session.run())
+    for back_to in (9, 4):
+        session.rewind(back_to)
+        list(session.run())
+        again = session.trace()
+        assert again.token_ids == fresh.token_ids and again.beam_score == pytest.approx(fresh.beam_score, abs=1e-5)
+        assert [[b.token_id for b in s.beams] for s in again.steps] == [[b.token_id for b in s.beams] for s in fresh.steps]
+
+
+def test_force_past_a_sliding_window_equals_a_fresh_run(sliding_engine):
+    """'Use this token instead' after the window is a rewind then a forced step; it raised the same RuntimeError.
+    The forced run must equal a session that took the same steps and forced the same token without going further."""
+    ids = sliding_engine.encode(SLIDING_PROMPTS["long prompt"])
+    session = sliding_engine.start(ids, SLIDING_CONFIG)
+    list(session.run())
+    at = 9
+    other = session.steps[at].top[1].token_id  # the runner-up at step `at`
+    session.rewind(at)
+    session.step(force_token=other)
+    list(session.run())
+    fresh = sliding_engine.start(ids, SLIDING_CONFIG)
+    for _ in range(at):
+        fresh.step()
+    fresh.step(force_token=other)
+    list(fresh.run())
+    assert session.steps == fresh.steps and session.steps[at].forced
+
+
+def test_carrying_on_after_a_finished_run_past_a_sliding_window(sliding_engine):
+    """A run that ended on max_new_tokens goes on when it is raised; past the window that must not touch the
+    cache's sliding layers wrongly, and the tokens must be those of a run asked for the longer length at once."""
+    ids = sliding_engine.encode(SLIDING_PROMPTS["long prompt"])
+    short = SLIDING_CONFIG.replace(max_new_tokens=8)
+    session = sliding_engine.start(ids, short)
+    list(session.run())
+    assert session.finish_reason == "length"
+    longer = short.replace(max_new_tokens=12)
+    list(session.run(longer))
+    fresh = sliding_engine.start(ids, longer)
+    assert session.steps[8:] == list(fresh.run())[8:] and len(session.steps) == 12
+
+
+def test_a_rewind_that_fails_to_rebuild_leaves_the_session_whole(sliding_engine, monkeypatch):
+    """Where the cache cannot be cropped it is rebuilt; a rebuild that fails (out of memory) must leave the session
+    exactly at the step it was rewound to, and the next try must give the fresh run's steps."""
+    from playground.engine import ModelMemoryError
+
+    ids = sliding_engine.encode(SLIDING_PROMPTS["long prompt"])
+    fresh = list(sliding_engine.start(ids, SLIDING_CONFIG).run())
+    session = sliding_engine.start(ids, SLIDING_CONFIG)
+    list(session.run())
+    session.rewind(5)
+    forward = sliding_engine.forward
+    calls = []
+
+    def out_of_memory_once(input_ids, cache):
+        calls.append(1)
+        if len(calls) == 2:  # part-way through the rebuild
+            raise ModelMemoryError("simulated: out of memory")
+        return forward(input_ids, cache)
+
+    monkeypatch.setattr(sliding_engine, "forward", out_of_memory_once)
+    with pytest.raises(ModelMemoryError):
+        session.step()
+    assert session.steps == fresh[:5] and not session.done
+    monkeypatch.setattr(sliding_engine, "forward", forward)
+    assert list(session.run()) == fresh[5:]
+
+
+def test_out_of_memory_part_way_through_a_forward_past_a_sliding_window(sliding_engine):
+    """A forward that fails in its second layer has grown the first layer's cache by one token. The engine cut it
+    back with a crop, which a sliding layer past its window refuses (RuntimeError instead of the one-sentence
+    out-of-memory error); the retried step must equal the undisturbed run."""
+    from playground.engine import ModelMemoryError
+
+    ids = sliding_engine.encode(SLIDING_PROMPTS["long prompt"])
+    fresh = list(sliding_engine.start(ids, SLIDING_CONFIG).run())
+    session = sliding_engine.start(ids, SLIDING_CONFIG)
+    for _ in range(4):
+        session.step()
+    layer = sliding_engine.model.model.layers[1]
+    real_forward = layer.forward
+    fail = {"left": 1}
+
+    def failing(*args, **kwargs):
+        if fail["left"]:
+            fail["left"] -= 1
+            raise torch.OutOfMemoryError("simulated: out of memory in layer 1")
+        return real_forward(*args, **kwargs)
+
+    layer.forward = failing
+    try:
+        with pytest.raises(ModelMemoryError):
+            session.step()
+    finally:
+        layer.forward = real_forward
+    assert session.steps == fresh[:4]
+    assert list(session.run()) == fresh[4:]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# One beam is greedy search, as in generate()
+
+
+@pytest.mark.parametrize(
+    "settings,eos_at",
+    [
+        (dict(repetition_penalty=1.3), None),  # a one-beam search penalised log-probabilities, greedy search logits
+        (dict(early_stopping="never", length_penalty=2.0), 4),  # a one-beam search went on past EOS to do better
+        (dict(early_stopping=True, length_penalty=0.5, repetition_penalty=1.2), 4),
+    ],
+    ids=["penalty", "eos-never-lp2", "eos-early-lp0.5-penalty"],
+)
+def test_one_beam_is_greedy_search_as_in_generate(tiny_engine, settings, eos_at):
+    """Issue 10: strategy="beam" with num_beams=1 ran a one-beam search, where generate(num_beams=1) runs greedy
+    search; they differ with a repetition penalty and at EOS with early_stopping="never" and a positive length
+    penalty. Checked against generate(); for the EOS cases on a model whose EOS greedy search meets at step 4."""
+    import copy
+
+    from playground.engine import Engine
+
+    ids = tiny_engine.encode(PROMPT)
+    model = copy.deepcopy(tiny_engine.model)
+    if eos_at is not None:
+        penalty = settings.get("repetition_penalty", 1.0)
+        greedy = tiny_engine.generate(ids, DecodingConfig(repetition_penalty=penalty, max_new_tokens=16)).token_ids
+        model.generation_config.eos_token_id = greedy[eos_at]
+    engine = Engine(model, tiny_engine.tokenizer)
+    trace = engine.generate(ids, DecodingConfig(strategy="beam", num_beams=1, max_new_tokens=16, **settings))
+    with torch.no_grad():
+        out = model.generate(torch.tensor([ids]), max_new_tokens=16, num_beams=1, do_sample=False, **settings)
+    assert trace.token_ids == out[0, len(ids) :].tolist()
+    if eos_at is not None:
+        assert trace.finish_reason == "eos" and len(trace.token_ids) <= eos_at + 1
+    # the record says what ran, and keeps what was asked
+    assert trace.strategy == "greedy" and trace.config.strategy == "beam" and trace.config.num_beams == 1
+    assert any("greedy" in notice for notice in trace.notices)
+    assert all(step.beams is None for step in trace.steps)
+
+
+def test_one_beam_in_a_comparison_is_greedy_search(tiny_engine):
+    """The comparison's beam lane with one beam is greedy search too (as generate(num_beams=1)), so it equals the
+    greedy lane even with a repetition penalty."""
+    ids = tiny_engine.encode(PROMPT)
+    traces = tiny_engine.compare(ids, DecodingConfig(num_beams=1, repetition_penalty=1.4, max_new_tokens=10))
+    assert traces["beam"].token_ids == traces["greedy"].token_ids
+    assert traces["beam"].strategy == "greedy" and traces["beam"].label == "beam"
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Stop strings, as generate()'s StopStringCriteria: over the whole sequence, the prompt's end included
+
+
+@pytest.mark.parametrize("strategy", ["greedy", "sample", "beam"])
+def test_stop_strings_spanning_the_prompt_and_the_output_stop_as_in_generate(tiny_engine, strategy):
+    """Issue 10: a stop string that starts in the prompt and ends in the output stopped generate() but not the
+    engine, which searched the output's text alone. One that lies wholly in the prompt stops neither (generate()
+    only matches a stop string that reaches into the newest token)."""
+    ids = tiny_engine.encode(PROMPT)
+    config = DecodingConfig(strategy=strategy, num_beams=3, temperature=1.2, seed=4, max_new_tokens=10)
+    first = tiny_engine.generate(ids, config).token_ids[0]
+    tokenizer = tiny_engine.tokenizer
+    prompt_text = tokenizer.decode(ids)
+    spanning = prompt_text[-3:] + tokenizer.decode([first])[:1]
+    assert spanning not in prompt_text
+    sampled = dict(do_sample=True, temperature=1.2, top_k=0) if strategy == "sample" else dict(do_sample=False)
+    beams = dict(num_beams=3) if strategy == "beam" else {}
+    for stop, expect_stop in ((spanning, True), (prompt_text[-6:-1], False)):
+        trace = tiny_engine.generate(ids, config.replace(stop_strings=(stop,)))
+        torch.manual_seed(config.seed)
+        with torch.no_grad():
+            out = tiny_engine.model.generate(torch.tensor([ids]), max_new_tokens=10, stop_strings=[stop],
+                                             tokenizer=tokenizer, **sampled, **beams)  # fmt: skip
+        assert trace.token_ids == out[0, len(ids) :].tolist(), stop
+        assert (trace.finish_reason == "stop_string") == expect_stop, stop
+    assert len(tiny_engine.generate(ids, config.replace(stop_strings=(spanning,))).token_ids) == 1
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The model's own generation defaults, as generate() starts from them
+
+
+def _engine_with_generation_config(tiny_engine, tokenizer=None, **settings):
+    """An Engine over a copy of the tiny model whose generation_config sets `settings` (None unsets one)."""
+    import copy
+
+    from playground.engine import Engine
+
+    model = copy.deepcopy(tiny_engine.model)
+    for name, value in settings.items():
+        setattr(model.generation_config, name, value)
+    return Engine(model, tokenizer or tiny_engine.tokenizer, name="tiny")
+
+
+def test_a_setting_not_given_takes_the_models_value_as_in_generate(tiny_engine):
+    """Issue 10: generate() starts from the model's generation_config (here: sampling at temperature 0.7 with top-k
+    20, top-p 0.9 and a repetition penalty), the engine started from its own defaults. With nothing given but the
+    seed, the engine's run must be generate()'s."""
+    engine = _engine_with_generation_config(tiny_engine, do_sample=True, temperature=0.7, top_k=20, top_p=0.9,
+                                            repetition_penalty=1.2)  # fmt: skip
+    assert engine.model_defaults == dict(strategy="sample", temperature=0.7, top_k=20, top_p=0.9, repetition_penalty=1.2)
+    config = engine.default_config(seed=3, max_new_tokens=12)
+    assert config == DecodingConfig(strategy="sample", temperature=0.7, top_k=20, top_p=0.9, repetition_penalty=1.2,
+                                    seed=3, max_new_tokens=12)  # fmt: skip
+    ids = engine.encode(PROMPT)
+    torch.manual_seed(3)
+    with torch.no_grad():
+        expected = engine.model.generate(torch.tensor([ids]), max_new_tokens=12)[0, len(ids) :].tolist()
+    assert engine.generate(ids, config).token_ids == expected
+    # a setting that is given wins over the model's; None means "not given"
+    given = engine.default_config(strategy="greedy", top_k=None, repetition_penalty=1.0)
+    assert (given.strategy, given.top_k, given.repetition_penalty, given.temperature) == ("greedy", 20, 1.0, 0.7)
+
+
+def test_model_defaults_leave_out_what_the_model_does_not_set_or_the_playground_cannot_run(tiny_engine):
+    """Only values the model sets are its defaults (transformers' own fallbacks, such as top_k 50 when sampling,
+    are not the model's); values the playground cannot take are left out with a notice, never a crash at load."""
+    plain = _engine_with_generation_config(tiny_engine)
+    assert plain.model_defaults == {} and plain.default_config() == DecodingConfig()
+    odd = _engine_with_generation_config(tiny_engine, num_beams=40, top_p=0.0, length_penalty=0.5, do_sample=False)
+    assert odd.model_defaults == dict(strategy="greedy", length_penalty=0.5)
+    assert any("num_beams" in notice for notice in odd.model_defaults_notices)
+    assert any("top_p" in notice for notice in odd.model_defaults_notices)
+    beams = _engine_with_generation_config(tiny_engine, num_beams=3, early_stopping="never")
+    assert beams.model_defaults == dict(strategy="beam", num_beams=3, early_stopping="never")
+
+
+def test_eos_ids_are_the_models_generation_config_ones_as_in_generate(tiny_engine):
+    """generate() stops on the EOS ids of the model's generation_config and nothing else; the engine fell back to
+    the tokenizer's EOS token where the model names none, and stopped where generate() goes on."""
+    import copy
+
+    ids = tiny_engine.encode(PROMPT)
+    greedy = tiny_engine.generate(ids, DecodingConfig(max_new_tokens=10)).token_ids
+    tokenizer = copy.deepcopy(tiny_engine.tokenizer)
+    tokenizer.eos_token = tokenizer.convert_ids_to_tokens(greedy[3])  # the tokenizer's EOS: met at step 3
+    engine = _engine_with_generation_config(tiny_engine, tokenizer=tokenizer, eos_token_id=None)
+    trace = engine.generate(ids, DecodingConfig(max_new_tokens=10))
+    with torch.no_grad():
+        expected = engine.model.generate(torch.tensor([ids]), max_new_tokens=10, do_sample=False)[0, len(ids) :]
+    assert trace.token_ids == expected.tolist() == greedy
+
+
+def test_sample_lane_seeds_wrap_around_at_the_largest_seed(tiny_engine):
+    """Sample lanes use seeds seed, seed + 1, ...; at the largest seed (2**63 - 1) the second lane's seed overflowed
+    the valid range and the comparison refused to start. Seeds wrap to 0, and each lane still equals its lone run."""
+    ids = tiny_engine.encode(PROMPT)
+    config = DecodingConfig(max_new_tokens=6, num_beams=2, temperature=1.3, seed=2**63 - 1)
+    traces = tiny_engine.compare(ids, config, num_samples=3)
+    assert [traces[k].config.seed for k in ("sample", "sample 2", "sample 3")] == [2**63 - 1, 0, 1]
+    for label, seed in (("sample", 2**63 - 1), ("sample 3", 1)):
+        lone = tiny_engine.generate(ids, config.replace(strategy="sample", seed=seed))
+        assert traces[label].token_ids == lone.token_ids
