@@ -720,6 +720,8 @@ def beam_tree_figure(trace: Trace) -> Figure:
     (kept / finished / pruned). The output's path is drawn thick in red, the other final hypotheses' paths in
     green, and only their tokens are labelled (`beam_tree_data` says which fit). 800 px wide at any beam count;
     its height grows with the steps up to a cap (`BEAM_TREE_MAX_IN`); every label is drawn whole inside the plot."""
+    if trace.config.strategy == "beam" and trace.config.num_beams == 1:
+        return _empty("Beam search tree", "One beam is greedy search (as in generate()): use 2 or more beams for a tree.")
     if trace.strategy != "beam" or any(r.beams is None for r in trace.steps):
         return _empty("Beam search tree", "The beam tree is drawn for beam search runs: choose strategy = beam.")
     if not trace.steps:
