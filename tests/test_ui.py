@@ -432,3 +432,50 @@ def test_stop_ends_a_run_after_the_step_in_progress(app):
     assert rest[-1][0]["n_steps"] == 1 and not rest[-1][-1].session.done
     assert "Stopped after 1 token:" in rest[-1][5]
     assert step(rest[-1][-1])[0]["n_steps"] == 2  # Step carries on; the flag is cleared
+
+
+# -- issue 10: the model's own generation defaults on the page ------------------------------------------------
+
+
+@pytest.fixture
+def opinionated(tiny_engine, monkeypatch):
+    """A registry whose default model's generation_config samples at T 0.7 with top-p 0.9, a repetition penalty
+    of 1.3 and early_stopping "never" (a setting the page has no control for)."""
+    import copy
+
+    from playground.engine import Engine
+
+    model = copy.deepcopy(tiny_engine.model)
+    for name, value in dict(do_sample=True, temperature=0.7, top_p=0.9, repetition_penalty=1.3,
+                            early_stopping="never").items():  # fmt: skip
+        setattr(model.generation_config, name, value)
+    engine = Engine(model, tiny_engine.tokenizer, name="opinionated")
+    registry = ui.ModelRegistry(loader=lambda spec, progress=None: engine, default_spec="opinionated")
+    registry.put("default", engine)
+    monkeypatch.setattr(ui.shared, "REGISTRY", registry)
+    monkeypatch.setattr(ui.shared, "POLICY", HostingPolicy())
+    return engine
+
+
+class _Request:
+    query_params: dict = {}
+
+
+def test_loading_a_model_sets_the_knobs_to_its_generation_config_and_says_so(opinionated):
+    """generate() starts from the model's generation_config; the page's knobs ignored it. Loading the model
+    (and opening the page on it) now sets the knobs it names, says so, and "Model's defaults" puts them back."""
+    model, status, _, *knobs = ui.on_load_model(None, "default", progress=lambda *a, **k: None)
+    assert knobs == ["sample", 0.7, 0, 0.9, 0.0, 1.3, 4, 1.0]  # top-k: the model sets none, so off (not 50)
+    assert "generation_config sets" in status and "Model’s defaults" in status
+    assert list(ui.on_model_defaults("default")) == knobs
+    page = ui.on_page_load(None, **controls(strategy="greedy", temperature=1.0), request=_Request())
+    assert list(page[4:12]) == knobs  # strategy ... length penalty
+    assert page[len(ui.CONTROLS) + 9].preview.config.temperature == 0.7  # the preview used them
+    # the setting with no control on the page takes the model's value too
+    state = step(None, strategy="beam", num_beams=2)[-1]
+    assert state.session.config.early_stopping == "never"
+
+
+def test_a_model_that_sets_no_knobs_leaves_them_as_they_are(app):
+    _, status, _, *knobs = ui.on_load_model(None, "default", progress=lambda *a, **k: None)
+    assert all(k == gr.skip() for k in knobs) and "generation_config" not in status

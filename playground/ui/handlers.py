@@ -29,6 +29,8 @@ from .shared import DEFAULT_MODEL
 from .state import CONTROLS, PlaygroundState, UserError, as_int, friendly, make_config, prepare
 
 STREAM_CHART_EVERY_S = 0.5  # a streamed run redraws the distribution chart at most this often
+# The decoding knobs a model's generation_config may set, in CONTROLS order (the page's knob controls).
+KNOBS = ("strategy", "temperature", "top_k", "top_p", "min_p", "repetition_penalty", "num_beams", "length_penalty")
 FINAL_BEAMS_COLUMNS = ["Rank", "Score", "Tokens", "Text", "Sum log-prob", "Finished", "Winner"]  # as shown
 
 
@@ -241,7 +243,9 @@ def on_new_seed() -> int:
 
 def on_load_model(state, model, progress=gr.Progress()) -> tuple:
     """Load `model` (a Hub id, a folder or "default"); on failure warn and keep the previous one.
-    Returns (model picker value, model status html, state)."""
+    Returns (model picker value, model status html, state, *the KNOBS' values): where the model's
+    generation_config sets decoding settings the knobs take them (saying so), as generate() would; otherwise
+    they stay as they are."""
     state = state if isinstance(state, PlaygroundState) else PlaygroundState()
     model = (model or DEFAULT_MODEL).strip() or DEFAULT_MODEL
     try:
@@ -252,15 +256,44 @@ def on_load_model(state, model, progress=gr.Progress()) -> tuple:
     except Exception as e:  # noqa: BLE001 - a failed load leaves the previous model in place
         msg = str(friendly(e).message)
         gr.Warning(msg)
-        return state.model, f'<div class="dp-notice">Could not load that model; still using {html.escape(state.model)}. {msg}</div>', state
+        return (state.model, f'<div class="dp-notice">Could not load that model; still using {html.escape(state.model)}. '
+                f"{msg}</div>", state, *(gr.skip() for _ in KNOBS))  # fmt: skip
     state.model = model
     chat = "chat template" if engine.has_chat_template else "no chat template"
-    return (model, f'<div class="dp-status">Loaded <code>{html.escape(engine.name)}</code> ({engine.vocab_size:,} tokens, '
-            f"{chat}) in {time.perf_counter() - started:.1f} s.</div>", state)  # fmt: skip
+    status = (f'<div class="dp-status">Loaded <code>{html.escape(engine.name)}</code> ({engine.vocab_size:,} tokens, '
+              f"{chat}) in {time.perf_counter() - started:.1f} s.</div>")  # fmt: skip
+    knobs = model_knobs(engine) if sets_knobs(engine) else tuple(gr.skip() for _ in KNOBS)  # else as they are
+    return (model, status + model_defaults_html(engine), state, *knobs)
 
 
+def on_model_defaults(model) -> tuple:
+    """The KNOBS' values as generate() would start for `model`: its generation_config's where it sets them,
+    else generate()'s own defaults."""
+    try:
+        return model_knobs(shared.engine_for(model))
+    except Exception as e:  # noqa: BLE001
+        raise friendly(e) from e
 
-# ----------------------------------------------------------------------------------------------------------
+
+def model_knobs(engine: Engine) -> tuple:
+    """The KNOBS' values from `engine.default_config()`: the model's where it sets them, else generate()'s."""
+    config = engine.default_config()
+    return tuple(getattr(config, k) for k in KNOBS)
+
+
+def sets_knobs(engine: Engine) -> bool:
+    """Whether the model's generation_config sets any of the knobs."""
+    return any(k in engine.model_defaults for k in KNOBS)
+
+
+def model_defaults_html(engine: Engine) -> str:
+    """What the model's generation_config sets (and what of it the playground leaves out), as status lines."""
+    notes = [engine.model_defaults_notice(), *engine.model_defaults_notices]
+    if notes[0] is not None:
+        notes[0] += " The knobs show them; “Model’s defaults” puts them back."
+    return "".join(f'<div class="dp-notice">{html.escape(n)}</div>' for n in notes if n)
+
+
 # Compare and teaching handlers
 
 
@@ -413,20 +446,26 @@ def config_controls(config: DecodingConfig) -> tuple:
 
 def on_page_load(state, prompt, model, chat, system, strategy, temperature, top_k, top_p, min_p, repetition_penalty,
                  num_beams, length_penalty, max_new_tokens, top_n, seed, request: gr.Request) -> tuple:  # fmt: skip
-    """Open a permalink when the page's URL carries one; otherwise preview the first step of the page's prompt,
-    so its distribution is on screen before any Step."""
-    controls = (prompt, model, chat, system, strategy, temperature, top_k, top_p, min_p, repetition_penalty,
-                num_beams, length_penalty, max_new_tokens, top_n, seed)  # fmt: skip
+    """Open a permalink when the page's URL carries one; otherwise set the knobs to the default model's
+    generation_config where it sets them, and preview the first step of the page's prompt, so its distribution
+    is on screen before any Step."""
+    controls = dict(zip(CONTROLS, (prompt, model, chat, system, strategy, temperature, top_k, top_p, min_p,
+                                   repetition_penalty, num_beams, length_penalty, max_new_tokens, top_n, seed)))  # fmt: skip
     n_outputs = len(CONTROLS) + len(STEP_OUTPUTS)
     value = dict(request.query_params).get(PERMALINK_PARAM) if request is not None else None
     try:
-        if not value:
-            return (*(gr.skip() for _ in CONTROLS), *on_preview(state, *controls))
-        return restore(value)
+        if value:
+            return restore(value)
+        engine = shared.engine_for(model)
+        shown = dict.fromkeys(CONTROLS, gr.skip())
+        if sets_knobs(engine):
+            knobs = dict(zip(KNOBS, model_knobs(engine)))
+            shown.update(knobs)
+            controls.update(knobs)
+        return (*shown.values(), *on_preview(state, *controls.values()))
     except Exception as e:  # noqa: BLE001
         gr.Warning(str(friendly(e).message))
         return tuple(gr.skip() for _ in range(n_outputs))
-
 
 
 # ----------------------------------------------------------------------------------------------------------

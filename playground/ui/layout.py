@@ -19,7 +19,7 @@ from ..hosting import HostingPolicy
 from ..loading import EMBEDDED_NAME
 from . import shared
 from .handlers import (on_compare, on_explore, on_export, on_force, on_inspect, on_load_model, on_new_seed,
-                       on_page_load, on_preview, on_reset, on_rewind, on_run, on_scale, on_step, on_stop, on_strategy,
+                       on_model_defaults, on_page_load, on_preview, on_reset, on_rewind, on_run, on_scale, on_step, on_stop, on_strategy,
                        on_token_click, on_trajectory_view, on_undo)  # fmt: skip
 from .outputs import N_TABLE_CHOICES, PLOT_FORMAT, status_html
 from .page import CARRY_ON_TOKENS, for_page, on_carry_on
@@ -206,6 +206,7 @@ def build_demo(policy: HostingPolicy | None = None) -> gr.Blocks:
                     min_p = gr.Slider(0, 1, value=0.0, step=0.01, label="Min-p", info=_INFO["min_p"], elem_id="dp-min-p")
                     repetition_penalty = gr.Slider(0.5, 2, value=1.0, step=0.05, label="Repetition penalty",
                                                    info=_INFO["repetition_penalty"], elem_id="dp-rep")  # fmt: skip
+                    model_defaults_btn = gr.Button("Model’s defaults", size="sm", elem_id="dp-model-defaults")
                 with gr.Accordion("Beam search", open=False):
                     num_beams = gr.Slider(1, max_beams, value=min(4, max_beams), step=1, label="Beams",
                                           info=_INFO["num_beams"], interactive=False)  # fmt: skip
@@ -352,7 +353,8 @@ def build_demo(policy: HostingPolicy | None = None) -> gr.Blocks:
         api.click(on_compare, compare_controls, compare_out, api_name="compare")
         api.click(on_explore, explore_in, explore_out, api_name="explore")
         api.click(on_export, [state, top_n], [csv_file, json_file], api_name="export")
-        api.click(on_load_model, [state, model], [model, model_status, state], api_name="load_model")
+        knobs = [strategy, temperature, top_k, top_p, min_p, repetition_penalty, num_beams, length_penalty]  # KNOBS
+        api.click(on_load_model, [state, model], [model, model_status, state, *knobs], api_name="load_model")
 
         def page(handler, n_outputs=len(step_out), controls=True):  # the page's variant of a handler
             return for_page(handler, n_outputs, controls=controls)
@@ -379,7 +381,6 @@ def build_demo(policy: HostingPolicy | None = None) -> gr.Blocks:
                         queue=False, **private)  # fmt: skip
         chat.change(lambda c: gr.Textbox(visible=bool(c)), [chat], [system], queue=False, **private)
         new_seed.click(on_new_seed, None, [seed], queue=False, **private)
-        load_btn.click(on_load_model, [state, model], [model, model_status, state], **private)
         compare_evt = compare_btn.click(page(on_compare, len(compare_out), controls=False), compare_controls, compare_out, **private)
         compare_stop.click(None, None, None, cancels=[compare_evt], **private)
         explore_btn.click(page(on_explore, len(explore_out), controls=False), explore_in, explore_out, **private)
@@ -397,6 +398,11 @@ def build_demo(policy: HostingPolicy | None = None) -> gr.Blocks:
             control.input(**preview_evt)
         if examples:  # a picked example prompt is previewed like a typed one
             example_prompts.load_input_event.then(**preview_evt)
+        # a loaded model's generation_config sets the knobs it names (the strategy's .change greys out what it
+        # ignores); the chart follows the knobs
+        load_btn.click(on_load_model, [state, model], [model, model_status, state, *knobs], **private).then(**preview_evt)
+        model_defaults_btn.click(page(on_model_defaults, len(knobs), controls=False), [model], knobs,
+                                 **private).then(**preview_evt)  # fmt: skip
         traj_tab.select(on_trajectory_view, [state, gr.State(True)], [traj_plot, state], **private)
         table_tab.select(on_trajectory_view, [state, gr.State(False)], [traj_plot, state], **private)
         log_scale.change(on_scale, [state, log_scale, top_n], [dist_plot, state], show_progress="hidden", **private)

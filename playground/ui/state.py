@@ -21,6 +21,8 @@ from ..records import StepRecord
 from . import shared
 from .shared import DEFAULT_MODEL
 
+# DecodingConfig's settings the page has no control for (a model's generation_config may set them).
+UNCONTROLLED = ("early_stopping",)
 # The decoding controls, in the order every step-like handler (and API endpoint) takes them.
 CONTROLS = (
     "prompt", "model", "chat", "system", "strategy", "temperature", "top_k", "top_p", "min_p",
@@ -127,8 +129,10 @@ def prepare(state, prompt, model, chat, system, strategy, temperature, top_k, to
     """The state's session, or a new one when the run's identity changed; and the config for the next step."""
     config = make_config(strategy, temperature, top_k, top_p, min_p, repetition_penalty, num_beams, length_penalty,
                          max_new_tokens, top_n, seed)  # fmt: skip
-    config, notices = shared.POLICY.apply(config)
     engine = shared.engine_for(model)
+    # settings the page has no control for take the model's value (its generation_config), as in generate()
+    config = config.replace(**{k: v for k, v in engine.model_defaults.items() if k in UNCONTROLLED})
+    config, notices = shared.POLICY.apply(config)
     chat = bool(chat)
     system = (system or "") if chat else ""
     beam = config.strategy == "beam"
