@@ -592,7 +592,7 @@ def test_hosted_mode_refuses_other_models(hosted, model):
     ui = hosted
     message = _ui_error(lambda: ui.on_step(None, *_controls(ui, model=model), 1))
     assert "only runs these models" in message
-    _, status, _ = ui.on_load_model(None, model, progress=lambda *a, **k: None)
+    _, status, _, *_ = ui.on_load_model(None, model, progress=lambda *a, **k: None)
     assert "still using" in status
 
 

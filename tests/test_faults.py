@@ -214,7 +214,7 @@ def test_ui_failed_model_load_keeps_the_previous_model(ui_with_tiny, tiny_engine
     ui = ui_with_tiny
     state = ui.on_step(None, *_controls(ui), 2)[-1]
     for bad in ("/no/such/model/folder", "no-such-org/no-such-model-4242"):
-        model_value, status_html, state = ui.on_load_model(state, bad, progress=lambda *a, **k: None)
+        model_value, status_html, state, *knobs = ui.on_load_model(state, bad, progress=lambda *a, **k: None)
         assert model_value == ui.DEFAULT_MODEL
         assert "still using" in status_html
     assert ui.shared.REGISTRY.cached(ui.DEFAULT_MODEL) is tiny_engine

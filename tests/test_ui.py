@@ -198,8 +198,9 @@ def test_a_failed_model_load_keeps_the_previous_model(app):
     registry, loads = app
     state = step(None)[-1]
     with pytest.warns(UserWarning):
-        value, status, state2 = ui.on_load_model(state, "no/such-model", progress=lambda *a, **k: None)
+        value, status, state2, *knobs = ui.on_load_model(state, "no/such-model", progress=lambda *a, **k: None)
     assert value == "default" and "Could not load" in status and loads == ["no/such-model"]
+    assert all(k == gr.skip() for k in knobs)  # the knobs stay as they were
     assert step(state2)[0]["n_steps"] == 2  # the old run goes on with the old model
 
 
