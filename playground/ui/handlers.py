@@ -244,7 +244,7 @@ def on_compare(prompt, model, chat, system, strategy, temperature, top_k, top_p,
             gr.Warning(msg)
         engine = shared.engine_for(model)
         chat = bool(chat)
-        ids = engine.encode(prompt, chat=chat, system=(system or None) if chat else None)
+        ids = shared.encode_prompt(engine, prompt, chat=chat, system=(system or None) if chat else None)
         comparison = Comparison(engine, ids, config, num_samples=n)
         step = 0
         while not comparison.done:
