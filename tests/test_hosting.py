@@ -232,3 +232,24 @@ def test_one_model_whatever_its_spelling(tiny_engine, tiny_model_dir, monkeypatc
     for spelling in [tiny_model_dir + "/", tiny_model_dir + "/./", os.path.relpath(tiny_model_dir)]:
         ui.shared.engine_for(spelling)
     assert len(loads) == 1 and registry.key(tiny_model_dir + "/") == registry.key("default")  # the default's folder
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Exports, uploads and the queue
+
+
+def test_exports_do_not_pile_up_on_disk(ui, tmp_path, monkeypatch):
+    """Every /export used to leave its temporary folder behind for good (20 exports, 22.6 MB)."""
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # every temporary folder lands here
+    state = ui.on_step(None, *ui_controls(ui), 3)[-1]
+    paths = [ui.on_export(state) for _ in range(80)]
+    assert all(os.path.isfile(p) for p in paths[-1])
+    kept = [d for d, _, files in os.walk(tmp_path) if "steps.csv" in files]
+    assert len(kept) <= 64, f"{len(kept)} export folders left on disk"
+    old = paths[-1][0]
+    past = time.time() - ui.exports.KEEP_S - 1
+    os.utime(os.path.dirname(old), (past, past))
+    ui.on_export(state)
+    assert not os.path.exists(old)  # an old export is deleted at the next one

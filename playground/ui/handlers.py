@@ -11,17 +11,15 @@ from __future__ import annotations
 
 import html
 import random
-import tempfile
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import gradio as gr
 
 from .. import plots, views
 from ..config import DecodingConfig
 from ..engine import Comparison, Engine
-from . import shared
+from . import exports, shared
 from .outputs import (FINISH, N_TABLE_CHOICES, STEP_OUTPUTS, distribution_chart, empty_outputs, rendered,
                       shown_record, step_outputs, trajectory_chart)  # fmt: skip
 from .permalink import PERMALINK_PARAM, decode_permalink, permalink_query
@@ -307,7 +305,7 @@ def on_export(state, top_n=10) -> tuple[str, str]:
     """Write the step table (CSV) and the full trace (JSON) to files; returns their paths."""
     if not isinstance(state, PlaygroundState) or state.session is None or not state.steps:
         raise UserError("Take a step first: there is nothing to export yet.")
-    folder = Path(tempfile.mkdtemp(prefix="decoding-playground-"))
+    folder = exports.new_folder()
     csv_path = folder / "steps.csv"
     json_path = folder / "trace.json"
     table = views.step_table(state.prompt_text, state.steps, n_choices=N_TABLE_CHOICES)
