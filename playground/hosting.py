@@ -24,7 +24,8 @@ Protection of the server, in both modes; hosted mode changes the defaults (hoste
                                      is parked: cache and steps dropped, its recipe kept (32 / 32)
     PLAYGROUND_SESSION_IDLE_S=300    a session idle this long is parked; its next request rebuilds the run
                                      from the recipe, token for token (300 / 3600)
-    PLAYGROUND_SESSION_TTL_S=86400   a session idle this long is forgotten, recipe too (86400 / no limit)
+    PLAYGROUND_SESSION_TTL_S=10800   a session idle this long is forgotten, recipe and Gradio's record of it
+                                     too (3 hours / no limit)
     PLAYGROUND_MAX_SESSIONS=2000     sessions remembered at all; beyond, the least recently used one is
                                      forgotten (2000 / 10000, Gradio's own default)
 
@@ -94,7 +95,7 @@ class HostingPolicy:
             session_wait_s=_seconds(env, "PLAYGROUND_SESSION_WAIT_S", 10.0),
             live_sessions=_positive_int(env, "PLAYGROUND_LIVE_SESSIONS", 32),
             session_idle_s=_seconds(env, "PLAYGROUND_SESSION_IDLE_S", by_mode(300.0, 3600.0)),
-            session_ttl_s=_seconds(env, "PLAYGROUND_SESSION_TTL_S", by_mode(86_400.0, None)),
+            session_ttl_s=_seconds(env, "PLAYGROUND_SESSION_TTL_S", by_mode(10_800.0, None)),
             max_sessions=_positive_int(env, "PLAYGROUND_MAX_SESSIONS", by_mode(2000, 10_000)),
         )
 

@@ -253,3 +253,20 @@ def test_exports_do_not_pile_up_on_disk(ui, tmp_path, monkeypatch):
     os.utime(os.path.dirname(old), (past, past))
     ui.on_export(state)
     assert not os.path.exists(old)  # an old export is deleted at the next one
+
+
+def test_every_model_using_event_shares_one_concurrency_limit_and_the_queue_is_bounded(ui, monkeypatch):
+    """"At most 4 handlers" was per event (16 ran at once); the queue had no size and no per-session limit."""
+    policy = hosted_policy(PLAYGROUND_CONCURRENCY=3)
+    monkeypatch.setattr(ui.shared, "POLICY", policy)
+    demo = ui.build_demo(policy)
+    fns = {f.api_name: f for f in demo.fns.values() if f.api_name}
+    model_events = ["step", "step_n", "run", "preview", "force", "undo", "rewind", "reset", "compare", "explore",
+                    "load_model"]  # fmt: skip
+    assert {fns[name].concurrency_id for name in model_events} == {"model"}
+    assert {fns[name].concurrency_limit for name in model_events} == {3}
+    assert demo._queue.max_size == 64
+    assert demo.delete_cache is not None  # Gradio's copies of the exports are deleted too
+    assert ui.sessions.server_limits(policy) == {"max_file_size": 0, "state_session_capacity": 2000}
+    local = HostingPolicy.from_env({})
+    assert (local.queue_size, local.session_queue, local.concurrency) == (None, None, 4)

@@ -23,6 +23,7 @@ from . import exports, shared
 from .outputs import (FINISH, N_TABLE_CHOICES, STEP_OUTPUTS, distribution_chart, empty_outputs, rendered,
                       shown_record, step_outputs, trajectory_chart)  # fmt: skip
 from .permalink import PERMALINK_PARAM, decode_permalink, permalink_query
+from .sessions import exclusive, nonblocking
 from .shared import DEFAULT_MODEL
 from .state import CONTROLS, PlaygroundState, UserError, as_int, friendly, make_config, prepare
 
@@ -31,6 +32,7 @@ STREAM_CHART_EVERY_S = 0.5  # a streamed run redraws the distribution chart at m
 
 
 
+@exclusive
 def on_step(state, prompt, model, chat, system, strategy, temperature, top_k, top_p, min_p, repetition_penalty,
             num_beams, length_penalty, max_new_tokens, top_n, seed, n_steps=1, permalink="") -> tuple:  # fmt: skip
     """Take `n_steps` steps (stopping early when the run ends) with the current settings."""
@@ -52,6 +54,7 @@ def on_step(state, prompt, model, chat, system, strategy, temperature, top_k, to
         raise friendly(e) from e
 
 
+@exclusive
 def on_run(state, prompt, model, chat, system, strategy, temperature, top_k, top_p, min_p, repetition_penalty,
            num_beams, length_penalty, max_new_tokens, top_n, seed, permalink="") -> Iterator[tuple]:  # fmt: skip
     """Step to the end of the run, yielding the views after every token (Stop cancels it)."""
@@ -75,6 +78,7 @@ def on_run(state, prompt, model, chat, system, strategy, temperature, top_k, top
         raise friendly(e) from e
 
 
+@exclusive
 def on_preview(state, prompt, model, chat, system, strategy, temperature, top_k, top_p, min_p, repetition_penalty,
                num_beams, length_penalty, max_new_tokens, top_n, seed, permalink="") -> tuple:  # fmt: skip
     """The pending step's distribution with the current settings, without taking it: the chart, candidates and
@@ -101,6 +105,7 @@ def on_preview(state, prompt, model, chat, system, strategy, temperature, top_k,
         raise friendly(e) from e
 
 
+@nonblocking
 def on_trajectory_view(state, shown) -> tuple:
     """The trajectory's tab opened (draw it) or closed (stop redrawing it at each step); returns (chart, state)."""
     state = state if isinstance(state, PlaygroundState) else PlaygroundState()
@@ -110,6 +115,7 @@ def on_trajectory_view(state, shown) -> tuple:
     return (*rendered(trajectory_chart(state)), state)
 
 
+@nonblocking
 def on_scale(state, log_scale, top_n=10) -> tuple:
     """Switch the distribution chart between a linear and a log probability axis; returns (chart, state)."""
     state = state if isinstance(state, PlaygroundState) else PlaygroundState()
@@ -118,6 +124,7 @@ def on_scale(state, log_scale, top_n=10) -> tuple:
     return (*rendered(distribution_chart(state, top_n)), state)
 
 
+@exclusive
 def on_force(state, prompt, model, chat, system, strategy, temperature, top_k, top_p, min_p, repetition_penalty,
              num_beams, length_penalty, max_new_tokens, top_n, seed, inspect_step, token_id, permalink="") -> tuple:  # fmt: skip
     """Use `token_id` at step `inspect_step` (0-based, as in the table) instead: rewind to just before it and force the token."""
@@ -142,6 +149,7 @@ def on_force(state, prompt, model, chat, system, strategy, temperature, top_k, t
         raise friendly(e) from e
 
 
+@exclusive
 def on_rewind(state, to_step, top_n=10, permalink="") -> tuple:
     """Keep the first `to_step` generated tokens and drop the rest (0 = back to the prompt)."""
     try:
@@ -155,6 +163,7 @@ def on_rewind(state, to_step, top_n=10, permalink="") -> tuple:
         raise friendly(e) from e
 
 
+@exclusive
 def on_undo(state, top_n=10, permalink="") -> tuple:
     """Take back the last step."""
     state = recover(state, permalink)
@@ -163,12 +172,14 @@ def on_undo(state, top_n=10, permalink="") -> tuple:
     return on_rewind(state, len(state.steps) - 1, top_n)
 
 
+@exclusive
 def on_reset(state=None) -> tuple:
     """Forget the run (the model stays loaded); the next Step starts from the prompt."""
     model = state.model if isinstance(state, PlaygroundState) else DEFAULT_MODEL
     return empty_outputs(PlaygroundState(model=model))
 
 
+@nonblocking
 def on_inspect(state, inspect_step, top_n=10) -> tuple:
     """Show step `inspect_step` (0-based, as in the table): its distribution, candidates and highlight in the text."""
     try:
@@ -202,6 +213,7 @@ def on_new_seed() -> int:
     return random.randrange(1, 2**31)
 
 
+@exclusive
 def on_load_model(state, model, progress=gr.Progress()) -> tuple:
     """Load `model` (a Hub id, a folder or "default"); on failure warn and keep the previous one.
     Returns (model picker value, model status html, state)."""
@@ -229,6 +241,7 @@ def on_load_model(state, model, progress=gr.Progress()) -> tuple:
 
 
 
+@exclusive
 def on_compare(prompt, model, chat, system, strategy, temperature, top_k, top_p, min_p, repetition_penalty,
                num_beams, length_penalty, max_new_tokens, top_n, seed, num_samples=2) -> Iterator[tuple]:  # fmt: skip
     """Greedy, beam and `num_samples` sampled runs side by side, streamed per step.
@@ -281,6 +294,7 @@ def parse_temperatures(text: str) -> tuple[float, ...]:
     return temps
 
 
+@exclusive
 def on_explore(state, prompt, model, chat, system, strategy, temperature, top_k, top_p, min_p, repetition_penalty,
                num_beams, length_penalty, max_new_tokens, top_n, seed, temperatures="0.5, 1, 1.5, 2") -> tuple:  # fmt: skip
     """The teaching views of the inspected step (or the next step, before any): (temperature figure, knobs
@@ -301,6 +315,7 @@ def on_explore(state, prompt, model, chat, system, strategy, temperature, top_k,
         raise friendly(e) from e
 
 
+@nonblocking
 def on_export(state, top_n=10) -> tuple[str, str]:
     """Write the step table (CSV) and the full trace (JSON) to files; returns their paths."""
     if not isinstance(state, PlaygroundState) or state.session is None or not state.steps:
@@ -373,6 +388,7 @@ def config_controls(config: DecodingConfig) -> tuple:
             config.num_beams, config.length_penalty, config.max_new_tokens, config.top_n, config.seed)  # fmt: skip
 
 
+@exclusive
 def on_page_load(state, prompt, model, chat, system, strategy, temperature, top_k, top_p, min_p, repetition_penalty,
                  num_beams, length_penalty, max_new_tokens, top_n, seed, request: gr.Request) -> tuple:  # fmt: skip
     """Open a permalink when the page's URL carries one; otherwise preview the first step of the page's prompt,

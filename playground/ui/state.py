@@ -53,6 +53,7 @@ class PlaygroundState:
     log_scale: bool = False  # the distribution chart's probability axis
     show_trajectory: bool = False  # the trajectory's tab is on screen (else it is not redrawn at each step)
     notices: list[str] = field(default_factory=list)
+    parked: str | None = None  # while the session is dropped for memory: the run's recipe (sessions.park)
 
     def changed(self) -> None:
         """The run moved on (a step, a rewind): show its last step, and forget a preview of a step that is gone."""
