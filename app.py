@@ -37,7 +37,8 @@ def main(argv: list[str] | None = None) -> None:
     if not args.no_preload:
         ui.shared.REGISTRY.get(ui.DEFAULT_MODEL, progress=print)  # fail fast, and make the first Step quick
     demo = ui.build_demo()
-    demo.launch(server_name=args.host, server_port=args.port, share=args.share, **ui.launch_options())
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share, **ui.launch_options(),
+                **ui.sessions.server_limits())  # no uploads; as many Gradio sessions as the app remembers
 
 
 if __name__ == "__main__":

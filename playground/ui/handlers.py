@@ -11,20 +11,19 @@ from __future__ import annotations
 
 import html
 import random
-import tempfile
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import gradio as gr
 
 from .. import plots, views
 from ..config import DecodingConfig
 from ..engine import Comparison, Engine
-from . import shared
+from . import exports, shared
 from .outputs import (FINISH, N_TABLE_CHOICES, STEP_OUTPUTS, distribution_chart, empty_outputs, rendered,
                       shown_record, step_outputs, trajectory_chart)  # fmt: skip
 from .permalink import PERMALINK_PARAM, decode_permalink, permalink_query
+from .sessions import exclusive, nonblocking
 from .shared import DEFAULT_MODEL
 from .state import CONTROLS, PlaygroundState, UserError, as_int, friendly, make_config, prepare
 
@@ -36,6 +35,7 @@ FINAL_BEAMS_COLUMNS = ["Rank", "Score", "Tokens", "Text", "Sum log-prob", "Finis
 
 
 
+@exclusive
 def on_step(state, prompt, model, chat, system, strategy, temperature, top_k, top_p, min_p, repetition_penalty,
             num_beams, length_penalty, max_new_tokens, top_n, seed, n_steps=1, permalink="") -> tuple:  # fmt: skip
     """Take `n_steps` steps (stopping early when the run ends) with the current settings."""
@@ -58,6 +58,7 @@ def on_step(state, prompt, model, chat, system, strategy, temperature, top_k, to
         raise friendly(e) from e
 
 
+@exclusive
 def on_run(state, prompt, model, chat, system, strategy, temperature, top_k, top_p, min_p, repetition_penalty,
            num_beams, length_penalty, max_new_tokens, top_n, seed, permalink="") -> Iterator[tuple]:  # fmt: skip
     """Step to the end of the run, yielding the views after every token (Stop cancels it)."""
@@ -85,6 +86,7 @@ def on_run(state, prompt, model, chat, system, strategy, temperature, top_k, top
         raise friendly(e) from e
 
 
+@exclusive
 def on_preview(state, prompt, model, chat, system, strategy, temperature, top_k, top_p, min_p, repetition_penalty,
                num_beams, length_penalty, max_new_tokens, top_n, seed, permalink="") -> tuple:  # fmt: skip
     """The pending step's distribution with the current settings, without taking it: the chart, candidates and
@@ -117,6 +119,7 @@ def on_stop(state) -> None:
         state.stop = True
 
 
+@nonblocking
 def on_trajectory_view(state, shown) -> tuple:
     """The trajectory's tab opened (draw it) or closed (stop redrawing it at each step); returns (chart, state)."""
     state = state if isinstance(state, PlaygroundState) else PlaygroundState()
@@ -126,6 +129,7 @@ def on_trajectory_view(state, shown) -> tuple:
     return (*rendered(trajectory_chart(state)), state)
 
 
+@nonblocking
 def on_scale(state, log_scale, top_n=10) -> tuple:
     """Switch the distribution chart between a linear and a log probability axis; returns (chart, state)."""
     state = state if isinstance(state, PlaygroundState) else PlaygroundState()
@@ -134,6 +138,7 @@ def on_scale(state, log_scale, top_n=10) -> tuple:
     return (*rendered(distribution_chart(state, top_n)), state)
 
 
+@exclusive
 def on_force(state, prompt, model, chat, system, strategy, temperature, top_k, top_p, min_p, repetition_penalty,
              num_beams, length_penalty, max_new_tokens, top_n, seed, inspect_step, token_id, permalink="") -> tuple:  # fmt: skip
     """Use `token_id` at step `inspect_step` (0-based, as in the table) instead: rewind to just before it and force
@@ -169,6 +174,7 @@ def on_force(state, prompt, model, chat, system, strategy, temperature, top_k, t
         raise friendly(e) from e
 
 
+@exclusive
 def on_rewind(state, to_step, top_n=10, permalink="") -> tuple:
     """Keep the first `to_step` generated tokens and drop the rest (0 = back to the prompt)."""
     try:
@@ -182,6 +188,7 @@ def on_rewind(state, to_step, top_n=10, permalink="") -> tuple:
         raise friendly(e) from e
 
 
+@exclusive
 def on_undo(state, top_n=10, permalink="") -> tuple:
     """Take back the last step; right after a force, take back the force instead: the replaced step and the
     tokens it dropped come back (the same settings and, for a sampled run, the same draws)."""
@@ -202,12 +209,14 @@ def on_undo(state, top_n=10, permalink="") -> tuple:
         raise friendly(e) from e
 
 
+@exclusive
 def on_reset(state=None) -> tuple:
     """Forget the run (the model stays loaded); the next Step starts from the prompt."""
     model = state.model if isinstance(state, PlaygroundState) else DEFAULT_MODEL
     return empty_outputs(PlaygroundState(model=model))
 
 
+@nonblocking
 def on_inspect(state, inspect_step, top_n=10) -> tuple:
     """Show step `inspect_step` (0-based, as in the table): its distribution, candidates and highlight in the text."""
     try:
@@ -241,6 +250,7 @@ def on_new_seed() -> int:
     return random.randrange(1, 2**31)
 
 
+@exclusive
 def on_load_model(state, model, progress=gr.Progress()) -> tuple:
     """Load `model` (a Hub id, a folder or "default"); on failure warn and keep the previous one.
     Returns (model picker value, model status html, state, *the KNOBS' values): where the model's
@@ -266,6 +276,7 @@ def on_load_model(state, model, progress=gr.Progress()) -> tuple:
     return (model, status + model_defaults_html(engine), state, *knobs)
 
 
+@exclusive
 def on_model_defaults(model) -> tuple:
     """The KNOBS' values as generate() would start for `model`: its generation_config's where it sets them,
     else generate()'s own defaults."""
@@ -297,6 +308,7 @@ def model_defaults_html(engine: Engine) -> str:
 # Compare and teaching handlers
 
 
+@exclusive
 def on_compare(prompt, model, chat, system, strategy, temperature, top_k, top_p, min_p, repetition_penalty,
                num_beams, length_penalty, max_new_tokens, top_n, seed, num_samples=2) -> Iterator[tuple]:  # fmt: skip
     """Greedy, beam and `num_samples` sampled runs side by side, streamed per step.
@@ -310,7 +322,7 @@ def on_compare(prompt, model, chat, system, strategy, temperature, top_k, top_p,
             gr.Warning(msg)
         engine = shared.engine_for(model)
         chat = bool(chat)
-        ids = engine.encode(prompt, chat=chat, system=(system or None) if chat else None)
+        ids = shared.encode_prompt(engine, prompt, chat=chat, system=(system or None) if chat else None)
         comparison = Comparison(engine, ids, config, num_samples=n)
         step = 0
         while not comparison.done:
@@ -352,6 +364,7 @@ def parse_temperatures(text: str) -> tuple[float, ...]:
     return temps
 
 
+@exclusive
 def on_explore(state, prompt, model, chat, system, strategy, temperature, top_k, top_p, min_p, repetition_penalty,
                num_beams, length_penalty, max_new_tokens, top_n, seed, temperatures="0.5, 1, 1.5, 2") -> tuple:  # fmt: skip
     """The teaching views of the inspected step (or the next step, before any): (temperature figure, knobs
@@ -372,11 +385,12 @@ def on_explore(state, prompt, model, chat, system, strategy, temperature, top_k,
         raise friendly(e) from e
 
 
+@nonblocking
 def on_export(state, top_n=10) -> tuple[str, str]:
     """Write the step table (CSV) and the full trace (JSON) to files; returns their paths."""
     if not isinstance(state, PlaygroundState) or state.session is None or not state.steps:
         raise UserError("Take a step first: there is nothing to export yet.")
-    folder = Path(tempfile.mkdtemp(prefix="decoding-playground-"))
+    folder = exports.new_folder()
     csv_path = folder / "steps.csv"
     json_path = folder / "trace.json"
     table = views.step_table_data(state.prompt_text, state.steps, n_choices=N_TABLE_CHOICES)
@@ -444,6 +458,7 @@ def config_controls(config: DecodingConfig) -> tuple:
             config.num_beams, config.length_penalty, config.max_new_tokens, config.top_n, config.seed)  # fmt: skip
 
 
+@exclusive
 def on_page_load(state, prompt, model, chat, system, strategy, temperature, top_k, top_p, min_p, repetition_penalty,
                  num_beams, length_penalty, max_new_tokens, top_n, seed, request: gr.Request) -> tuple:  # fmt: skip
     """Open a permalink when the page's URL carries one; otherwise set the knobs to the default model's

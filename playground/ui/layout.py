@@ -17,10 +17,10 @@ from .. import plots, views
 from ..config import MAX_BEAMS
 from ..hosting import HostingPolicy
 from ..loading import EMBEDDED_NAME
-from . import shared
-from .handlers import (on_compare, on_explore, on_export, on_force, on_inspect, on_load_model, on_new_seed,
-                       on_model_defaults, on_page_load, on_preview, on_reset, on_rewind, on_run, on_scale, on_step, on_stop, on_strategy,
-                       on_token_click, on_trajectory_view, on_undo)  # fmt: skip
+from . import sessions, shared
+from .handlers import (on_compare, on_explore, on_export, on_force, on_inspect, on_load_model, on_model_defaults,
+                       on_new_seed, on_page_load, on_preview, on_reset, on_rewind, on_run, on_scale, on_step, on_stop,
+                       on_strategy, on_token_click, on_trajectory_view, on_undo)  # fmt: skip
 from .outputs import N_TABLE_CHOICES, PLOT_FORMAT, status_html
 from .page import CARRY_ON_TOKENS, for_page, on_carry_on
 from .shared import DEFAULT_MODEL
@@ -406,7 +406,7 @@ def build_demo(policy: HostingPolicy | None = None) -> gr.Blocks:
         traj_tab.select(on_trajectory_view, [state, gr.State(True)], [traj_plot, state], **private)
         table_tab.select(on_trajectory_view, [state, gr.State(False)], [traj_plot, state], **private)
         log_scale.change(on_scale, [state, log_scale, top_n], [dist_plot, state], show_progress="hidden", **private)
-    demo.queue(default_concurrency_limit=4)
+    sessions.configure(demo, policy)  # one concurrency limit for every model-using event, queue bounds, sweeper
     # What is built by now (the models, the page) lives as long as the process: moved out of the collector's
     # scans, it no longer makes the occasional full collection (~0.45 s with a model loaded) land in a Step.
     gc.freeze()

@@ -18,6 +18,7 @@ import gradio as gr
 from . import shared
 from .handlers import on_step
 from .outputs import FINISH, shown_record
+from .sessions import exclusive
 from .state import PlaygroundState, as_int
 
 # What `run_controls` returns, in order: the page wires its components in the same order.
@@ -117,6 +118,7 @@ def carry_on_tokens(state: PlaygroundState) -> int | None:
     return limit if limit > len(session.steps) else None
 
 
+@exclusive
 def on_carry_on(state, prompt, model, chat, system, strategy, temperature, top_k, top_p, min_p, repetition_penalty,
                 num_beams, length_penalty, max_new_tokens, top_n, seed, permalink="") -> tuple:  # fmt: skip
     """Raise a finished run's max new tokens and take the next step: (max new tokens, *step outputs)."""

@@ -12,11 +12,14 @@ import base64
 import json
 import zlib
 
-from .state import PlaygroundState
+from ..hosting import MAX_TOP_N
+from .state import MIN_TEMPERATURE, PlaygroundState
 
 PERMALINK_PARAM = "run"
-
-
+# A link is read only up to these sizes, packed and unpacked: past them it is refused before any work (a
+# 544 KB link used to unpack to 400 MB). A hosted playground's longest prompt makes a link far below both.
+MAX_PERMALINK_CHARS = 100_000
+MAX_RECIPE_BYTES = 1_000_000
 
 
 def permalink_query(state: PlaygroundState) -> str:
@@ -43,12 +46,41 @@ def permalink_query(state: PlaygroundState) -> str:
 
 def decode_permalink(value: str) -> dict:
     """The recipe inside a permalink's `run` value (ValueError if it is not one)."""
+    value = value.strip() if isinstance(value, str) else ""
+    if len(value) > MAX_PERMALINK_CHARS:
+        raise ValueError(f"This link is {len(value):,} characters long; a playground link is at most "
+                         f"{MAX_PERMALINK_CHARS:,}.")  # fmt: skip
     try:
-        value = value.strip()
         packed = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
-        doc = json.loads(zlib.decompress(packed).decode("utf-8"))
+        unpacker = zlib.decompressobj()
+        raw = unpacker.decompress(packed, MAX_RECIPE_BYTES + 1)  # never more than the limit, however packed
+    except Exception:  # noqa: BLE001
+        raise ValueError("This link's run could not be read: it may have been cut short when copied.") from None
+    if len(raw) > MAX_RECIPE_BYTES or unpacker.unconsumed_tail:
+        raise ValueError(f"This link's run unpacks to more than {MAX_RECIPE_BYTES:,} bytes, more than a playground "
+                         "link holds.")  # fmt: skip
+    try:
+        if not unpacker.eof:  # cut short
+            raise ValueError
+        doc = json.loads(raw.decode("utf-8"))
     except Exception:  # noqa: BLE001
         raise ValueError("This link's run could not be read: it may have been cut short when copied.") from None
     if not isinstance(doc, dict) or doc.get("v") != 1 or not isinstance(doc.get("steps"), list):
         raise ValueError("This link was made by another version of the playground and cannot be opened.")
+    for settings in [doc.get("config")] + [e.get("c") for e in doc["steps"] if isinstance(e, dict)]:
+        _within_the_controls(settings)
     return doc
+
+
+def _within_the_controls(settings) -> None:
+    """A link's settings held to the page's controls: "Candidates shown" lowered to the slider's end (it only
+    decides how many candidates are recorded, never which token is chosen), a temperature too small to compute
+    with refused as the page refuses it."""
+    if not isinstance(settings, dict):
+        return
+    top_n = settings.get("top_n")
+    if isinstance(top_n, int) and not isinstance(top_n, bool) and top_n > MAX_TOP_N:
+        settings["top_n"] = MAX_TOP_N
+    t = settings.get("temperature")
+    if isinstance(t, (int, float)) and not isinstance(t, bool) and 0 < t < MIN_TEMPERATURE:
+        raise ValueError(f"Temperature must be 0 (greedy) or at least {MIN_TEMPERATURE:g}, got {t:g}.")

@@ -6,13 +6,15 @@ replace them. This module knows nothing about the page, a browser's run, or how 
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
 
 from ..engine import Engine
-from ..hosting import HostingPolicy
-from ..loading import is_embedded, load_engine
+from ..hosting import HostingPolicy, model_key
+from ..loading import EMBEDDED_HUB_ID, EMBEDDED_PACKAGE, is_embedded, load_engine
 
 DEFAULT_MODEL = "default"  # the model picker's value for "whatever the app was started with"
 
@@ -38,8 +40,13 @@ class ModelRegistry:
         return self.default_spec if spec in ("", DEFAULT_MODEL) else spec
 
     def key(self, spec: str | None) -> str:
+        """One key per model, whatever the spelling (`hosting.model_key`): a Hub id in any case, a folder by
+        its resolved path, and the embedded model by its Hub id where its package is missing (the loader then
+        fetches that id, so the two names are one model)."""
         resolved = self.resolve(spec)
-        return "embedded" if is_embedded(resolved) else resolved.strip()
+        if is_embedded(resolved):
+            return "embedded" if _embedded_installed() else model_key(EMBEDDED_HUB_ID)
+        return model_key(resolved)
 
     def put(self, spec: str | None, engine: Engine) -> None:
         with self._lock:
@@ -67,12 +74,28 @@ class ModelRegistry:
         return engine
 
 
+@functools.cache
+def _embedded_installed() -> bool:
+    return importlib.util.find_spec(EMBEDDED_PACKAGE) is not None
+
+
 REGISTRY = ModelRegistry()
 POLICY = HostingPolicy.from_env()
 
 
 def engine_for(model: str | None, progress: Callable[[str], None] | None = None) -> Engine:
-    """The engine for a model picker value, loaded once; a public Space refuses models off its allow-list."""
-    if (model or "").strip() not in ("", DEFAULT_MODEL):  # the app's own default is always allowed
+    """The engine for a model picker value, loaded once whatever its spelling; a public Space refuses models
+    off its allow-list."""
+    model = POLICY.canonical_model(model)
+    if model not in ("", DEFAULT_MODEL):  # the app's own default is always allowed
         POLICY.check_model(REGISTRY.resolve(model))
     return REGISTRY.get(model, progress=progress)
+
+
+def encode_prompt(engine: Engine, prompt, chat: bool = False, system: str | None = None) -> list[int]:
+    """The prompt's token ids, within the hosting caps: its characters checked before tokenizing (and that it
+    is text at all), its tokens before any prefill. ValueError in one sentence."""
+    POLICY.check_prompt(prompt, system if chat else None)
+    ids = engine.encode(prompt, chat=chat, system=system or None)
+    POLICY.check_prompt_tokens(len(ids))
+    return ids

@@ -30,6 +30,11 @@ CONTROLS = (
 )  # fmt: skip
 
 
+# The smallest positive temperature: far below it the logits divided by it overflow float32 (1e-300 did), and
+# long before that sampling is greedy in all but name.
+MIN_TEMPERATURE = 1e-4
+
+
 # Per-browser state
 
 
@@ -54,6 +59,7 @@ class PlaygroundState:
     # replaced step and every step after it); forgotten as soon as the run moves otherwise
     replaced: tuple[int, list[tuple[DecodingConfig, int | None]]] | None = None
     stop: bool = False  # Stop was pressed: a running Run or Step ×N ends after its current step
+    parked: str | None = None  # while the session is dropped for memory: the run's recipe (sessions.park)
 
     def changed(self) -> None:
         """The run moved on (a step, a rewind): show its last step, and forget a preview of a step that is gone
@@ -109,9 +115,12 @@ def as_float(name: str, x) -> float:
 def make_config(strategy, temperature, top_k, top_p, min_p, repetition_penalty, num_beams, length_penalty,
                 max_new_tokens, top_n, seed) -> DecodingConfig:  # fmt: skip
     """The controls' values as a validated DecodingConfig (ValueError, one sentence, if one is bad)."""
+    temperature = as_float("Temperature", temperature)
+    if 0 < temperature < MIN_TEMPERATURE:  # the logits divided by it overflow: refused here, not as NaN later
+        raise ValueError(f"Temperature must be 0 (greedy) or at least {MIN_TEMPERATURE:g}, got {temperature:g}.")
     return DecodingConfig(
         strategy=(strategy or "greedy").strip().lower(),
-        temperature=as_float("Temperature", temperature),
+        temperature=temperature,
         top_k=as_int("Top-k", top_k),
         top_p=as_float("Top-p", top_p),
         min_p=as_float("Min-p", min_p),
@@ -140,7 +149,7 @@ def prepare(state, prompt, model, chat, system, strategy, temperature, top_k, to
            config.num_beams if beam else None, config.max_new_tokens if beam else None)  # fmt: skip
     state = state if isinstance(state, PlaygroundState) else PlaygroundState()
     if state.session is None or state.run_key != key:
-        ids = engine.encode(prompt, chat=chat, system=system or None)
+        ids = shared.encode_prompt(engine, prompt, chat=chat, system=system or None)
         session = engine.start(ids, config)
         state = PlaygroundState(
             session=session,
