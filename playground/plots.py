@@ -255,12 +255,17 @@ def distribution_data(record: StepRecord, max_tokens: int = 15) -> DistributionD
 
 
 def distribution_figure(record: StepRecord, max_tokens: int = 15, log_scale: bool = False, pending: bool = False,
-                        legend: bool = True) -> Figure:  # fmt: skip
+                        legend: bool = True, into: Figure | None = None) -> Figure:  # fmt: skip
     """One step's candidates, one row each: the model's probability (blue) above the probability after the knobs
     (orange); rows a knob cut are shaded in that knob's colour and say which knob; top-p's
     cumulative line on the same 0-100 % axis, with its threshold; the chosen (or forced) token outlined and
     labelled. `log_scale` spreads small probabilities out; `pending` titles it as the next step, not taken yet;
-    `legend=False` leaves the legend to the page (`DISTRIBUTION_LEGEND`: drawing it is a third of the cost)."""
+    `legend=False` leaves the legend to the page (`DISTRIBUTION_LEGEND`: drawing it is a third of the cost).
+
+    `into`: a figure an earlier call returned, to draw this step in instead of a new one (it is changed and
+    returned). Its axes, with their ticks, scale and style, are kept and only the step's own artists replaced:
+    making the axes and ticks anew is about half of a new chart's cost. The picture is the same as a new
+    figure's; a figure that cannot be reused so (another kind, scale or legend) is left alone."""
     if not record.top:
         return _empty(f"Step {record.step}", "This step recorded no candidates.")
     d = distribution_data(record, max_tokens)
@@ -268,15 +273,24 @@ def distribution_figure(record: StepRecord, max_tokens: int = 15, log_scale: boo
     ncols = 3
     n_handles = 2 + len({k for k in d.cut_by if k}) + (d.cumulative is not None)
     top, bottom = TITLE_IN, AXIS_IN - (0 if log_scale else 0.25) + (_legend_room(n_handles, ncols) if legend else 0)
-    fig = _figure(top + bottom + ROW_IN * n + (0.26 if d.cumulative is not None else 0))
-    _place(fig, left=_label_room(d.labels), right=0.3, top=top, bottom=bottom)
-    ax = fig.subplots()
-    if log_scale:
-        ax.set_xscale("log")
-        ax.set_xlim(LOG_FLOOR, 1.0)
+    height = top + bottom + ROW_IN * n + (0.26 if d.cumulative is not None else 0)
+    kind = f"distribution:{'log' if log_scale else 'linear'}:{'legend' if legend else 'bare'}"
+    if into is not None and into.get_gid() == kind:
+        fig, ax = into, _emptied(into, height)
     else:
-        ax.set_xlim(0, 1.0)
-    _style(ax)
+        fig = _figure(height)
+        fig.set_gid(kind)  # what `into` checks before reusing it
+        ax = fig.subplots()
+        if log_scale:
+            ax.set_xscale("log")
+            ax.set_xlim(LOG_FLOOR, 1.0)
+        else:
+            ax.set_xlim(0, 1.0)
+        _style(ax)
+        ax.xaxis.set_major_formatter(_PERCENT)
+        if log_scale:  # a linear 0-100 % axis needs no label; a log one says so
+            ax.set_xlabel("probability (log scale)", fontsize=SMALL)
+    _place(fig, left=_label_room(d.labels), right=0.3, top=top, bottom=bottom)
     ys = list(range(n))
     mark = FORCED if d.forced else CHOSEN
     edge = [mark if i == d.chosen else "none" for i in ys]
@@ -311,9 +325,6 @@ def distribution_figure(record: StepRecord, max_tokens: int = 15, log_scale: boo
     _bar_note(ax, f"◀ {word}", max(d.raw[d.chosen], d.after[d.chosen]), d.chosen, mark, "chosen")
 
     ax.set_ylim(n - 0.5, -0.5 - (0.6 if d.cumulative is not None else 0))  # top row first
-    if log_scale:  # a linear 0-100 % axis needs no label; a log one says so
-        ax.set_xlabel("probability (log scale)", fontsize=SMALL)
-    ax.xaxis.set_major_formatter(_PERCENT)
 
     token = short_label(token_label(record.token), 24)
     prob = f"model {_pct(record.raw_prob, 1)}" if d.greedy else f"{_pct(record.prob, 1)} after knobs"
@@ -327,6 +338,16 @@ def distribution_figure(record: StepRecord, max_tokens: int = 15, log_scale: boo
     if legend:
         _legend(fig, handles, ncols)
     return fig
+
+
+def _emptied(fig: Figure, height: float):
+    """The axes of a distribution chart with the step it showed removed (bars, shading, lines, texts, legend),
+    the figure `height` inches tall: ready for `distribution_figure` to draw another step in."""
+    (ax,) = fig.axes
+    for artist in [*ax.collections, *ax.patches, *ax.lines, *ax.texts, *fig.legends]:
+        artist.remove()
+    fig.set_size_inches(WIDTH, height)
+    return ax
 
 
 def _bars(ax, ys: list[float], lengths: list[float], color: str, edge: list[str], width: list[float], label: str):

@@ -240,6 +240,43 @@ def test_figures_need_no_pyplot_and_render_the_same_from_many_threads(session):
         assert list(pool.map(png, session.steps * 2)) == alone * 2
 
 
+def pixels(fig: Figure) -> bytes:
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return bytes(canvas.buffer_rgba())
+
+
+@pytest.mark.parametrize("log_scale", [False, True])
+def test_a_chart_drawn_into_an_earlier_one_is_the_same_picture(session, tiny_engine, log_scale):
+    """The page draws each step in a chart kept from the last one (`into`): nothing of the earlier step may be
+    left over (bars, shading, notes, the top-p line, the figure's height), whatever either step showed."""
+    plain = run(tiny_engine, top_k=0, top_p=1.0)  # no cut, no cumulative line: another height and other artists
+    record = session.steps[2]
+    lowest = max(record.top, key=lambda c: c.shaped_prob == 0 or -c.shaped_prob)
+    forced = dataclasses.replace(record, token_id=lowest.token_id, token=lowest.token, forced=True)  # one row more
+    records = [*session.steps, plain.steps[0], forced, plain.steps[1], session.steps[0]]
+    fig = None
+    for i, record in enumerate(records):
+        pending = i % 3 == 0
+        fresh = plots.distribution_figure(record, max_tokens=5, log_scale=log_scale, pending=pending, legend=False)
+        reused = plots.distribution_figure(record, max_tokens=5, log_scale=log_scale, pending=pending, legend=False,
+                                           into=fig)  # fmt: skip
+        assert fig is None or reused is fig
+        assert pixels(reused) == pixels(fresh), f"record {i} differs when drawn into the chart of record {i - 1}"
+        assert by_gid(reused, "chosen") and len(token_labels(reused)) == len(token_labels(fresh))
+        fig = reused
+
+
+def test_a_chart_of_another_kind_is_not_drawn_into(session):
+    """A log-scale chart (or one with its legend) is left alone when a linear one is asked for: a new one comes."""
+    log = plots.distribution_figure(session.steps[0], log_scale=True, legend=False)
+    before = pixels(log)
+    linear = plots.distribution_figure(session.steps[1], legend=False, into=log)
+    assert linear is not log and linear.axes[0].get_xscale() == "linear" and pixels(log) == before
+    with_legend = plots.distribution_figure(session.steps[1], legend=True, into=linear)
+    assert with_legend is not linear and with_legend.legends
+
+
 def test_the_real_model_shows_paris_with_its_space(smol_engine):
     """SmolLM2 continues 'The capital of France is' with ' Paris': the label must show its leading space."""
     ids = smol_engine.encode("The capital of France is", chat=False)

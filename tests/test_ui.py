@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import base64
 import csv
+import io
 import json
 
 import gradio as gr
 import pytest
 from gradio.components.plot import PlotData
 
-from playground import ui
+from playground import plots, ui
 from playground.config import DecodingConfig
 from playground.hosting import DEFAULT_HUB_MODEL, HostingPolicy
 from playground.loading import ModelLoadError
@@ -62,6 +64,27 @@ def test_trajectory_is_drawn_while_its_tab_is_open(app):
     chart, state = ui.on_trajectory_view(out[-1], False)
     assert chart == gr.skip() and not state.show_trajectory
     assert step(state)[4] == gr.skip()
+
+
+def decoded(chart: PlotData) -> bytes:
+    """The RGBA pixels of a rendered chart, as the browser decodes them."""
+    from PIL import Image
+
+    return Image.open(io.BytesIO(base64.b64decode(chart.plot.split(",", 1)[1]))).convert("RGBA").tobytes()
+
+
+def test_the_page_chart_is_the_figure_as_matplotlib_saves_it(app):
+    """Each Step's chart is drawn in a chart kept from an earlier one and encoded as RGB: the picture must be the
+    figure's own, pixel for pixel, as Figure.savefig would save it, and charts are kept, not piled up."""
+    state = None
+    for _ in range(3):
+        out = step(state, strategy="sample", top_k=5)
+        state = out[-1]
+        record, pending = ui.outputs.shown_record(state)
+        saved = io.BytesIO()
+        plots.distribution_figure(record, max_tokens=10, pending=pending, legend=False).savefig(saved, format="png")
+        assert decoded(out[2]) == decoded(PlotData(type="matplotlib", plot="x," + base64.b64encode(saved.getvalue()).decode()))
+    assert 1 <= len(ui.outputs._SPARE_CHARTS[False]) <= ui.outputs.MAX_SPARE_CHARTS
 
 
 def test_step_builds_every_view_and_follows_the_engine(app, tiny_engine):

@@ -135,7 +135,7 @@ def on_scale(state, log_scale, top_n=10) -> tuple:
     state = state if isinstance(state, PlaygroundState) else PlaygroundState()
     state.log_scale = bool(log_scale)
     top_n = max(1, as_int("Candidates shown", top_n or 10))
-    return (*rendered(distribution_chart(state, top_n)), state)
+    return distribution_chart(state, top_n), state
 
 
 @exclusive
