@@ -7,6 +7,7 @@ Phases, one function each:
     _Batch.step     reorder the cache rows (beams, lanes that finished), forward the pending tokens of every
                     live row as one batch, let each lane pick its tokens, move every record to the host in one
                     transfer
+    Session.prepare the next step's forward, ahead of it (a preview makes it too); the step then reuses it
     Session.rewind  back to an earlier step: crop the cache where it can be cropped exactly, else rebuild it
                     (the prompt, then each kept token as it was first fed) at the next forward
 
@@ -466,6 +467,13 @@ class Session:
         finally:  # the lane as it was: its records, generator state, context and settings
             lane.rewind(n)
             lane.config = settings
+
+    @torch.inference_mode()
+    def prepare(self) -> None:
+        """Make the next step's forward now, ahead of the step: the step (or preview) that follows then costs no
+        model call. Nothing is recorded and nothing the run shows changes; a finished run has nothing to make."""
+        if not self.done:
+            self._batch.ready()
 
     def run(self, config: DecodingConfig | None = None) -> Iterator[StepRecord]:
         """Step until the run ends, yielding each record (stop early by no longer iterating). A run that ended on

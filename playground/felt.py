@@ -3,7 +3,8 @@
 `measure()` starts the app as a person does (`python app.py`, its own process) on a free localhost port, opens it
 in headless Chromium (Playwright) and times, alternating with the same actions sent by `gradio_client` to the same server:
 
-    step     click Step -> the page shows nothing pending                 vs  /step
+    step     click Step -> the page shows nothing pending                 vs  /step (then /prepare, untimed, as
+                                                                              the page makes the next forward)
     run      click Run to the end (after Reset) -> nothing pending        vs  /run (a generator: until it ends)
     preview  move the Temperature slider with the keyboard -> nothing
              pending and the distribution chart's image replaced          vs  /preview
@@ -16,6 +17,7 @@ watched output changed) and then shows no such marker, with the watched output's
 frame painted after that is the end. A page time runs from the input event's timestamp (the click or key
 press) to that frame, in the page's own clock; an API time from before the call to its last output, in
 Python's. Python only collects the page's result, every POLL_MS: the page is never made to draw extra frames.
+Every timed action waits THINK_S first, as a person reads an answer before the next click.
 
 This module knows the page only through element ids (#dp-step, #dp-run, #dp-reset, #dp-temperature, #dp-text,
 #dp-dist; it counts #dp-text's `[data-step]` tokens after a run, as a check) and the API only through endpoint
@@ -55,6 +57,10 @@ SETTINGS = dict(model="default", chat=False, system="", strategy="sample", tempe
                 seed=0)  # fmt: skip
 TEMPERATURE_STEP = 0.05  # one ArrowRight on the Temperature slider
 POLL_MS = 100  # how often Python asks the page whether it finished (the page itself timestamps when it did)
+# A person looks at each answer before the next action: every timed action waits this long first, on both sides,
+# so that what follows an answer (the page making the next step's forward, /prepare on the API side) is not
+# timed as part of the other side's action, as it never is of a person's.
+THINK_S = 0.5
 
 # Installed in the page: window.__felt.arm(watch, needChange) before an action; window.__felt.done() is false until
 # the action finished, then {ms, sawBusy, changed} or {error}. The page decides when it finished, from its own
@@ -280,7 +286,8 @@ def measure(
 
     values = dict(SETTINGS, prompt=ui.DEFAULT_PROMPT, n_steps=1)
     seen: list[dict] = []  # the page's timings of the current action, saw_busy included
-    result: dict = {"rounds": rounds, "viewport": f"{VIEWPORT['width']}x{VIEWPORT['height']}", "settings": values}
+    result: dict = {"rounds": rounds, "viewport": f"{VIEWPORT['width']}x{VIEWPORT['height']}", "settings": values,
+                    "think_s": THINK_S}  # fmt: skip
     started = time.perf_counter()
     say("felt speed: starting the app and Chromium...")
     with serve_app(model) as url, sync_playwright() as p:
@@ -299,20 +306,29 @@ def measure(
             result["page_defaults_differ"] = page_defaults_differ(api, "/step", values)
 
             def page_click(selector: str, watch: str = "#dp-text", timeout: str = "step") -> float:
+                time.sleep(THINK_S)
                 timed = time_on_page(page, lambda: page.click(selector), watch, timeout_s=TIMEOUT_S[timeout])
                 seen.append(timed)
                 return timed["ms"]
 
             def api_call(endpoint: str, extra: dict | None = None) -> float:
+                time.sleep(THINK_S)
                 kwargs = api_arguments(api, endpoint, {**values, **(extra or {})})
                 return time_api(lambda: client.submit(**kwargs, api_name=endpoint).result(timeout=TIMEOUT_S["run"]))
+
+            def api_step() -> float:
+                """/step, then (untimed) what the page does after each Step: /prepare, the next step's forward."""
+                ms = api_call("/step")
+                if "/prepare" in endpoints:
+                    client.submit(api_name="/prepare").result(timeout=TIMEOUT_S["step"])
+                return ms
 
             # Step: one untimed on each side (the prompt's prefill), then alternating rounds
             say(f"felt speed: Step, {rounds['step']} rounds on the page and through /step...")
             page_click("#dp-step")
-            api_call("/step")
+            api_step()
             seen.clear()
-            step_rounds = alternate(lambda: page_click("#dp-step"), lambda: api_call("/step"), rounds["step"], warmup=0)
+            step_rounds = alternate(lambda: page_click("#dp-step"), api_step, rounds["step"], warmup=0)
             result["step"] = summary(*step_rounds)
             result["step"]["page_saw_pending"] = all(t["saw_busy"] for t in seen)
 

@@ -316,6 +316,33 @@ def test_preview_is_the_next_step_and_its_forward_is_reused(tiny_engine, monkeyp
         previewed.preview(config)
 
 
+@pytest.mark.parametrize("strategy", ["sample", "beam"])
+def test_a_step_prepared_ahead_is_the_same_and_calls_no_model(tiny_engine, monkeypatch, strategy):
+    """The page makes the next step's forward while the person reads (Session.prepare): the step that follows
+    must make no model call and be the step a run without it takes, also after a rewind or a force."""
+    config = DecodingConfig(strategy=strategy, temperature=1.2, top_k=8, seed=5, num_beams=3, max_new_tokens=7, top_n=6)
+    ids = tiny_engine.encode(PROMPT)
+    plain, prepared = tiny_engine.start(ids, config), tiny_engine.start(ids, config)
+    calls = []
+    forward = tiny_engine.forward
+    monkeypatch.setattr(tiny_engine, "forward", lambda *a, **k: calls.append(1) or forward(*a, **k))
+    for i in range(config.max_new_tokens + 2):  # the two steps rewound are taken again
+        if i == 4:  # back two steps on both, then on as before
+            plain.rewind(2)
+            prepared.rewind(2)
+        forced = plain.steps[0].top[-1].token_id if strategy == "sample" and i == 5 else None
+        expected = plain.step(config, force_token=forced)
+        prepared.prepare()
+        before = len(calls)
+        assert prepared.step(config, force_token=forced) == expected
+        assert len(calls) == before, f"step {i} called the model again after prepare()"
+        prepared.prepare()  # twice is once
+        assert len(calls) == before + (0 if prepared.done else 1)
+    assert prepared.done and prepared.token_ids == plain.token_ids
+    prepared.prepare()  # a finished run has nothing to make
+    assert prepared.steps == plain.steps
+
+
 def test_recorded_cumulative_is_what_top_p_sees(tiny_engine):
     """The chart's top-p line must be the running sum over the distribution top-p really filters (after penalty,
     temperature and top-k, over the whole vocabulary), and agree with the record's top-p cuts."""

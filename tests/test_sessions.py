@@ -160,6 +160,34 @@ def test_a_second_request_waits_its_turn_and_a_third_is_refused_at_once(ui, tabl
     assert other[0][0]["n_steps"] == 1
 
 
+def test_work_done_ahead_is_skipped_while_busy_and_never_gets_a_request_refused(ui, table, slow_model, monkeypatch):
+    """/prepare (the next step's forward, made while the person reads) must not run the model beside a request of
+    its session, and must not take the one waiting place: a Step and a knob's preview that come while it runs
+    both wait for it, and both work."""
+    monkeypatch.setattr(ui.shared, "POLICY", policy(session_wait_s=20.0))
+    controls = ui_controls(ui, strategy="greedy", max_new_tokens=100)
+    with in_session("tab-3"):
+        state = ui.on_step(None, *controls, 1)[-1]
+    results = [None] * 4
+    busy = run_in_thread("tab-3", lambda: ui.on_step(state, *controls, 30), results, 0)  # ~1 s of forwards
+    time.sleep(0.2)
+    run_in_thread("tab-3", lambda: ui.on_prepare(state), results, 1).join()  # skipped at once: the session is busy
+    assert busy.is_alive()
+    busy.join()
+    assert results[1] is None and slow_model["most"] == 1
+    slow_model["armed"].set()  # the prepare's forward holds (up to a second) while two requests come
+    prepare = run_in_thread("tab-3", lambda: ui.on_prepare(state), results, 1)
+    time.sleep(0.2)
+    waiting = [run_in_thread("tab-3", lambda: ui.on_step(state, *controls, 1), results, 2)]
+    time.sleep(0.05)
+    waiting.append(run_in_thread("tab-3", lambda: ui.on_preview(state, *controls), results, 3))
+    for t in (prepare, *waiting):
+        t.join()
+    assert not any(isinstance(r, gr.Error) for r in results), [r.message for r in results if isinstance(r, gr.Error)]
+    assert slow_model["most"] == 1, "work done ahead ran the model beside a request of its session"
+    assert results[2][0]["n_steps"] == 32 and state.session.steps[-1].step == 31
+
+
 def test_a_request_that_waited_works_on_the_latest_run(ui, table, slow_model):
     """Gradio hands a request its state when the request starts: one that waited for its turn would otherwise
     start a second run from an empty state and throw the first one's steps away."""

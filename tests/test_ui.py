@@ -369,6 +369,25 @@ def test_preview_follows_the_knobs_without_changing_the_run_and_step_reuses_its_
     assert not calls and taken == hot
 
 
+def test_prepare_makes_the_next_steps_forward_and_changes_nothing_shown(app, tiny_engine, monkeypatch):
+    """After each step-like action the page asks for the next step's forward (/prepare) while the person reads:
+    the run must not move, and the next Step must take the token it would have taken, with no model call."""
+    calls = []
+    forward = tiny_engine.forward
+    monkeypatch.setattr(tiny_engine, "forward", lambda *a, **k: calls.append(1) or forward(*a, **k))
+    state = step(None, strategy="sample", seed=5)[-1]
+    link, n = ui.permalink_query(state), len(calls)
+    assert ui.on_prepare(state) is None
+    assert len(calls) == n + 1 and len(state.steps) == 1 and ui.permalink_query(state) == link
+    out = step(state, strategy="sample", seed=5)
+    assert len(calls) == n + 1, "the Step after /prepare called the model again"
+    assert out[0]["token_ids"] == step(None, n=2, strategy="sample", seed=5)[0]["token_ids"]
+    ui.on_prepare(None)  # no run yet, and a finished one: nothing to make, nothing raised
+    finished = step(None, n=8)[-1]
+    ui.on_prepare(finished)
+    assert finished.session.done and len(finished.steps) == 8
+
+
 def test_force_acts_on_the_previewed_step_without_a_rewind(app):
     state = step(None, n=2)[-1]
     state = preview(state)[-1]

@@ -14,9 +14,9 @@ benchmark and the tests.
 """
 
 from .handlers import (RECOVERED, bench_step, on_compare, on_explore, on_export, on_force, on_inspect,
-                       on_load_model, on_model_defaults, on_new_seed, on_page_load, on_preview, on_reset, on_rewind,
-                       on_run, on_scale, on_step, on_stop, on_strategy, on_token_click, on_trajectory_view, on_undo,
-                       parse_temperatures, restore)  # fmt: skip
+                       on_load_model, on_model_defaults, on_new_seed, on_page_load, on_prepare, on_preview, on_reset,
+                       on_rewind, on_run, on_scale, on_step, on_stop, on_strategy, on_token_click, on_trajectory_view,
+                       on_undo, parse_temperatures, restore)  # fmt: skip
 from .layout import DEFAULT_PROMPT, build_demo, launch_options
 from .page import for_page, on_carry_on, run_controls
 from .permalink import PERMALINK_PARAM, decode_permalink, permalink_query
@@ -27,7 +27,7 @@ __all__ = [
     "CONTROLS", "DEFAULT_MODEL", "DEFAULT_PROMPT", "PERMALINK_PARAM", "RECOVERED", "ModelRegistry",
     "PlaygroundState", "UserError", "bench_step", "build_demo", "decode_permalink", "for_page", "friendly",
     "launch_options", "make_config", "on_carry_on", "on_compare", "on_explore", "on_export", "on_force",
-    "on_inspect", "on_load_model", "on_model_defaults", "on_new_seed", "on_page_load", "on_preview", "on_reset",
-    "on_rewind", "on_run", "on_scale", "on_step", "on_stop", "on_strategy", "on_token_click", "on_trajectory_view",
+    "on_inspect", "on_load_model", "on_model_defaults", "on_new_seed", "on_page_load", "on_prepare", "on_preview",
+    "on_reset", "on_rewind", "on_run", "on_scale", "on_step", "on_stop", "on_strategy", "on_token_click", "on_trajectory_view",
     "on_undo", "parse_temperatures", "permalink_query", "restore", "run_controls",
 ]  # fmt: skip

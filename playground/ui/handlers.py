@@ -10,6 +10,7 @@ does), draws a figure or builds a table (`plots` and `views` do), or knows the p
 from __future__ import annotations
 
 import html
+import logging
 import random
 import time
 from collections.abc import Iterator
@@ -23,10 +24,11 @@ from . import exports, shared
 from .outputs import (FINISH, N_TABLE_CHOICES, STEP_OUTPUTS, distribution_chart, empty_outputs, rendered,
                       shown_record, step_outputs, trajectory_chart)  # fmt: skip
 from .permalink import PERMALINK_PARAM, decode_permalink, permalink_query
-from .sessions import exclusive, nonblocking
+from .sessions import ahead, exclusive, nonblocking
 from .shared import DEFAULT_MODEL
 from .state import CONTROLS, PlaygroundState, UserError, as_int, friendly, make_config, prepare
 
+log = logging.getLogger("playground.ui")
 STREAM_CHART_EVERY_S = 0.5  # a streamed run redraws the distribution chart at most this often
 # The decoding knobs a model's generation_config may set, in CONTROLS order (the page's knob controls).
 KNOBS = ("strategy", "temperature", "top_k", "top_p", "min_p", "repetition_penalty", "num_beams", "length_penalty")
@@ -111,6 +113,19 @@ def on_preview(state, prompt, model, chat, system, strategy, temperature, top_k,
         return outputs
     except Exception as e:  # noqa: BLE001
         raise friendly(e) from e
+
+
+@ahead
+def on_prepare(state) -> None:
+    """Make the next step's forward now (the page calls this after each step-like action, while the person
+    reads): the next Step, or a knob's preview, then needs no model call. Nothing on the page changes. It is
+    skipped while the session is busy, and a failure (out of memory, say) is left for the next Step, which
+    makes the forward itself and says what went wrong."""
+    if isinstance(state, PlaygroundState) and state.session is not None:
+        try:
+            state.session.prepare()
+        except Exception:  # noqa: BLE001 - nothing is shown: the next Step meets it and reports it
+            log.debug("preparing the next step failed", exc_info=True)
 
 
 def on_stop(state) -> None:

@@ -19,8 +19,8 @@ from ..hosting import HostingPolicy
 from ..loading import EMBEDDED_NAME
 from . import sessions, shared
 from .handlers import (on_compare, on_explore, on_export, on_force, on_inspect, on_load_model, on_model_defaults,
-                       on_new_seed, on_page_load, on_preview, on_reset, on_rewind, on_run, on_scale, on_step, on_stop,
-                       on_strategy, on_token_click, on_trajectory_view, on_undo)  # fmt: skip
+                       on_new_seed, on_page_load, on_prepare, on_preview, on_reset, on_rewind, on_run, on_scale,
+                       on_step, on_stop, on_strategy, on_token_click, on_trajectory_view, on_undo)  # fmt: skip
 from .outputs import N_TABLE_CHOICES, PLOT_FORMAT, status_html
 from .page import CARRY_ON_TOKENS, for_page, on_carry_on
 from .shared import DEFAULT_MODEL
@@ -345,6 +345,7 @@ def build_demo(policy: HostingPolicy | None = None) -> gr.Blocks:
         api.click(on_step, [state, *controls, n_box, permalink], step_out, api_name="step_n")
         api.click(on_run, [state, *controls, permalink], step_out, api_name="run")
         api.click(on_preview, [state, *controls, permalink], step_out, api_name="preview")
+        api.click(on_prepare, [state], None, api_name="prepare")
         api.click(on_force, [state, *controls, inspect, candidates, permalink], step_out, api_name="force")
         api.click(on_undo, [state, top_n, permalink], step_out, api_name="undo")
         api.click(on_rewind, [state, rewind_to, top_n, permalink], step_out, api_name="rewind")
@@ -363,17 +364,22 @@ def build_demo(policy: HostingPolicy | None = None) -> gr.Blocks:
         # progress is shown on the coloured text only: a timer ticking on all ten outputs kept the browser
         # repainting the page while the server worked (and competing with it for a 2-core machine's CPU)
         busy = dict(show_progress_on=[text_html], **private)
-        step_btn.click(page(on_step), [state, *controls, one, permalink], page_out, trigger_mode="always_last", **busy)
-        step_n_btn.click(page(on_step), [state, *controls, n_box, permalink], page_out, **busy)
-        run_btn.click(page(on_run), [state, *controls, permalink], page_out, **busy)
+        # after each step-like action the next step's forward is made while the person reads, so the next Step
+        # (or a knob's preview) needs no model call; queued like any model work, nothing on the page waits on it
+        ahead = dict(fn=on_prepare, inputs=[state], outputs=None, show_progress="hidden", **private)
+        step_btn.click(page(on_step), [state, *controls, one, permalink], page_out, trigger_mode="always_last",
+                       **busy).then(**ahead)  # fmt: skip
+        step_n_btn.click(page(on_step), [state, *controls, n_box, permalink], page_out, **busy).then(**ahead)
+        run_btn.click(page(on_run), [state, *controls, permalink], page_out, **busy).then(**ahead)
         # Stop asks the running Run or Step ×N to end after its current step (off the queue, so it is heard at
         # once); the run then sends its last update as usual
         stop_btn.click(on_stop, [state], None, queue=False, **private)
         carry_btn.click(page(on_carry_on, len(step_out) + 1), [state, *controls, permalink],
-                        [max_new_tokens, *page_out], **busy)  # fmt: skip
-        force_btn.click(page(on_force), [state, *controls, inspect, candidates, permalink], page_out, **busy)
-        undo_btn.click(page(on_undo), [state, top_n, permalink], page_out, **busy)
-        rewind_btn.click(page(on_rewind), [state, rewind_to, top_n, permalink], page_out, **busy)
+                        [max_new_tokens, *page_out], **busy).then(**ahead)  # fmt: skip
+        force_btn.click(page(on_force), [state, *controls, inspect, candidates, permalink], page_out,
+                        **busy).then(**ahead)  # fmt: skip
+        undo_btn.click(page(on_undo), [state, top_n, permalink], page_out, **busy).then(**ahead)
+        rewind_btn.click(page(on_rewind), [state, rewind_to, top_n, permalink], page_out, **busy).then(**ahead)
         reset_btn.click(page(on_reset), [state], page_out, **busy)
         inspect.release(page(on_inspect), [state, inspect, top_n], page_out, **busy)
         text_html.click(page(on_token_click), [state, top_n], page_out, **busy)

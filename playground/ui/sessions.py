@@ -16,9 +16,10 @@ Gradio's session hash, and bounds it (limits from `shared.POLICY`, read at call 
 `exclusive` wraps the handlers that use the model or replace the run: they take the session's turn, get its
 latest state (a request that waited read its state before the first one finished) and leave the state they
 return in the table. `nonblocking` wraps the cheap handlers that only read the run (a chart's log scale, the
-trajectory tab, inspecting a step, an export): they never wait, as they never did. `configure` puts every
-exclusive handler in one concurrency group ("model"), sizes the queue, caps each session's queued requests
-and starts the sweeper. Without a Gradio request (tests calling handlers) there is no session: nothing is
+trajectory tab, inspecting a step, an export): they never wait, as they never did. `ahead` wraps work done
+ahead of the next request (the next step's forward): it runs only when the turn is free and never gets a
+request refused. `configure` puts every exclusive and ahead handler in one concurrency group ("model"), sizes
+the queue, caps each session's queued requests and starts the sweeper. Without a Gradio request (tests calling handlers) there is no session: nothing is
 serialised.
 
 This module knows nothing about how a token is chosen, the page's layout, or what a handler returns beyond
@@ -105,6 +106,7 @@ class _Entry:
     state: PlaygroundState | None = None
     last_used: float = field(default_factory=time.monotonic)
     busy: bool = False  # a request of this session holds its turn
+    ahead: bool = False  # ... and it is work done ahead (`ahead`): a request may wait for it beside another
     waiting: int = 0  # requests of this session waiting for the turn
 
 
@@ -132,10 +134,11 @@ class SessionTable:
             return sum(1 for e in self._entries.values() if _has_run(e.state))
 
     @contextlib.contextmanager
-    def turn(self, key: str | None, wait: bool = True) -> Iterator[_Entry | None]:
+    def turn(self, key: str | None, wait: bool = True, ahead: bool = False) -> Iterator[_Entry | None]:
         """Hold the session's turn for the block. `wait=False`: yields None at once when the turn is taken
-        (the caller goes on beside it). A session's second request waits up to `session_wait_s` for the turn;
-        a third is refused (UserError, one sentence)."""
+        (the caller goes on beside it, or, with `ahead`, skips its work). A session's second request waits up to
+        `session_wait_s` for the turn; a third is refused (UserError, one sentence). Work done `ahead` of the
+        session's requests does not count: while it holds the turn, two requests may wait for it."""
         if key is None or _HELD.get() == key:  # no session, or this call already holds the turn (undo -> rewind)
             yield _NO_SESSION
             return
@@ -147,7 +150,7 @@ class SessionTable:
             self._entries.move_to_end(key)
             beside = entry.busy and not wait
             if entry.busy and wait:
-                if entry.waiting or not policy.session_wait_s:
+                if entry.waiting > (1 if entry.ahead else 0) or not policy.session_wait_s:
                     raise UserError(BUSY)
                 entry.waiting += 1
                 try:
@@ -157,7 +160,7 @@ class SessionTable:
                 if not free:
                     raise UserError(BUSY)
             if not beside:
-                entry.busy = True
+                entry.busy, entry.ahead = True, ahead
         if beside:
             yield None
             return
@@ -165,7 +168,7 @@ class SessionTable:
             yield entry
         finally:
             with self._cond:
-                entry.busy = False
+                entry.busy = entry.ahead = False
                 entry.last_used = self.clock()
                 if self._entries.get(key) is entry:
                     self._entries.move_to_end(key)
@@ -306,7 +309,14 @@ def nonblocking(fn: Callable) -> Callable:
     return _wrap(fn, wait=False)
 
 
-def _wrap(fn: Callable, wait: bool) -> Callable:
+def ahead(fn: Callable) -> Callable:
+    """`fn` (work done ahead of the session's next request, such as the next step's forward) run in the
+    session's turn when it is free, and skipped when it is not: it never waits, and a request that comes while
+    it runs waits for it without being refused for it. Marks it as model-using, for `configure`."""
+    return _wrap(fn, wait=False, ahead=True)
+
+
+def _wrap(fn: Callable, wait: bool, ahead: bool = False) -> Callable:
     takes_state = next(iter(inspect.signature(fn).parameters), None) == "state"
 
     def bring_in(entry, args, kwargs):
@@ -332,7 +342,9 @@ def _wrap(fn: Callable, wait: bool) -> Callable:
         @functools.wraps(fn)
         def plain(*args, **kwargs):
             key = current_session()
-            with TABLE.turn(key, wait=wait) as entry:
+            with TABLE.turn(key, wait=wait, ahead=ahead) as entry:
+                if entry is None and ahead:  # the session is busy: what was to be done ahead is left to it
+                    return None
                 held = _HELD.set(key if entry is not None else _HELD.get())
                 try:
                     args, kwargs = bring_in(entry, args, kwargs)
@@ -343,7 +355,7 @@ def _wrap(fn: Callable, wait: bool) -> Callable:
                 return outputs
 
         wrapper = plain
-    wrapper.uses_model = wait  # type: ignore[attr-defined] - read by configure()
+    wrapper.uses_model = wait or ahead  # type: ignore[attr-defined] - read by configure()
     return wrapper
 
 
