@@ -361,9 +361,10 @@ def build_demo(policy: HostingPolicy | None = None) -> gr.Blocks:
             return for_page(handler, n_outputs, controls=controls)
 
         private = dict(api_visibility="private")
-        # progress is shown on the coloured text only: a timer ticking on all ten outputs kept the browser
-        # repainting the page while the server worked (and competing with it for a 2-core machine's CPU)
-        busy = dict(show_progress_on=[text_html], **private)
+        # progress is a timer on the coloured text only: a timer ticking on all ten outputs, or Gradio's spinner
+        # (a third of a core while it turns, in a software-rendered browser), kept the browser repainting the
+        # page while the server worked, and competing with it for a 2-core machine's CPU
+        busy = dict(show_progress="minimal", show_progress_on=[text_html], **private)
         # after each step-like action the next step's forward is made while the person reads, so the next Step
         # (or a knob's preview) needs no model call; queued like any model work, nothing on the page waits on it
         ahead = dict(fn=on_prepare, inputs=[state], outputs=None, show_progress="hidden", **private)
