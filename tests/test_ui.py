@@ -466,6 +466,23 @@ def test_the_run_controls_say_when_a_run_has_finished_and_what_can_follow(app):
         ui.on_carry_on(beam, **controls(strategy="beam", max_new_tokens=2))
 
 
+def test_the_page_sends_only_the_run_controls_that_changed(app):
+    """Every control updated costs the browser a re-render at each Step: mid-run only the force button's words
+    change, and what the page already shows is skipped; a fresh page (a new state) gets every control."""
+    page_step = ui.for_page(ui.on_step, len(ui.outputs.STEP_OUTPUTS), controls=True)
+    first = page_step(None, **controls(max_new_tokens=3))
+    assert gr.skip() not in first[-6:]  # a new run: all of them
+    second = page_step(first[9], **controls(max_new_tokens=3))
+    step_btn, step_n, run, note, carry, force = second[-6:]
+    assert (step_btn, step_n, run, note, carry) == (gr.skip(),) * 5
+    assert force.value == "Replace step 1 with this token"
+    last = page_step(second[9], **controls(max_new_tokens=3))[-6:]  # the run ends: the buttons go off, the note comes
+    assert last[0].interactive is False and last[2].interactive is False and "max new tokens" in last[3].value
+    assert last[4].visible is True and last[5].value == "Replace step 2 with this token"
+    again = ui.for_page(ui.on_inspect, len(ui.outputs.STEP_OUTPUTS), controls=True)(second[9], 0, 10)[-6:]
+    assert again[:5] == (gr.skip(),) * 5 and again[5].value.startswith("Replace step 0 with this token")
+
+
 def test_stop_ends_a_run_after_the_step_in_progress(app):
     """Stop sets the state's flag; the streaming Run ends after its current step and says so."""
     run = ui.on_run(None, **controls(max_new_tokens=8))

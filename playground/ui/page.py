@@ -29,7 +29,7 @@ CARRY_ON_TOKENS = 16  # how many more tokens "Carry on" allows a run that reache
 def for_page(handler, n_outputs: int, controls: bool = False):
     """`handler` as the page calls it. A refusal (gr.Error) becomes one warning toast and every one of its
     `n_outputs` outputs keeps what it showed (instead of an error badge on each); with `controls`, the handler's
-    last output is the state and `run_controls(state)` follow its outputs. Gradio reads the original signature
+    last output is the state and the run controls follow its outputs (those that changed: `changed_run_controls`). Gradio reads the original signature
     (functools.wraps), so gr.Request, gr.EventData and gr.Progress parameters still arrive."""
     n_total = n_outputs + (len(RUN_CONTROLS) if controls else 0)
 
@@ -41,7 +41,8 @@ def for_page(handler, n_outputs: int, controls: bool = False):
         if not controls:
             return outputs
         state = outputs[-1]
-        return (*outputs, *(run_controls(state) if isinstance(state, PlaygroundState) else kept()[n_outputs:]))
+        shown = changed_run_controls(state) if isinstance(state, PlaygroundState) else kept()[n_outputs:]
+        return (*outputs, *shown)
 
     if inspect.isgeneratorfunction(handler):
 
@@ -71,6 +72,22 @@ def run_controls(state: PlaygroundState) -> tuple:
     """(Step, Step ×N, Run, end-of-run note, Carry on, force button) for the run in `state`: once it has finished,
     the step buttons are off and the note says why and what can follow; the force button says what forcing the
     shown step does."""
+    return _run_controls(_run_control_values(state))
+
+
+def changed_run_controls(state: PlaygroundState) -> tuple:
+    """`run_controls(state)`, with gr.skip() for each control that is as the page shows it already (as the last
+    page event of this state left it): a Step mid-run changes only the force button's words, and every control
+    updated costs the browser a re-render."""
+    values = _run_control_values(state)
+    shown, state.controls_shown = state.controls_shown, values
+    return tuple(gr.skip() if shown is not None and was == now else control
+                 for was, now, control in zip(shown or values, values, _run_controls(values)))  # fmt: skip
+
+
+def _run_control_values(state: PlaygroundState) -> tuple:
+    """What the run controls show, as plain values: (Step, Step ×N and Run on, the note's HTML, Carry on shown,
+    the force button's words)."""
     session = state.session
     done = session is not None and session.done
     can_carry_on = done and carry_on_tokens(state) is not None
@@ -85,14 +102,13 @@ def run_controls(state: PlaygroundState) -> tuple:
             then = "<b>Undo</b> or <b>Rewind</b> to choose another path, or <b>Reset</b> to start again."
         note = (f'<div class="dp-end" role="status">The run has finished: {html.escape(reason)} '
                 f"({len(session.steps)} tokens). {then}</div>")  # fmt: skip
-    return (
-        gr.Button(interactive=not done),
-        gr.Button(interactive=not done),
-        gr.Button(interactive=not done),
-        gr.HTML(note, visible=bool(note)),
-        gr.Button(visible=can_carry_on),
-        gr.Button(value=force_label(state)),
-    )
+    return (not done, not done, not done, note, can_carry_on, force_label(state))
+
+
+def _run_controls(values: tuple) -> tuple:
+    step, step_n, run, note, carry_on, force = values
+    return (gr.Button(interactive=step), gr.Button(interactive=step_n), gr.Button(interactive=run),
+            gr.HTML(note, visible=bool(note)), gr.Button(visible=carry_on), gr.Button(value=force))  # fmt: skip
 
 
 def force_label(state: PlaygroundState) -> str:

@@ -60,6 +60,7 @@ class PlaygroundState:
     replaced: tuple[int, list[tuple[DecodingConfig, int | None]]] | None = None
     stop: bool = False  # Stop was pressed: a running Run or Step ×N ends after its current step
     parked: str | None = None  # while the session is dropped for memory: the run's recipe (sessions.park)
+    controls_shown: tuple | None = None  # the run controls as the page shows them (page.changed_run_controls)
 
     def changed(self) -> None:
         """The run moved on (a step, a rewind): show its last step, and forget a preview of a step that is gone
