@@ -47,7 +47,7 @@ CHROMIUM = os.environ.get("PLAYGROUND_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
 VIEWPORT = {"width": 1440, "height": 900}
-ROUNDS = {"step": 5, "run": 3, "preview": 5}  # timed rounds per side; --quick takes QUICK_ROUNDS
+ROUNDS = {"step": 7, "run": 3, "preview": 5}  # timed rounds per side; --quick takes QUICK_ROUNDS
 QUICK_ROUNDS = {"step": 2, "run": 1, "preview": 2}
 TIMEOUT_S = {"step": 120, "run": 600, "preview": 120, "reset": 60}
 

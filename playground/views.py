@@ -48,13 +48,15 @@ __all__ = [
 ]
 
 # Visible stand-ins for whitespace and control characters, so " the" and "the" never look alike.
-_VISIBLE = {" ": "␣", "\n": "↵", "\t": "⇥", "\r": "␍", "\u00a0": "⍽"}
+# Each has a glyph in the charts' monospace font (DejaVu Sans Mono has no ␍, so a carriage return reads \r).
+_VISIBLE = {" ": "␣", "\n": "↵", "\t": "⇥", "\r": "\\r", "\u00a0": "⍽"}
 INPUT_WIDTH = 60  # characters of context shown in the step table's "Input" column
 
 
 def token_label(token: str) -> str:
-    """A token as a short, unambiguous label: spaces as ␣, newlines as ↵, tabs as ⇥, other control characters
-    as \\xNN, and the empty string as ∅. Not escaped for HTML: callers escape where they build markup."""
+    """A token as a short, unambiguous label: spaces as ␣, newlines as ↵, tabs as ⇥, carriage returns as \\r,
+    other control characters as \\xNN, and the empty string as ∅. Not escaped for HTML: callers escape where
+    they build markup."""
     if token == "":
         return "∅"
     out = []

@@ -224,6 +224,16 @@ def test_any_token_renders_and_every_text_is_legible(session):
     assert "$x^2$" in tick_labels(plots.distribution_figure(record))
 
 
+def test_every_stand_in_for_whitespace_has_a_glyph_in_the_token_font():
+    """A '\\r' token drew as a box: ␍ is not in DejaVu Sans Mono (matplotlib only warned)."""
+    from fontTools.ttLib import TTFont
+    from matplotlib import font_manager
+
+    glyphs = TTFont(font_manager.findfont(plots.TOKEN_FONT)).getBestCmap()
+    for ch in "".join(views._VISIBLE.values()) + "∅…":
+        assert ord(ch) in glyphs, f"{ch!r} has no glyph in {plots.TOKEN_FONT}"
+
+
 def test_figures_need_no_pyplot_and_render_the_same_from_many_threads(session):
     """pyplot's global figure state would mix up concurrent sessions: plots.py must not import it, and figures
     built in parallel threads render byte for byte as one built alone."""
