@@ -111,6 +111,9 @@ _PAGE_CSS = """
 /* a still accent border while an output waits or streams: Gradio's pulse and flash animations repaint the
    page at 60 frames a second, which in a software-rendered browser took a core from the server */
 .generating, .pending { animation: none !important; }
+/* the step-like events' progress is Gradio's "minimal" timer on the coloured text, which an HTML output would
+   clip to nothing: shown at the text's top edge ("processing | 1.5s"), so a slow model's Step is seen working */
+#dp-text .wrap.minimal { overflow: visible; }
 .dp-status { font-size: 14px; padding: 4px 2px; }
 .dp-notice { font-size: 13px; padding: 4px 8px; margin: 4px 0; border-left: 3px solid #f59e0b;
              background: rgba(245, 158, 11, .08); }
