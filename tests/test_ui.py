@@ -83,7 +83,8 @@ def test_the_page_chart_is_the_figure_as_matplotlib_saves_it(app):
         record, pending = ui.outputs.shown_record(state)
         saved = io.BytesIO()
         plots.distribution_figure(record, max_tokens=10, pending=pending, legend=False).savefig(saved, format="png")
-        assert decoded(out[2]) == decoded(PlotData(type="matplotlib", plot="x," + base64.b64encode(saved.getvalue()).decode()))
+        as_saved = PlotData(type="matplotlib", plot="x," + base64.b64encode(saved.getvalue()).decode())
+        assert decoded(out[2]) == decoded(as_saved)
     assert 1 <= len(ui.outputs._SPARE_CHARTS[False]) <= ui.outputs.MAX_SPARE_CHARTS
 
 

@@ -28,6 +28,6 @@ __all__ = [
     "PlaygroundState", "UserError", "bench_step", "build_demo", "decode_permalink", "for_page", "friendly",
     "launch_options", "make_config", "on_carry_on", "on_compare", "on_explore", "on_export", "on_force",
     "on_inspect", "on_load_model", "on_model_defaults", "on_new_seed", "on_page_load", "on_prepare", "on_preview",
-    "on_reset", "on_rewind", "on_run", "on_scale", "on_step", "on_stop", "on_strategy", "on_token_click", "on_trajectory_view",
-    "on_undo", "parse_temperatures", "permalink_query", "restore", "run_controls",
+    "on_reset", "on_rewind", "on_run", "on_scale", "on_step", "on_stop", "on_strategy", "on_token_click",
+    "on_trajectory_view", "on_undo", "parse_temperatures", "permalink_query", "restore", "run_controls",
 ]  # fmt: skip

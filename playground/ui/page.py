@@ -29,8 +29,9 @@ CARRY_ON_TOKENS = 16  # how many more tokens "Carry on" allows a run that reache
 def for_page(handler, n_outputs: int, controls: bool = False):
     """`handler` as the page calls it. A refusal (gr.Error) becomes one warning toast and every one of its
     `n_outputs` outputs keeps what it showed (instead of an error badge on each); with `controls`, the handler's
-    last output is the state and the run controls follow its outputs (those that changed: `changed_run_controls`). Gradio reads the original signature
-    (functools.wraps), so gr.Request, gr.EventData and gr.Progress parameters still arrive."""
+    last output is the state and the run controls follow its outputs (those that changed: `changed_run_controls`).
+    Gradio reads the original signature (functools.wraps), so gr.Request, gr.EventData and gr.Progress
+    parameters still arrive."""
     n_total = n_outputs + (len(RUN_CONTROLS) if controls else 0)
 
     def kept() -> tuple:

@@ -19,8 +19,8 @@ return in the table. `nonblocking` wraps the cheap handlers that only read the r
 trajectory tab, inspecting a step, an export): they never wait, as they never did. `ahead` wraps work done
 ahead of the next request (the next step's forward): it runs only when the turn is free and never gets a
 request refused. `configure` puts every exclusive and ahead handler in one concurrency group ("model"), sizes
-the queue, caps each session's queued requests and starts the sweeper. Without a Gradio request (tests calling handlers) there is no session: nothing is
-serialised.
+the queue, caps each session's queued requests and starts the sweeper. Without a Gradio request (tests
+calling handlers) there is no session: nothing is serialised.
 
 This module knows nothing about how a token is chosen, the page's layout, or what a handler returns beyond
 the PlaygroundState among its outputs.
