@@ -33,12 +33,24 @@ def _set_number(page, elem_id: str, value) -> None:
     box.press("Enter")
 
 
+# Something of the page's is still being worked on (Gradio 6's status trackers and pending outputs).
+PENDING_JS = "() => !document.querySelector('[data-testid=status-tracker]:not(.hide), .pending, .generating')"
+
+
 def _greedy_run(page, prompt="The quick brown fox", max_new=6):
     page.get_by_label("greedy").check()
     page.get_by_label("Prompt").fill(prompt)
     _set_number(page, "dp-max-new", max_new)
+    # the previews those edits started finish first: a session's request waits its turn and a third is refused
+    # (issue 11). Once, on a loaded CI machine, a Run clicked here never finished; the cause was not seen, so a
+    # failure now reports the page's warnings
+    page.wait_for_function(PENDING_JS)
     page.click("#dp-run")
-    page.wait_for_selector("#dp-end", state="visible")
+    try:
+        page.wait_for_selector("#dp-end", state="visible")
+    except Exception as e:
+        toasts = page.evaluate("[...document.querySelectorAll('.toast-body')].map((t) => t.innerText)")
+        raise AssertionError(f"the run did not finish on the page; its warnings: {toasts}") from e
     page.wait_for_selector(f"#dp-text [data-step='{max_new - 1}']")
 
 
