@@ -73,7 +73,7 @@ def run_controls(state: PlaygroundState) -> tuple:
     """(Step, Step ×N, Run, end-of-run note, Carry on, force button) for the run in `state`: once it has finished,
     the step buttons are off and the note says why and what can follow; the force button says what forcing the
     shown step does."""
-    return _run_controls(_run_control_values(state))
+    return tuple(build(value) for build, value in zip(_RUN_CONTROL_BUILDERS, _run_control_values(state)))
 
 
 def changed_run_controls(state: PlaygroundState) -> tuple:
@@ -82,8 +82,8 @@ def changed_run_controls(state: PlaygroundState) -> tuple:
     updated costs the browser a re-render."""
     values = _run_control_values(state)
     shown, state.controls_shown = state.controls_shown, values
-    return tuple(gr.skip() if shown is not None and was == now else control
-                 for was, now, control in zip(shown or values, values, _run_controls(values)))  # fmt: skip
+    return tuple(gr.skip() if shown is not None and was == now else build(now)
+                 for build, was, now in zip(_RUN_CONTROL_BUILDERS, shown or values, values))  # fmt: skip
 
 
 def _run_control_values(state: PlaygroundState) -> tuple:
@@ -106,10 +106,14 @@ def _run_control_values(state: PlaygroundState) -> tuple:
     return (not done, not done, not done, note, can_carry_on, force_label(state))
 
 
-def _run_controls(values: tuple) -> tuple:
-    step, step_n, run, note, carry_on, force = values
-    return (gr.Button(interactive=step), gr.Button(interactive=step_n), gr.Button(interactive=run),
-            gr.HTML(note, visible=bool(note)), gr.Button(visible=carry_on), gr.Button(value=force))  # fmt: skip
+# Each run control's update from its value in `_run_control_values`, in RUN_CONTROLS order (only the controls
+# that changed are built: a Gradio component costs a fraction of a millisecond to make, at every Step).
+_RUN_CONTROL_BUILDERS = (
+    *(lambda on: gr.Button(interactive=on) for _ in range(3)),  # Step, Step ×N, Run
+    lambda note: gr.HTML(note, visible=bool(note)),
+    lambda shown: gr.Button(visible=shown),  # Carry on
+    lambda words: gr.Button(value=words),  # the force button
+)
 
 
 def force_label(state: PlaygroundState) -> str:
