@@ -54,6 +54,24 @@ def _greedy_run(page, prompt="The quick brown fox", max_new=6):
     page.wait_for_selector(f"#dp-text [data-step='{max_new - 1}']")
 
 
+def _link_of_the_run(page, n_steps: int) -> str:
+    """The page's address once it carries the whole run: the address bar follows each update's permalink a
+    moment after the update is drawn (a JavaScript event of its own), so right after a run ends it can still
+    hold an earlier step's link, or none."""
+    from urllib.parse import parse_qs, urlsplit
+
+    from playground.ui import PERMALINK_PARAM, decode_permalink
+
+    deadline = time.monotonic() + TIMEOUT_MS / 1000
+    while True:
+        href = page.evaluate("location.href")
+        value = parse_qs(urlsplit(href).query).get(PERMALINK_PARAM)
+        if value and len(decode_permalink(value[0])["steps"]) == n_steps:
+            return href
+        assert time.monotonic() < deadline, f"the address bar never held the whole run of {n_steps} steps: {href}"
+        time.sleep(0.1)
+
+
 def _tokens(page) -> str:
     return page.inner_text("#dp-text .dp-tokens")
 
@@ -166,8 +184,9 @@ def test_the_permalink_box_holds_a_whole_address(app_url, page_factory):
     """The box held only "?run=…", which opens nothing when pasted into a chat or an email."""
     page = _open(page_factory, app_url)
     _greedy_run(page, max_new=3)
+    href = _link_of_the_run(page, 3)
     page.click("#dp-share")
-    page.wait_for_function("document.querySelector('#dp-permalink textarea').value.startsWith('http')")
+    page.wait_for_function("(href) => document.querySelector('#dp-permalink textarea')?.value === href", arg=href)
     link = page.input_value("#dp-permalink textarea")
     assert link.startswith(app_url) and "?run=" in link
     other = page_factory()
@@ -186,7 +205,7 @@ def test_a_tap_on_a_token_opens_a_legible_popover_of_its_alternatives(app_url, p
     context = page.context.browser.new_context(viewport={"width": 390, "height": 844}, has_touch=True, is_mobile=True)
     phone = context.new_page()
     phone.set_default_timeout(TIMEOUT_MS)
-    phone.goto(page.evaluate("location.href"))  # the same run, replayed from its permalink
+    phone.goto(_link_of_the_run(page, 4))  # the same run, replayed from its permalink
     phone.wait_for_selector("#dp-text [data-step='1']")
     phone.tap("#dp-text [data-step='1']")
     pop = phone.locator("#dp-popover")
