@@ -19,6 +19,9 @@ from typing import Literal
 Strategy = Literal["greedy", "sample", "beam"]
 STRATEGIES: tuple[str, ...] = ("greedy", "sample", "beam")
 MAX_BEAMS = 16
+# The smallest positive temperature: far below it the logits divided by it overflow float32 (1e-300 did), and
+# long before that sampling is greedy in all but name.
+MIN_TEMPERATURE = 1e-4
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,7 @@ class DecodingConfig:
         _check_finite("temperature", self.temperature)
         if self.temperature < 0:
             raise ValueError(f"temperature must be >= 0 (0 means greedy), got {self.temperature}.")
+        check_temperature_floor(self.temperature)
         _check_finite("repetition_penalty", self.repetition_penalty)
         if self.repetition_penalty <= 0:
             raise ValueError(f"repetition_penalty must be > 0 (1 = off), got {self.repetition_penalty}.")
@@ -172,6 +176,13 @@ def describe_settings(settings: Mapping[str, object]) -> str:
 
 def _is_int(x) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
+
+
+def check_temperature_floor(temperature: float) -> None:
+    """A positive temperature below MIN_TEMPERATURE is refused (the logits divided by it would overflow): here,
+    not as NaN later. The page, the API, a permalink and the CLI all meet this one sentence."""
+    if 0 < temperature < MIN_TEMPERATURE:
+        raise ValueError(f"Temperature must be 0 (greedy) or at least {MIN_TEMPERATURE:g}, got {temperature:g}.")
 
 
 def _check_finite(name: str, x) -> None:
