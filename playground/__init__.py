@@ -2,7 +2,8 @@
 
 The package is layered: `config` (settings) -> `processors` (shape the distribution) -> `strategies` (pick the
 token) -> `engine` (the model, the KV cache, sessions and comparisons) -> `records` (what each step leaves).
-`loading` finds models; `plots` and `ui` draw; `cli` and `bench` are the command line.
+`loading` finds models; `plots`, `views` and `ui` show them; `cli` is the command line. `measure` (the benchmark
+and felt speed) sits apart: nothing here imports it but the CLI's `bench` command.
 """
 
 from .config import DecodingConfig

@@ -78,12 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("--num-samples", type=int, default=1,
                       help="sampled runs, with seeds seed, seed+1, ... (mod 2**63) (default: 1)")
     cmp_.set_defaults(func=cmd_compare)
-    try:
-        from . import bench
-    except ImportError:  # the benchmark is optional at import time
-        bench = None
-    if bench is not None and hasattr(bench, "register"):
-        bench.register(sub)
+    from .measure import bench  # the measurement code, apart from the product: only the bench command uses it
+
+    bench.register(sub)
     return parser
 
 

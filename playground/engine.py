@@ -3,7 +3,7 @@
 Phases, one function each:
 
     Engine.encode   prompt text (plain or chat template) -> token ids
-    _Batch.prefill  the prompt, once, into a fresh KV cache (one row)
+    _Batch()        the prefill: the prompt, once, into a fresh KV cache (one row)
     _Batch.step     reorder the cache rows (beams, lanes that finished), forward the pending tokens of every
                     live row as one batch, let each lane pick its tokens, move every record to the host in one
                     transfer

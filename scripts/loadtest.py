@@ -351,10 +351,10 @@ class RawClient:
 
 def step_data(plan: Plan, n_steps: int = 1, permalink: str = "") -> list:
     """/step's and /step_n's inputs in the page's order: the state (the server's), the controls, N, the link."""
-    from playground.ui.state import CONTROLS
+    from playground.ui.controls import CONTROL_NAMES
 
     c = plan.controls()
-    return [None, *(c[k] for k in CONTROLS), n_steps, permalink]
+    return [None, *(c[k] for k in CONTROL_NAMES), n_steps, permalink]
 
 
 def _session() -> str:

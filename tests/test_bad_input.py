@@ -522,56 +522,56 @@ UI_BAD = [
 @pytest.mark.parametrize("overrides, named", UI_BAD)
 def test_ui_step_and_run_and_compare_reject_bad_input_in_one_sentence(ui, overrides, named):
     for call in (
-        lambda: ui.on_step(None, *_controls(ui, **overrides), 1),
-        lambda: ui.on_run(None, *_controls(ui, **overrides)),
+        lambda: ui.api.step(None, *_controls(ui, **overrides), 1),
+        lambda: ui.api.run(None, *_controls(ui, **overrides)),
     ):
         assert named.lower() in _ui_error(call).lower()
     if "strategy" not in overrides and "prompt" not in overrides and "model" not in overrides:
-        assert named.lower() in _ui_error(lambda: ui.on_compare(*_controls(ui, **overrides), 2)).lower()
+        assert named.lower() in _ui_error(lambda: ui.api.compare(*_controls(ui, **overrides), 2)).lower()
 
 
 def test_ui_chat_without_template(ui, tmp_path, monkeypatch):
     from conftest import build_tiny_model_dir
 
     folder = build_tiny_model_dir(tmp_path / "plain", chat_template=False)
-    message = _ui_error(lambda: ui.on_step(None, *_controls(ui, model=folder, chat=True, system="x"), 1))
+    message = _ui_error(lambda: ui.api.step(None, *_controls(ui, model=folder, chat=True, system="x"), 1))
     assert "chat template" in message and "plain" in message
 
 
 def test_ui_error_text_is_escaped(ui):
     """Gradio renders error text as HTML: a model name with markup must come back inert."""
-    message = _ui_error(lambda: ui.on_step(None, *_controls(ui, model="/no/<img src=x onerror=alert(1)>"), 1))
+    message = _ui_error(lambda: ui.api.step(None, *_controls(ui, model="/no/<img src=x onerror=alert(1)>"), 1))
     assert "<img" not in message and "&lt;img" in message
 
 
 @pytest.mark.parametrize("to_step", [-1, 99, "x", None, 1.5])
 def test_ui_rewind_and_force_reject_bad_steps(ui, to_step):
-    state = ui.on_step(None, *_controls(ui), 2)[-1]
-    _ui_error(lambda: ui.on_rewind(state, to_step))
-    _ui_error(lambda: ui.on_force(state, *_controls(ui), to_step, 5))
+    state = ui.api.step(None, *_controls(ui), 2)[-1]
+    _ui_error(lambda: ui.api.rewind(state, to_step))
+    _ui_error(lambda: ui.api.force(state, *_controls(ui), to_step, 5))
     assert len(state.steps) == 2  # nothing changed
 
 
 @pytest.mark.parametrize("token", [-1, 300, "abc", None, 3.5])
 def test_ui_force_rejects_tokens_that_do_not_exist(ui, token):
-    state = ui.on_step(None, *_controls(ui), 2)[-1]
-    _ui_error(lambda: ui.on_force(state, *_controls(ui), 1, token))
+    state = ui.api.step(None, *_controls(ui), 2)[-1]
+    _ui_error(lambda: ui.api.force(state, *_controls(ui), 1, token))
 
 
 def test_ui_handlers_without_a_run(ui):
-    for call in (lambda: ui.on_rewind(None, 0), lambda: ui.on_undo(None), lambda: ui.on_export(None),
-                 lambda: ui.on_force(None, *_controls(ui), 0, 5)):  # fmt: skip
+    for call in (lambda: ui.api.rewind(None, 0), lambda: ui.api.undo(None), lambda: ui.api.export(None),
+                 lambda: ui.api.force(None, *_controls(ui), 0, 5)):  # fmt: skip
         _ui_error(call)
 
 
 def test_hosted_mode_caps_reach_api_clients(hosted):
     ui = hosted
-    outputs = ui.on_step(None, *_controls(ui, max_new_tokens=500, strategy="beam", num_beams=16), 1000)
+    outputs = ui.api.step(None, *_controls(ui, max_new_tokens=500, strategy="beam", num_beams=16), 1000)
     result, state = outputs[0], outputs[-1]
     assert result["n_steps"] <= 6 and state.session.config.max_new_tokens <= 6
     assert state.session.config.num_beams == 2
     assert any("capped at 6" in n for n in result["notices"]) and any("capped at 2" in n for n in result["notices"])
-    *_, last = ui.on_run(None, *_controls(ui, max_new_tokens=10_000))
+    *_, last = ui.api.run(None, *_controls(ui, max_new_tokens=10_000))
     assert len(last[-1].steps) <= 6
 
 
@@ -581,7 +581,7 @@ def test_hosted_mode_caps_compare(hosted, monkeypatch):
     ui = hosted
     warnings = []
     monkeypatch.setattr(gr, "Warning", lambda msg, *a, **k: warnings.append(msg))
-    *_, (result, _cards, _tree, _beams) = ui.on_compare(*_controls(ui, max_new_tokens=999, num_beams=16), 8)
+    *_, (result, _cards, _tree, _beams) = ui.api.compare(*_controls(ui, max_new_tokens=999, num_beams=16), 8)
     assert set(result) == {"greedy", "beam", "sample", "sample 2"}  # 8 samples asked, 2 allowed
     assert all(r["n_steps"] <= 6 for r in result.values())
     assert any("Samples are capped at 2" in w for w in warnings)
@@ -590,9 +590,9 @@ def test_hosted_mode_caps_compare(hosted, monkeypatch):
 @pytest.mark.parametrize("model", ["/etc", "gpt2", "no-such-org/x", "../../../../etc/passwd"])
 def test_hosted_mode_refuses_other_models(hosted, model):
     ui = hosted
-    message = _ui_error(lambda: ui.on_step(None, *_controls(ui, model=model), 1))
+    message = _ui_error(lambda: ui.api.step(None, *_controls(ui, model=model), 1))
     assert "only runs these models" in message
-    _, status, _, *_ = ui.on_load_model(None, model, progress=lambda *a, **k: None)
+    _, status, _, *_ = ui.api.load_model(None, model, progress=lambda *a, **k: None)
     assert "still using" in status
 
 
@@ -607,7 +607,7 @@ def _permalink(doc: dict) -> str:
 def test_hostile_permalinks_fail_in_one_sentence(ui):
     good = {"v": 1, "prompt": "hi", "model": "default", "chat": False, "system": "",
             "config": DecodingConfig(max_new_tokens=4).to_dict(), "steps": [{}, {}]}  # fmt: skip
-    assert len(ui.restore(_permalink(good))[-1].steps) == 2
+    assert len(ui.restore(_permalink(good))["state"].steps) == 2
     bad = [
         "not base64 !!!",
         _permalink({"v": 2, "steps": []}),
@@ -631,7 +631,7 @@ def test_hosted_permalinks_obey_the_caps(hosted):
     doc = {"v": 1, "prompt": "hi", "model": "default", "chat": False, "system": "",
            "config": DecodingConfig(strategy="beam", num_beams=16, max_new_tokens=500).to_dict(),
            "steps": [{}] * 500}  # fmt: skip
-    state = ui.restore(_permalink(doc))[-1]
+    state = ui.restore(_permalink(doc))["state"]
     assert state.session.config.num_beams == 2 and len(state.steps) <= 6
     with pytest.raises(ValueError, match="only runs these models"):
         ui.restore(_permalink({**doc, "model": "/etc"}))

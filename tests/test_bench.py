@@ -9,7 +9,7 @@ import math
 
 import pytest
 
-from playground import bench
+from playground.measure import bench
 
 REQUIRED_NUMBERS = ("compare_vs_three_generates", "step_latency_ms", "step_latency_p95_ms", "cached_load_s", "peak_rss_mb")
 
@@ -155,7 +155,7 @@ def _browser_or_skip():
     """playwright and chromium, or a skip (a failure when PLAYGROUND_REQUIRE_BROWSER=1, as in CI)."""
     import os
 
-    from playground import felt
+    from playground.measure import felt
 
     try:
         felt.require_browser()
@@ -168,7 +168,7 @@ def _browser_or_skip():
 @pytest.fixture(scope="module")
 def felt_result(tiny_model_dir):
     _browser_or_skip()
-    from playground import felt
+    from playground.measure import felt
 
     return felt.measure(tiny_model_dir, rounds={"step": 1, "run": 1, "preview": 1})
 
@@ -176,11 +176,11 @@ def felt_result(tiny_model_dir):
 def test_browser_measures_every_action(felt_result):
     """Every timing is a real duration (not 0, NaN or None), the page was seen pending (so a time cannot be the
     page not having reacted yet), and the run streamed every token. The preview is required once the app has
-    `ui.on_preview`; until then it is None with the reason."""
+    a preview endpoint; until then it is None with the reason."""
     from playground import ui
 
     actions = ["step", "run"]
-    if hasattr(ui, "on_preview"):
+    if hasattr(ui.api, "preview"):
         actions.append("preview")
     else:
         assert felt_result["preview"] is None and felt_result["preview_error"]
@@ -215,7 +215,7 @@ def test_goals_without_the_browser_are_unmeasured(tiny_result):
 
 def test_browser_flag_parses_and_a_missing_chromium_is_one_line(monkeypatch, capsys):
     """`--browser` without a browser stops before the long part, with one line saying what is missing."""
-    from playground import felt
+    from playground.measure import felt
 
     parser = argparse.ArgumentParser()
     bench.add_arguments(parser)

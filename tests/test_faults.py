@@ -201,24 +201,24 @@ def _controls(ui, **overrides):
 def test_ui_out_of_memory_is_one_sentence_and_the_next_request_works(ui_with_tiny, tiny_engine, faulty):
     ui = ui_with_tiny
     gr = pytest.importorskip("gradio")
-    state = ui.on_step(None, *_controls(ui), 1)[-1]
+    state = ui.api.step(None, *_controls(ui), 1)[-1]
     faulty(at={0}, kind="oom")
     with pytest.raises(gr.Error) as info:
-        ui.on_step(state, *_controls(ui), 1)
+        ui.api.step(state, *_controls(ui), 1)
     assert "Out of memory" in info.value.message and "\n" not in info.value.message
-    state = ui.on_step(state, *_controls(ui), 1)[-1]  # memory is back
+    state = ui.api.step(state, *_controls(ui), 1)[-1]  # memory is back
     assert len(state.steps) == 2
 
 
 def test_ui_failed_model_load_keeps_the_previous_model(ui_with_tiny, tiny_engine):
     ui = ui_with_tiny
-    state = ui.on_step(None, *_controls(ui), 2)[-1]
+    state = ui.api.step(None, *_controls(ui), 2)[-1]
     for bad in ("/no/such/model/folder", "no-such-org/no-such-model-4242"):
-        model_value, status_html, state, *knobs = ui.on_load_model(state, bad, progress=lambda *a, **k: None)
+        model_value, status_html, state, *knobs = ui.api.load_model(state, bad, progress=lambda *a, **k: None)
         assert model_value == ui.DEFAULT_MODEL
         assert "still using" in status_html
     assert ui.shared.REGISTRY.cached(ui.DEFAULT_MODEL) is tiny_engine
-    state = ui.on_step(state, *_controls(ui), 1)[-1]  # the run goes on with the old model
+    state = ui.api.step(state, *_controls(ui), 1)[-1]  # the run goes on with the old model
     assert len(state.steps) == 3
 
 
@@ -227,7 +227,7 @@ def test_ui_decoding_error_is_one_sentence(ui_with_tiny, faulty):
     gr = pytest.importorskip("gradio")
     faulty(at={0}, kind="nan")
     with pytest.raises(gr.Error) as info:
-        ui.on_step(None, *_controls(ui), 1)
+        ui.api.step(None, *_controls(ui), 1)
     assert "NaN or infinite" in info.value.message and "\n" not in info.value.message
 
 

@@ -96,13 +96,13 @@ def test_hosted_mode_caps_prompts_by_default_and_locally_there_is_no_cap():
 def test_a_prompt_with_too_many_characters_is_refused_before_tokenizing(ui, spy, monkeypatch):
     monkeypatch.setattr(ui.shared, "POLICY", hosted_policy(PLAYGROUND_MAX_PROMPT_CHARS=200))
     long = "Once upon a time " * 20  # 340 characters
-    for call in (lambda: ui.on_step(None, *ui_controls(ui, prompt=long), 1),
-                 lambda: ui.on_run(None, *ui_controls(ui, prompt=long)),
-                 lambda: ui.on_preview(None, *ui_controls(ui, prompt=long)),
-                 lambda: ui.on_compare(*ui_controls(ui, prompt=long), 2)):  # fmt: skip
+    for call in (lambda: ui.api.step(None, *ui_controls(ui, prompt=long), 1),
+                 lambda: ui.api.run(None, *ui_controls(ui, prompt=long)),
+                 lambda: ui.api.preview(None, *ui_controls(ui, prompt=long)),
+                 lambda: ui.api.compare(*ui_controls(ui, prompt=long), 2)):  # fmt: skip
         assert_one_sentence(ui_error(call), "340 characters", "at most 200")
     # chat mode counts the system message too
-    message = ui_error(lambda: ui.on_step(None, *ui_controls(ui, prompt="hi", chat=True, system="s" * 199), 1))
+    message = ui_error(lambda: ui.api.step(None, *ui_controls(ui, prompt="hi", chat=True, system="s" * 199), 1))
     assert_one_sentence(message, "system message", "201 characters")
     assert spy == {"encode": 0, "forward": 0}  # never tokenized, never prefilled
 
@@ -110,11 +110,11 @@ def test_a_prompt_with_too_many_characters_is_refused_before_tokenizing(ui, spy,
 def test_a_prompt_with_too_many_tokens_is_refused_before_the_prefill(ui, spy, monkeypatch):
     monkeypatch.setattr(ui.shared, "POLICY", hosted_policy(PLAYGROUND_MAX_PROMPT_TOKENS=20))
     long = "The quick brown fox jumps over the lazy dog. " * 3  # ~30 tokens, 135 characters
-    for call in (lambda: ui.on_step(None, *ui_controls(ui, prompt=long), 1),
-                 lambda: ui.on_compare(*ui_controls(ui, prompt=long), 2)):  # fmt: skip
+    for call in (lambda: ui.api.step(None, *ui_controls(ui, prompt=long), 1),
+                 lambda: ui.api.compare(*ui_controls(ui, prompt=long), 2)):  # fmt: skip
         assert_one_sentence(ui_error(call), "tokens long", "at most 20 tokens")
     assert spy["forward"] == 0
-    assert ui.on_step(None, *ui_controls(ui, prompt="The quick brown fox"), 1)[0]["n_steps"] == 1
+    assert ui.api.step(None, *ui_controls(ui, prompt="The quick brown fox"), 1)[0]["n_steps"] == 1
 
 
 def test_a_permalink_with_a_long_prompt_meets_the_caps(ui, spy, monkeypatch):
@@ -132,37 +132,36 @@ def test_a_permalink_with_a_long_prompt_meets_the_caps(ui, spy, monkeypatch):
 @pytest.mark.parametrize("prompt", ["a\ud800b", "\udfff", "ok \ud83d"])  # halves of surrogate pairs
 def test_a_lone_surrogate_is_one_clear_sentence(ui, prompt):
     """JSON can carry "\\ud800": the tokenizer used to fail with "Something went wrong (TypeError)"."""
-    message = ui_error(lambda: ui.on_step(None, *ui_controls(ui, prompt=prompt), 1))
+    message = ui_error(lambda: ui.api.step(None, *ui_controls(ui, prompt=prompt), 1))
     assert_one_sentence(message, "surrogate", "U+D")
-    message = ui_error(lambda: ui.on_step(None, *ui_controls(ui, prompt="hi", chat=True, system=prompt), 1))
+    message = ui_error(lambda: ui.api.step(None, *ui_controls(ui, prompt="hi", chat=True, system=prompt), 1))
     assert_one_sentence(message, "system message", "surrogate")
-    assert ui.on_step(None, *ui_controls(ui, prompt="emoji 😀 fine"), 1)[0]["n_steps"] == 1  # a real pair is text
+    assert ui.api.step(None, *ui_controls(ui, prompt="emoji 😀 fine"), 1)[0]["n_steps"] == 1  # a real pair is text
 
 
 @pytest.mark.parametrize("temperature", [1e-300, 1e-40, 5e-5])
 def test_a_vanishing_temperature_is_one_truthful_sentence(ui, temperature):
     """1e-300 used to come back as a float16 overflow, on a float32 model."""
-    message = ui_error(lambda: ui.on_step(None, *ui_controls(ui, temperature=temperature), 1))
+    message = ui_error(lambda: ui.api.step(None, *ui_controls(ui, temperature=temperature), 1))
     assert_one_sentence(message, "temperature", f"{temperature:g}", "0 (greedy)")
     assert "float16" not in message
     with pytest.raises(ValueError) as info:  # a link that turns it down mid-run
         ui.restore(link(recipe(config={**recipe()["config"], "strategy": "sample"},
                                steps=[{}, {"c": {"temperature": temperature}}])))  # fmt: skip
     assert_one_sentence(str(info.value), f"{temperature:g}")
-    assert ui.on_step(None, *ui_controls(ui, temperature=0), 1)[0]["n_steps"] == 1  # 0 is greedy
+    assert ui.api.step(None, *ui_controls(ui, temperature=0), 1)[0]["n_steps"] == 1  # 0 is greedy
 
 
 def test_a_permalink_cannot_set_top_n_past_the_slider(ui):
     restored = ui.restore(link(recipe(config={**recipe()["config"], "top_n": 1000}, steps=[{}, {"c": {"top_n": 900}}])))
-    values = dict(zip(ui.CONTROLS, restored[: len(ui.CONTROLS)]))
-    state = restored[-1]
-    assert values["top_n"] == 50
+    state = restored["state"]
+    assert restored["top_n"] == 50
     assert all(r.config.top_n <= 50 and len(r.top) <= 50 for r in state.steps)
 
 
 def test_api_clients_meet_the_top_n_cap_in_hosted_mode(ui, monkeypatch):
     monkeypatch.setattr(ui.shared, "POLICY", hosted_policy())
-    result, *_, state = ui.on_step(None, *ui_controls(ui, top_n=1000), 1)
+    result, *_, state = ui.api.step(None, *ui_controls(ui, top_n=1000), 1)
     assert state.session.config.top_n == 50 and len(state.steps[0].top) == 50
     assert any("Candidates shown are capped at 50" in n for n in result["notices"])
 
@@ -243,15 +242,15 @@ def test_exports_do_not_pile_up_on_disk(ui, tmp_path, monkeypatch):
     import tempfile
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # every temporary folder lands here
-    state = ui.on_step(None, *ui_controls(ui), 3)[-1]
-    paths = [ui.on_export(state) for _ in range(80)]
+    state = ui.api.step(None, *ui_controls(ui), 3)[-1]
+    paths = [ui.api.export(state) for _ in range(80)]
     assert all(os.path.isfile(p) for p in paths[-1])
     kept = [d for d, _, files in os.walk(tmp_path) if "steps.csv" in files]
     assert len(kept) <= 64, f"{len(kept)} export folders left on disk"
     old = paths[-1][0]
     past = time.time() - ui.exports.KEEP_S - 1
     os.utime(os.path.dirname(old), (past, past))
-    ui.on_export(state)
+    ui.api.export(state)
     assert not os.path.exists(old)  # an old export is deleted at the next one
 
 

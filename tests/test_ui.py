@@ -44,12 +44,12 @@ def controls(**changes) -> dict:
 
 
 def step(state, n=1, **changes):
-    return ui.on_step(state, **controls(**changes), n_steps=n)
+    return ui.api.step(state, **controls(**changes), n_steps=n)
 
 
 def expected_ids(engine, **changes) -> list[int]:
     c = controls(**changes)
-    cfg = ui.make_config(*(c[k] for k in ui.CONTROLS[4:]))
+    cfg = ui.Controls.from_values(c).decoding()
     return engine.generate(engine.encode(c["prompt"]), cfg).token_ids
 
 
@@ -57,11 +57,11 @@ def test_trajectory_is_drawn_while_its_tab_is_open(app):
     """The trajectory costs as much as the distribution chart: drawn at each step only while it is on screen,
     and brought up to date when its tab opens."""
     state = step(step(None)[-1])[-1]
-    chart, state = ui.on_trajectory_view(state, True)
+    chart, state = ui.page_api.trajectory_view(state, True)
     assert isinstance(chart, PlotData) and state.show_trajectory
     out = step(state)
     assert isinstance(out[4], PlotData)
-    chart, state = ui.on_trajectory_view(out[-1], False)
+    chart, state = ui.page_api.trajectory_view(out[-1], False)
     assert chart == gr.skip() and not state.show_trajectory
     assert step(state)[4] == gr.skip()
 
@@ -125,7 +125,7 @@ def test_force_a_candidate_rewinds_to_that_step_and_uses_it(app, tiny_engine):
     state = step(None, n=4)[-1]
     record = state.session.steps[1]
     other = next(c for c in record.top if c.token_id != record.token_id)
-    out = ui.on_force(state, **controls(), inspect_step=1, token_id=other.token_id)
+    out = ui.api.force(state, **controls(), inspect_step=1, token_id=other.token_id)
     steps = out[-1].session.steps
     assert len(steps) == 2 and steps[1].forced and steps[1].token_id == other.token_id
     assert out[0]["token_ids"][:1] == expected_ids(tiny_engine)[:1]
@@ -136,25 +136,25 @@ def test_force_is_refused_for_beam_search_with_one_sentence(app):
     state = step(None, strategy="beam")[-1]
     token = state.session.steps[0].top[1].token_id
     with pytest.raises(gr.Error, match="not beam search"):
-        ui.on_force(state, **controls(strategy="beam"), inspect_step=0, token_id=token)
+        ui.api.force(state, **controls(strategy="beam"), inspect_step=0, token_id=token)
 
 
 def test_undo_rewind_and_reset(app):
     state = step(None, n=5)[-1]
     ids = list(state.session.token_ids)
-    assert ui.on_undo(state)[0]["token_ids"] == ids[:4]
-    assert ui.on_rewind(state, 2)[0]["token_ids"] == ids[:2]
+    assert ui.api.undo(state)[0]["token_ids"] == ids[:4]
+    assert ui.api.rewind(state, 2)[0]["token_ids"] == ids[:2]
     assert step(state)[0]["token_ids"] == ids[:3]  # greedy: stepping again gives the same token back
     with pytest.raises(gr.Error, match="Cannot rewind"):
-        ui.on_rewind(state, 10)
-    out = ui.on_reset(state)
+        ui.api.rewind(state, 10)
+    out = ui.api.reset(state)
     assert out[0]["n_steps"] == 0 and out[-1].session is None
     with pytest.raises(gr.Error, match="no step to undo"):
-        ui.on_undo(out[-1])
+        ui.api.undo(out[-1])
 
 
 def test_run_streams_one_update_per_token_to_the_same_text_as_generate(app, tiny_engine):
-    updates = list(ui.on_run(None, **controls(strategy="sample", temperature=0.9, seed=7)))
+    updates = list(ui.api.run(None, **controls(strategy="sample", temperature=0.9, seed=7)))
     final = updates[-1][0]
     assert final["done"]
     assert final["token_ids"] == expected_ids(tiny_engine, strategy="sample", temperature=0.9, seed=7)
@@ -163,7 +163,7 @@ def test_run_streams_one_update_per_token_to_the_same_text_as_generate(app, tiny
 
 def test_inspect_selects_a_step(app):
     state = step(None, n=4)[-1]
-    out = ui.on_inspect(state, 1)
+    out = ui.api.inspect(state, 1)
     assert out[-1].selected == 1
     assert 'data-step="1"' in out[1]
     choices = [v for _, v in out[7]["choices"]] if isinstance(out[7], dict) else [v for _, v in out[7].choices]
@@ -171,7 +171,7 @@ def test_inspect_selects_a_step(app):
 
 
 def test_compare_streams_and_matches_generate(app, tiny_engine):
-    updates = list(ui.on_compare(**controls(), num_samples=2))
+    updates = list(ui.api.compare(**controls(), num_samples=2))
     result, cards, tree, beams = updates[-1]
     assert set(result) == {"greedy", "beam", "sample", "sample 2"}
     assert result["greedy"]["token_ids"] == expected_ids(tiny_engine, strategy="greedy")
@@ -185,12 +185,12 @@ def test_permalink_replays_the_run_token_for_token(app):
     state = step(None, n=2, strategy="sample", temperature=1.2, seed=11)[-1]
     state = step(state, n=2, strategy="sample", temperature=0.4, seed=11)[-1]
     token = state.session.steps[3].top[2].token_id
-    out = ui.on_force(state, **controls(strategy="sample", temperature=0.4, seed=11), inspect_step=3, token_id=token)
+    out = ui.api.force(state, **controls(strategy="sample", temperature=0.4, seed=11), inspect_step=3, token_id=token)
     state = step(out[-1], n=2, strategy="sample", temperature=0.4, seed=11)[-1]
     link = ui.permalink_query(state)
     restored = ui.restore(link.split("=", 1)[1])
-    values = dict(zip(ui.CONTROLS, restored[: len(ui.CONTROLS)]))
-    result, new_state = restored[len(ui.CONTROLS)], restored[-1]
+    values = {name: restored[name] for name in ui.CONTROL_NAMES}
+    result, new_state = restored["result"], restored["state"]
     assert result["token_ids"] == list(state.session.token_ids)
     assert [r.forced for r in new_state.session.steps] == [r.forced for r in state.session.steps]
     assert values["temperature"] == 0.4 and values["seed"] == 11 and values["prompt"] == PROMPT
@@ -222,7 +222,7 @@ def test_a_failed_model_load_keeps_the_previous_model(app):
     registry, loads = app
     state = step(None)[-1]
     with pytest.warns(UserWarning):
-        value, status, state2, *knobs = ui.on_load_model(state, "no/such-model", progress=lambda *a, **k: None)
+        value, status, state2, *knobs = ui.api.load_model(state, "no/such-model", progress=lambda *a, **k: None)
     assert value == "default" and "Could not load" in status and loads == ["no/such-model"]
     assert all(k == gr.skip() for k in knobs)  # the knobs stay as they were
     assert step(state2)[0]["n_steps"] == 2  # the old run goes on with the old model
@@ -261,15 +261,15 @@ def test_hosting_policy_from_env():
 
 def test_explore_shows_the_inspected_step(app):
     state = step(None, n=3)[-1]
-    temp_fig, knobs_fig, summary, _ = ui.on_explore(state, **controls(), temperatures="0.5, 1, 2")
+    temp_fig, knobs_fig, summary, _ = ui.api.explore(state, **controls(), temperatures="0.5, 1, 2")
     assert temp_fig is not None and knobs_fig is not None and "step 2" in summary
     with pytest.raises(gr.Error, match="above 0"):
-        ui.on_explore(state, **controls(), temperatures="0, 1")
+        ui.api.explore(state, **controls(), temperatures="0, 1")
 
 
 def test_export_writes_the_table_and_the_trace(app):
     state = step(None, n=3)[-1]
-    csv_path, json_path = ui.on_export(state)
+    csv_path, json_path = ui.api.export(state)
     with open(csv_path, encoding="utf-8") as f:
         assert len(list(csv.DictReader(f))) == 3
     with open(json_path, encoding="utf-8") as f:
@@ -278,14 +278,16 @@ def test_export_writes_the_table_and_the_trace(app):
 
 
 def test_strategy_greys_out_the_controls_it_ignores():
-    sample = ui.on_strategy("sample")
-    beam = ui.on_strategy("beam")
+    sample = ui.page_api.strategy("sample")
+    beam = ui.page_api.strategy("beam")
     assert [c.interactive for c in sample] == [True, True, True, True, False, False, True]
     assert [c.interactive for c in beam] == [False, False, False, False, True, True, False]
 
 
 def test_bench_step_times_every_call(tiny_engine):
-    times = ui.bench_step(tiny_engine, PROMPT, 3)
+    from playground.measure.ui_step import bench_step
+
+    times = bench_step(tiny_engine, PROMPT, 3)
     assert len(times) == 3 and all(t > 0 for t in times)
 
 
@@ -300,17 +302,17 @@ def test_a_run_the_server_lost_is_replayed_from_the_page_permalink(app, tiny_eng
     Step continues the same run (token for token) and says it was replayed, instead of silently starting over."""
     out = step(None, n=3, strategy="sample", temperature=1.3, seed=4)
     permalink, before = out[8], out[0]["token_ids"]
-    after = ui.on_step(None, **controls(strategy="sample", temperature=1.3, seed=4), n_steps=2, permalink=permalink)
+    after = ui.api.step(None, **controls(strategy="sample", temperature=1.3, seed=4), n_steps=2, permalink=permalink)
     result = after[0]
     assert result["token_ids"][:3] == before and result["n_steps"] == 5
     assert result["token_ids"] == expected_ids(tiny_engine, strategy="sample", temperature=1.3, seed=4)[:5]
     assert ui.RECOVERED in result["notices"]
     # a damaged link is ignored: a fresh run starts, as it would have without one
-    fresh = ui.on_step(None, **controls(), permalink="?run=not-a-run")[0]
+    fresh = ui.api.step(None, **controls(), permalink="?run=not-a-run")[0]
     assert fresh["n_steps"] == 1 and ui.RECOVERED not in fresh["notices"]
     # a live state is never replaced by the link
     state = after[-1]
-    assert ui.on_step(state, **controls(strategy="sample", temperature=1.3, seed=4), permalink="?run=x")[0]["n_steps"] == 6
+    assert ui.api.step(state, **controls(strategy="sample", temperature=1.3, seed=4), permalink="?run=x")[0]["n_steps"] == 6
 
 
 def test_unexpected_errors_are_one_sentence_for_the_user_and_a_traceback_in_the_log(caplog):
@@ -330,17 +332,17 @@ def test_clicking_a_token_inspects_its_step(app):
     class Click:  # what gr.EventData carries for the page's trigger('click', {step: ...})
         step = 1
 
-    out = ui.on_token_click(state, 10, Click())
-    assert out[-1].selected == 1
+    out = ui.page_api.token_click(state, 10, Click())
+    assert out[9].selected == 1  # the state, before the run controls
     assert out[1].count("dp-selected") == 1 and 'data-step="1"' in out[1].split("dp-selected", 1)[1][:200]
-    assert all(isinstance(x, type(gr.skip())) for x in ui.on_token_click(state, 10, object()))
+    assert all(isinstance(x, type(gr.skip())) for x in ui.page_api.token_click(state, 10, object()))
 
 
 # -- live knobs: the pending step's preview ---------------------------------------------------------------------
 
 
 def preview(state, **changes):
-    return ui.on_preview(state, **controls(**changes))
+    return ui.api.preview(state, **controls(**changes))
 
 
 def test_preview_before_any_step_shows_the_first_distribution(app):
@@ -378,14 +380,14 @@ def test_prepare_makes_the_next_steps_forward_and_changes_nothing_shown(app, tin
     monkeypatch.setattr(tiny_engine, "forward", lambda *a, **k: calls.append(1) or forward(*a, **k))
     state = step(None, strategy="sample", seed=5)[-1]
     link, n = ui.permalink_query(state), len(calls)
-    assert ui.on_prepare(state) is None
+    assert ui.api.prepare(state) is None
     assert len(calls) == n + 1 and len(state.steps) == 1 and ui.permalink_query(state) == link
     out = step(state, strategy="sample", seed=5)
     assert len(calls) == n + 1, "the Step after /prepare called the model again"
     assert out[0]["token_ids"] == step(None, n=2, strategy="sample", seed=5)[0]["token_ids"]
-    ui.on_prepare(None)  # no run yet, and a finished one: nothing to make, nothing raised
+    ui.api.prepare(None)  # no run yet, and a finished one: nothing to make, nothing raised
     finished = step(None, n=8)[-1]
-    ui.on_prepare(finished)
+    ui.api.prepare(finished)
     assert finished.session.done and len(finished.steps) == 8
 
 
@@ -393,7 +395,7 @@ def test_force_acts_on_the_previewed_step_without_a_rewind(app):
     state = step(None, n=2)[-1]
     state = preview(state)[-1]
     pick = sorted(state.preview.top, key=lambda c: c.rank)[3].token_id
-    out = ui.on_force(state, **controls(), inspect_step=0, token_id=pick)
+    out = ui.api.force(state, **controls(), inspect_step=0, token_id=pick)
     steps = out[-1].steps
     assert len(steps) == 3 and steps[2].forced and steps[2].token_id == pick and not steps[0].forced
 
@@ -408,9 +410,9 @@ def test_preview_of_a_finished_run_says_so_and_shows_the_last_step(app):
 
 def test_log_scale_redraws_the_shown_chart(app):
     state = step(None)[-1]
-    chart, state = ui.on_scale(state, True, 10)
+    chart, state = ui.page_api.scale(state, True, 10)
     assert isinstance(chart, PlotData) and state.log_scale
-    chart, state = ui.on_scale(state, False, 10)
+    chart, state = ui.page_api.scale(state, False, 10)
     assert not state.log_scale
 
 
@@ -424,7 +426,7 @@ def test_force_uses_the_settings_that_step_used_and_undo_brings_back_what_it_rep
     before = [(r.token_id, r.config) for r in state.session.steps]
     original = state.session.steps[1]
     other = next(c for c in original.top if c.token_id != original.token_id)
-    out = ui.on_force(state, **controls(strategy="sample", temperature=2.0, seed=5), inspect_step=1,
+    out = ui.api.force(state, **controls(strategy="sample", temperature=2.0, seed=5), inspect_step=1,
                       token_id=other.token_id)  # fmt: skip
     forced = out[-1].session.steps[1]
     assert forced.config == original.config and forced.config.temperature == 0.8
@@ -432,45 +434,45 @@ def test_force_uses_the_settings_that_step_used_and_undo_brings_back_what_it_rep
     assert [c.token_id for c in forced.top] == [c.token_id for c in original.top]
     assert [c.prob for c in forced.top] == pytest.approx([c.prob for c in original.top], abs=1e-6)
     assert "dropped the 4 tokens after it" in out[5]
-    back = ui.on_undo(out[-1])
+    back = ui.api.undo(out[-1])
     assert [(r.token_id, r.config) for r in back[-1].session.steps] == before
     assert not any(r.forced for r in back[-1].session.steps)
-    assert ui.on_undo(back[-1])[0]["n_steps"] == 5  # an ordinary Undo after that
+    assert ui.api.undo(back[-1])[0]["n_steps"] == 5  # an ordinary Undo after that
 
 
 def test_the_page_variant_turns_a_refusal_into_one_warning_and_keeps_every_output(app):
     """API clients get a refusal as an error; the page gets one warning and every output left as it was
     (gr.skip), plus the run controls."""
-    page_step = ui.for_page(ui.on_step, 10, controls=True)
+    page_step = ui.page_api.step
     with pytest.raises(gr.Error):
-        ui.on_step(None, **controls(model="no-such/model"))
+        ui.api.step(None, **controls(model="no-such/model"))
     with pytest.warns(UserWarning, match="no-such/model"):
         out = page_step(None, **controls(model="no-such/model"))
     assert len(out) == 16 and all(x == gr.skip() for x in out)
-    run = ui.for_page(ui.on_run, 10, controls=True)
+    run = ui.page_api.run
     with pytest.warns(UserWarning):
         assert [len(o) for o in run(None, **controls(model="no-such/model"))] == [16]
 
 
 def test_the_run_controls_say_when_a_run_has_finished_and_what_can_follow(app):
     state = step(None, n=3, max_new_tokens=3)[-1]
-    step_btn, step_n, run, note, carry, force = ui.run_controls(state)
+    step_btn, step_n, run, note, carry, force = ui.run_controls(state).values()
     assert state.session.done and step_btn.interactive is False and run.interactive is False
     assert "max new tokens reached" in note.value and note.visible and carry.visible
     assert force.value == "Replace step 2 with this token"
-    out = ui.on_carry_on(state, **controls(max_new_tokens=3))
+    out = ui.api.carry_on(state, **controls(max_new_tokens=3))
     assert out[0] == 3 + ui.page.CARRY_ON_TOKENS and out[1]["n_steps"] == 4
-    assert ui.run_controls(out[-1])[0].interactive is True
+    assert ui.run_controls(out[-1])["step"].interactive is True
     beam = step(None, n=2, strategy="beam", max_new_tokens=2)[-1]
-    assert ui.run_controls(beam)[4].visible is False  # a beam search's length is fixed for its run
+    assert ui.run_controls(beam)["carry_on"].visible is False  # a beam search's length is fixed for its run
     with pytest.raises(gr.Error, match="cannot carry on"):
-        ui.on_carry_on(beam, **controls(strategy="beam", max_new_tokens=2))
+        ui.api.carry_on(beam, **controls(strategy="beam", max_new_tokens=2))
 
 
 def test_the_page_sends_only_the_run_controls_that_changed(app):
     """Every control updated costs the browser a re-render at each Step: mid-run only the force button's words
     change, and what the page already shows is skipped; a fresh page (a new state) gets every control."""
-    page_step = ui.for_page(ui.on_step, len(ui.outputs.STEP_OUTPUTS), controls=True)
+    page_step = ui.page_api.step
     first = page_step(None, **controls(max_new_tokens=3))
     assert gr.skip() not in first[-6:]  # a new run: all of them
     second = page_step(first[9], **controls(max_new_tokens=3))
@@ -480,15 +482,15 @@ def test_the_page_sends_only_the_run_controls_that_changed(app):
     last = page_step(second[9], **controls(max_new_tokens=3))[-6:]  # the run ends: the buttons go off, the note comes
     assert last[0].interactive is False and last[2].interactive is False and "max new tokens" in last[3].value
     assert last[4].visible is True and last[5].value == "Replace step 2 with this token"
-    again = ui.for_page(ui.on_inspect, len(ui.outputs.STEP_OUTPUTS), controls=True)(second[9], 0, 10)[-6:]
+    again = ui.page_api.inspect(second[9], 0, 10)[-6:]
     assert again[:5] == (gr.skip(),) * 5 and again[5].value.startswith("Replace step 0 with this token")
 
 
 def test_stop_ends_a_run_after_the_step_in_progress(app):
     """Stop sets the state's flag; the streaming Run ends after its current step and says so."""
-    run = ui.on_run(None, **controls(max_new_tokens=8))
+    run = ui.api.run(None, **controls(max_new_tokens=8))
     first = next(run)
-    ui.on_stop(first[-1])
+    ui.api.stop(first[-1])
     rest = list(run)
     assert rest[-1][0]["n_steps"] == 1 and not rest[-1][-1].session.done
     assert "Stopped after 1 token:" in rest[-1][5]
@@ -525,18 +527,18 @@ class _Request:
 def test_loading_a_model_sets_the_knobs_to_its_generation_config_and_says_so(opinionated):
     """generate() starts from the model's generation_config; the page's knobs ignored it. Loading the model
     (and opening the page on it) now sets the knobs it names, says so, and "Model's defaults" puts them back."""
-    model, status, _, *knobs = ui.on_load_model(None, "default", progress=lambda *a, **k: None)
+    model, status, _, *knobs = ui.api.load_model(None, "default", progress=lambda *a, **k: None)
     assert knobs == ["sample", 0.7, 0, 0.9, 0.0, 1.3, 4, 1.0]  # top-k: the model sets none, so off (not 50)
     assert "generation_config sets" in status and "Model’s defaults" in status
-    assert list(ui.on_model_defaults("default")) == knobs
-    page = ui.on_page_load(None, **controls(strategy="greedy", temperature=1.0), request=_Request())
+    assert list(ui.api.model_defaults("default")) == knobs
+    page = ui.api.page_load(None, **controls(strategy="greedy", temperature=1.0), request=_Request())
     assert list(page[4:12]) == knobs  # strategy ... length penalty
-    assert page[len(ui.CONTROLS) + 9].preview.config.temperature == 0.7  # the preview used them
+    assert page[len(ui.CONTROL_NAMES) + 9].preview.config.temperature == 0.7  # the preview used them
     # the setting with no control on the page takes the model's value too
     state = step(None, strategy="beam", num_beams=2)[-1]
     assert state.session.config.early_stopping == "never"
 
 
 def test_a_model_that_sets_no_knobs_leaves_them_as_they_are(app):
-    _, status, _, *knobs = ui.on_load_model(None, "default", progress=lambda *a, **k: None)
+    _, status, _, *knobs = ui.api.load_model(None, "default", progress=lambda *a, **k: None)
     assert all(k == gr.skip() for k in knobs) and "generation_config" not in status

@@ -1,33 +1,46 @@
-"""The Gradio web app, one idea per module:
+"""The Gradio web app, one idea per module, each importing only those above it:
 
-  shared.py     what every browser shares: the loaded models (REGISTRY) and the hosting policy (POLICY)
-  state.py      one browser's run (PlaygroundState), controls -> DecodingConfig, errors as one sentence
-  permalink.py  a run's recipe packed into the page's query string, and read back
-  outputs.py    the outputs every step-like handler returns, made from a state
-  handlers.py   the handlers: plain functions, the named API endpoints (docs/ui.md)
-  page.py       the handlers as the page calls them: refusals as one warning, the run controls' states
-  layout.py     the page: components and event wiring (build_demo, launch_options)
+  controls.py         the page's decoding controls as one typed, frozen record (`Controls`), their defaults
+  shared.py           what every browser shares: the loaded models (REGISTRY) and the hosting policy (POLICY)
+  state.py            one browser's run (PlaygroundState), started or continued from the controls (`prepare`),
+                      and any failure as one sentence (`friendly`)
+  permalink.py        a run's recipe packed into the page's query string, read back, and replayed
+  gradio_internals.py what the app borrows from Gradio beyond its public API, in one place
+  sessions.py         each session's turn and latest state, and the memory sessions hold, bounded
+  exports.py          where downloads are written, pruned
+  outputs.py          the outputs every step-like handler returns, by name, made from a run
+  page.py             the run controls the page shows beside a run (Step off when it has finished, Carry on)
+  handlers.py         one short, plain function per event: a run and the controls in, outputs by name out
+  requests.py         one request's life, the same for every endpoint (`serve`): turn, recovery, controls,
+                      refusals as one sentence
+  endpoints.py        the endpoints' table (API and page events as data) and `wire`, its one loop
+  layout.py           the page's components (build_demo) and launch options
 
 This package knows nothing about how a token is chosen (engine), how a figure is drawn (plots) or how a
 table or HTML fragment is built (views). The names below are its public face, for app.py, the CLI's
-benchmark and the tests.
+benchmark and the tests; `api` holds each named endpoint as an API client calls it (`api.step(state, prompt=…)`)
+and `page_api` each page event as the page calls it.
 """
 
-from .handlers import (RECOVERED, bench_step, on_compare, on_explore, on_export, on_force, on_inspect,
-                       on_load_model, on_model_defaults, on_new_seed, on_page_load, on_prepare, on_preview, on_reset,
-                       on_rewind, on_run, on_scale, on_step, on_stop, on_strategy, on_token_click, on_trajectory_view,
-                       on_undo, parse_temperatures, restore)  # fmt: skip
-from .layout import DEFAULT_PROMPT, build_demo, launch_options
-from .page import for_page, on_carry_on, run_controls
-from .permalink import PERMALINK_PARAM, decode_permalink, permalink_query
-from .shared import DEFAULT_MODEL, ModelRegistry
-from .state import CONTROLS, PlaygroundState, UserError, friendly, make_config
+from types import SimpleNamespace
+
+from . import endpoints as _endpoints
+from .controls import CONTROL_NAMES, DEFAULT_MODEL, DEFAULT_PROMPT, DEFAULTS, KNOBS, Controls
+from .endpoints import ENDPOINTS
+from .handlers import parse_temperatures, restore
+from .layout import build_demo, launch_options
+from .page import run_controls
+from .permalink import PERMALINK_PARAM, decode_permalink, permalink_query, replay
+from .requests import RECOVERED, serve
+from .shared import ModelRegistry
+from .state import PlaygroundState, UserError, friendly
+
+api = SimpleNamespace(**{e.name: serve(e) for e in _endpoints.ENDPOINTS})
+page_api = SimpleNamespace(**{e.name: serve(e, for_page=True) for e in _endpoints.ENDPOINTS})
 
 __all__ = [
-    "CONTROLS", "DEFAULT_MODEL", "DEFAULT_PROMPT", "PERMALINK_PARAM", "RECOVERED", "ModelRegistry",
-    "PlaygroundState", "UserError", "bench_step", "build_demo", "decode_permalink", "for_page", "friendly",
-    "launch_options", "make_config", "on_carry_on", "on_compare", "on_explore", "on_export", "on_force",
-    "on_inspect", "on_load_model", "on_model_defaults", "on_new_seed", "on_page_load", "on_prepare", "on_preview",
-    "on_reset", "on_rewind", "on_run", "on_scale", "on_step", "on_stop", "on_strategy", "on_token_click",
-    "on_trajectory_view", "on_undo", "parse_temperatures", "permalink_query", "restore", "run_controls",
+    "CONTROL_NAMES", "DEFAULTS", "DEFAULT_MODEL", "DEFAULT_PROMPT", "ENDPOINTS", "KNOBS", "PERMALINK_PARAM",
+    "RECOVERED", "Controls", "ModelRegistry", "PlaygroundState", "UserError", "api", "build_demo",
+    "decode_permalink", "friendly", "launch_options", "page_api", "parse_temperatures", "permalink_query",
+    "replay", "restore", "run_controls", "serve",
 ]  # fmt: skip

@@ -1,10 +1,11 @@
-"""The page's handlers: plain functions from a browser's state and the control values to the values of their
-outputs, so they are tested without a browser (tests/test_ui.py) and exposed as the named API endpoints
-(docs/ui.md): /step, /step_n, /run, /preview, /compare, /force, /undo, /rewind, /reset, /inspect, /explore,
-/export, /load_model.
+"""The handlers: one short, plain function per event, from a browser's run (`PlaygroundState`) and the request's
+`Controls` (or the few values it takes) to the values of its outputs, as a dict by output name. An output left
+out keeps what the page shows.
 
-Every failure reaches the person as one sentence (`state.friendly`). No handler does tensor maths (the engine
-does), draws a figure or builds a table (`plots` and `views` do), or knows the page's layout (`layout`).
+A handler neither calls another handler nor knows how it is served: the session's turn, recovering a lost run
+from its permalink, refusals turned into one sentence, and the page's run controls are `requests.serve`'s
+job, and which components feed it is the endpoints' table's (`endpoints.py`). No handler does tensor maths
+(the engine does), draws a figure or builds a table (`plots` and `views` do), or knows the page's layout.
 """
 
 from __future__ import annotations
@@ -18,261 +19,245 @@ from collections.abc import Iterator
 import gradio as gr
 
 from .. import plots, views
-from ..config import DecodingConfig
 from ..engine import Comparison, Engine
 from . import exports, shared
-from .outputs import (FINISH, N_TABLE_CHOICES, STEP_OUTPUTS, distribution_chart, empty_outputs, rendered,
-                      shown_record, step_outputs, trajectory_chart)  # fmt: skip
-from .permalink import PERMALINK_PARAM, decode_permalink, permalink_query
-from .sessions import ahead, exclusive, nonblocking
-from .shared import DEFAULT_MODEL
-from .state import CONTROLS, PlaygroundState, UserError, as_int, friendly, make_config, prepare
+from .controls import CONTROL_NAMES, DEFAULT_MODEL, KNOBS, Controls, as_int
+from .outputs import FINISH, N_TABLE_CHOICES, distribution_chart, empty_outputs, rendered, shown_record, step_outputs, trajectory_chart  # fmt: skip
+from .page import carry_on_tokens
+from .permalink import PERMALINK_PARAM, decode_permalink, permalink_query, replay
+from .state import PlaygroundState, UserError, as_run, friendly, next_config, prepare
 
 log = logging.getLogger("playground.ui")
 STREAM_CHART_EVERY_S = 0.5  # a streamed run redraws the distribution chart at most this often
-# The decoding knobs a model's generation_config may set, in CONTROLS order (the page's knob controls).
-KNOBS = ("strategy", "temperature", "top_k", "top_p", "min_p", "repetition_penalty", "num_beams", "length_penalty")
 FINAL_BEAMS_COLUMNS = ["Rank", "Score", "Tokens", "Text", "Sum log-prob", "Finished", "Winner"]  # as shown
+MAX_STEPS_A_REQUEST = 1000
 
 
+# ----------------------------------------------------------------------------------------------------------
+# Stepping
 
 
-@exclusive
-def on_step(state, prompt, model, chat, system, strategy, temperature, top_k, top_p, min_p, repetition_penalty,
-            num_beams, length_penalty, max_new_tokens, top_n, seed, n_steps=1, permalink="") -> tuple:  # fmt: skip
-    """Take `n_steps` steps (stopping early when the run ends) with the current settings."""
-    try:
-        state = recover(state, permalink)
-        state, config = prepare(state, prompt, model, chat, system, strategy, temperature, top_k, top_p, min_p,
-                                 repetition_penalty, num_beams, length_penalty, max_new_tokens, top_n, seed)  # fmt: skip
-        n = as_int("Steps", n_steps if n_steps not in (None, "") else 1)
-        if not 1 <= n <= 1000:
-            raise ValueError(f"Steps must be from 1 to 1000, got {n}.")
-        state.stop = False
-        state.session.step(config=config)  # the first always runs: a finished run says so
-        for _ in range(n - 1):
-            if state.session.done or state.stop:
-                break
-            state.session.step(config=config)
-        state.changed()
-        return step_outputs(state, top_n)
-    except Exception as e:  # noqa: BLE001 - every failure reaches the user as one sentence
-        raise friendly(e) from e
+def on_step(run, controls: Controls, n_steps=1) -> dict:
+    """Take `n_steps` steps (stopping early when the run ends, or at Stop) with the current settings."""
+    n = as_int("Steps", n_steps if n_steps not in (None, "") else 1)
+    if not 1 <= n <= MAX_STEPS_A_REQUEST:
+        raise ValueError(f"Steps must be from 1 to {MAX_STEPS_A_REQUEST}, got {n}.")
+    run, config = prepare(run, controls)
+    _take_steps(run, config, n)
+    return step_outputs(run, controls.top_n)
 
 
-@exclusive
-def on_run(state, prompt, model, chat, system, strategy, temperature, top_k, top_p, min_p, repetition_penalty,
-           num_beams, length_penalty, max_new_tokens, top_n, seed, permalink="") -> Iterator[tuple]:  # fmt: skip
-    """Step to the end of the run, yielding the views after every token (Stop cancels it)."""
-    try:
-        state = recover(state, permalink)
-        state, config = prepare(state, prompt, model, chat, system, strategy, temperature, top_k, top_p, min_p,
-                                 repetition_penalty, num_beams, length_penalty, max_new_tokens, top_n, seed)  # fmt: skip
-        state.changed()
-        state.stop = False
-        drawn = 0.0  # when the distribution chart was last sent
-        extend = state.session.done  # a finished run: its first step raises its one-sentence message (or extends)
-        while extend or not (state.session.done or state.stop):
-            extend = False
-            state.session.step(config=config)
-            # the text streams every token; the chart a few times a second; table and trajectory at the end
-            heavy = time.perf_counter() - drawn >= STREAM_CHART_EVERY_S
-            yield step_outputs(state, top_n, full=False, figures=heavy)
-            if heavy:
-                drawn = time.perf_counter()
-        if state.stop and not state.session.done:
-            n = len(state.steps)
-            state.notices.append(f"Stopped after {n} token{'s' if n != 1 else ''}: Step or Run carries on from here.")
-        yield step_outputs(state, top_n)
-    except Exception as e:  # noqa: BLE001
-        raise friendly(e) from e
+def on_carry_on(run, controls: Controls) -> dict:
+    """Raise a finished run's max new tokens (by CARRY_ON_TOKENS) and take the next step."""
+    limit = carry_on_tokens(run) if isinstance(run, PlaygroundState) else None
+    if limit is None:
+        raise ValueError("This run cannot carry on: it did not stop at its length limit.")
+    controls = controls.replace(max_new_tokens=max(limit, controls.max_new_tokens))
+    run, config = prepare(run, controls)
+    _take_steps(run, config, 1)
+    return {**step_outputs(run, controls.top_n), "max_new_tokens": controls.max_new_tokens}
 
 
-@exclusive
-def on_preview(state, prompt, model, chat, system, strategy, temperature, top_k, top_p, min_p, repetition_penalty,
-               num_beams, length_penalty, max_new_tokens, top_n, seed, permalink="") -> tuple:  # fmt: skip
+def _take_steps(run: PlaygroundState, config, n: int) -> None:
+    """`n` steps (the first always runs: a finished run says so), fewer when the run ends or Stop is pressed."""
+    run.stop = False
+    run.session.step(config=config)
+    for _ in range(n - 1):
+        if run.session.done or run.stop:
+            break
+        run.session.step(config=config)
+    run.changed()
+
+
+def on_run(run, controls: Controls) -> Iterator[dict]:
+    """Step to the end of the run, yielding the views after every token (Stop ends it after the current step)."""
+    run, config = prepare(run, controls)
+    run.changed()
+    run.stop = False
+    drawn = 0.0  # when the distribution chart was last sent
+    extend = run.session.done  # a finished run: its first step raises its one-sentence message (or extends)
+    while extend or not (run.session.done or run.stop):
+        extend = False
+        run.session.step(config=config)
+        # the text streams every token; the chart a few times a second; table and trajectory at the end
+        heavy = time.perf_counter() - drawn >= STREAM_CHART_EVERY_S
+        yield step_outputs(run, controls.top_n, full=False, figures=heavy)
+        if heavy:
+            drawn = time.perf_counter()
+    if run.stop and not run.session.done:
+        n = len(run.steps)
+        run.notices.append(f"Stopped after {n} token{'s' if n != 1 else ''}: Step or Run carries on from here.")
+    yield step_outputs(run, controls.top_n)
+
+
+def on_stop(run) -> dict:
+    """Ask a running Run or Step ×N to end after its current step (it then sends its last update as usual)."""
+    if isinstance(run, PlaygroundState):
+        run.stop = True
+    return {}
+
+
+def on_preview(run, controls: Controls) -> dict:
     """The pending step's distribution with the current settings, without taking it: the chart, candidates and
     status as /step returns them, the run unchanged. Its forward is kept for the next Step (a knob that moves
     costs no model call)."""
-    try:
-        state = recover(state, permalink)
-        before = state.session if isinstance(state, PlaygroundState) else None
-        state, config = prepare(state, prompt, model, chat, system, strategy, temperature, top_k, top_p, min_p,
-                                 repetition_penalty, num_beams, length_penalty, max_new_tokens, top_n, seed)  # fmt: skip
-        state.selected = None
-        if state.session.done:
-            state.preview = None
-            state.notices.append(f"The run has finished ({FINISH.get(state.session.finish_reason, 'done')}): "
-                                 "the chart shows its last step. Rewind or reset to go on.")  # fmt: skip
-        else:
-            state.preview = state.session.preview(config)
-        outputs = step_outputs(state, top_n, full=state.session is not before)  # a new run: clear table and trajectory
-        if state.session is before:  # the run did not move: its text, inspector and link stay as they are
-            result, _, dist, table, traj, status, _, candidates, _, state = outputs
-            outputs = (result, gr.skip(), dist, table, traj, status, gr.skip(), candidates, gr.skip(), state)
-        return outputs
-    except Exception as e:  # noqa: BLE001
-        raise friendly(e) from e
+    return _preview(run, controls)
 
 
-@ahead
-def on_prepare(state) -> None:
+def _preview(run, controls: Controls) -> dict:
+    before = run.session if isinstance(run, PlaygroundState) else None
+    run, config = prepare(run, controls)
+    run.selected = None
+    if run.session.done:
+        run.preview = None
+        run.notices.append(f"The run has finished ({FINISH.get(run.session.finish_reason, 'done')}): "
+                           "the chart shows its last step. Rewind or reset to go on.")  # fmt: skip
+    else:
+        run.preview = run.session.preview(config)
+    if run.session is not before:  # a new run: every view follows (the table and trajectory are cleared)
+        return step_outputs(run, controls.top_n)
+    out = step_outputs(run, controls.top_n, full=False)  # the run did not move: text, inspector and link stay
+    return {k: v for k, v in out.items() if k not in ("text", "inspect", "permalink")}
+
+
+def on_prepare(run) -> dict:
     """Make the next step's forward now (the page calls this after each step-like action, while the person
-    reads): the next Step, or a knob's preview, then needs no model call. Nothing on the page changes. It is
-    skipped while the session is busy, and a failure (out of memory, say) is left for the next Step, which
-    makes the forward itself and says what went wrong."""
-    if isinstance(state, PlaygroundState) and state.session is not None:
+    reads): the next Step, or a knob's preview, then needs no model call. Nothing on the page changes. A failure
+    (out of memory, say) is left for the next Step, which makes the forward itself and says what went wrong."""
+    if isinstance(run, PlaygroundState) and run.session is not None:
         try:
-            state.session.prepare()
+            run.session.prepare()
         except Exception:  # noqa: BLE001 - nothing is shown: the next Step meets it and reports it
             log.debug("preparing the next step failed", exc_info=True)
+    return {}
 
 
-def on_stop(state) -> None:
-    """Ask a running Run or Step ×N to end after its current step (it then sends its last update as usual)."""
-    if isinstance(state, PlaygroundState):
-        state.stop = True
+# ----------------------------------------------------------------------------------------------------------
+# Going back, forcing, looking
 
 
-@nonblocking
-def on_trajectory_view(state, shown) -> tuple:
-    """The trajectory's tab opened (draw it) or closed (stop redrawing it at each step); returns (chart, state)."""
-    state = state if isinstance(state, PlaygroundState) else PlaygroundState()
-    state.show_trajectory = bool(shown)
-    if not state.show_trajectory:
-        return gr.skip(), state
-    return (*rendered(trajectory_chart(state)), state)
-
-
-@nonblocking
-def on_scale(state, log_scale, top_n=10) -> tuple:
-    """Switch the distribution chart between a linear and a log probability axis; returns (chart, state)."""
-    state = state if isinstance(state, PlaygroundState) else PlaygroundState()
-    state.log_scale = bool(log_scale)
-    top_n = max(1, as_int("Candidates shown", top_n or 10))
-    return distribution_chart(state, top_n), state
-
-
-@exclusive
-def on_force(state, prompt, model, chat, system, strategy, temperature, top_k, top_p, min_p, repetition_penalty,
-             num_beams, length_penalty, max_new_tokens, top_n, seed, inspect_step, token_id, permalink="") -> tuple:  # fmt: skip
+def on_force(run, controls: Controls, inspect_step, token_id) -> dict:
     """Use `token_id` at step `inspect_step` (0-based, as in the table) instead: rewind to just before it and force
     the token, with the settings that step used (its distribution stays the one it had). The pending step is
     forced with the current settings. Undo right after brings back what was replaced."""
-    try:
-        state = recover(state, permalink)
-        if not isinstance(state, PlaygroundState) or state.session is None or not (state.steps or state.preview):
-            raise ValueError("Take a step first, then pick one of its candidates to force.")
-        if token_id in (None, ""):
-            raise ValueError("Pick a candidate token to use instead.")
-        token = state.session.engine.check_token(as_int("Token id", token_id))
-        at = len(state.steps) if shown_record(state)[1] else as_int("Step", inspect_step)
-        if not 0 <= at <= len(state.steps):
-            raise ValueError(f"There is no step {at}: this run has steps 0 to {len(state.steps) - 1}.")
-        replaced = [(r.config, r.token_id if r.forced else None) for r in state.steps[at:]]
-        if replaced:  # an earlier step: its own settings, then the steps after it are dropped
-            config = replaced[0][0]
-            state.session.rewind(at)
-        else:  # the pending step needs no rewind (and keeps its previewed forward)
-            config = make_config(strategy, temperature, top_k, top_p, min_p, repetition_penalty, num_beams,
-                                 length_penalty, max_new_tokens, top_n, seed)  # fmt: skip
-            config, _ = shared.POLICY.apply(config)
-        state.session.step(config=config, force_token=token)
-        state.changed()
-        if replaced:
-            state.replaced = (at, replaced)
-            dropped = len(replaced) - 1
-            state.notices.append(f"Replaced step {at}" + (f" and dropped the {dropped} token{'s' if dropped != 1 else ''} "
-                                 "after it" if dropped else "") + ": Undo brings back what was there.")  # fmt: skip
-        return step_outputs(state, top_n)
-    except Exception as e:  # noqa: BLE001
-        raise friendly(e) from e
+    if not isinstance(run, PlaygroundState) or run.session is None or not (run.steps or run.preview):
+        raise ValueError("Take a step first, then pick one of its candidates to force.")
+    if token_id in (None, ""):
+        raise ValueError("Pick a candidate token to use instead.")
+    token = run.session.engine.check_token(as_int("Token id", token_id))
+    at = len(run.steps) if shown_record(run)[1] else as_int("Step", inspect_step)
+    if not 0 <= at <= len(run.steps):
+        raise ValueError(f"There is no step {at}: this run has steps 0 to {len(run.steps) - 1}.")
+    replaced = [(r.config, r.token_id if r.forced else None) for r in run.steps[at:]]
+    if replaced:  # an earlier step: its own settings, then the steps after it are dropped
+        config = replaced[0][0]
+        run.session.rewind(at)
+    else:  # the pending step needs no rewind (and keeps its previewed forward)
+        config, _ = next_config(controls)
+    run.session.step(config=config, force_token=token)
+    run.changed()
+    if replaced:
+        run.replaced = (at, replaced)
+        dropped = len(replaced) - 1
+        run.notices.append(f"Replaced step {at}" + (f" and dropped the {dropped} token{'s' if dropped != 1 else ''} "
+                           "after it" if dropped else "") + ": Undo brings back what was there.")  # fmt: skip
+    return step_outputs(run, controls.top_n)
 
 
-@exclusive
-def on_rewind(state, to_step, top_n=10, permalink="") -> tuple:
+def on_rewind(run, to_step, top_n=10) -> dict:
     """Keep the first `to_step` generated tokens and drop the rest (0 = back to the prompt)."""
-    try:
-        state = recover(state, permalink)
-        if not isinstance(state, PlaygroundState) or state.session is None:
-            raise ValueError("There is no run to rewind yet: take a step first.")
-        state.session.rewind(as_int("Step", to_step))
-        state.changed()
-        return step_outputs(state, top_n)
-    except Exception as e:  # noqa: BLE001
-        raise friendly(e) from e
+    if not isinstance(run, PlaygroundState) or run.session is None:
+        raise ValueError("There is no run to rewind yet: take a step first.")
+    run.session.rewind(as_int("Step", to_step))
+    run.changed()
+    return step_outputs(run, top_n)
 
 
-@exclusive
-def on_undo(state, top_n=10, permalink="") -> tuple:
+def on_undo(run, top_n=10) -> dict:
     """Take back the last step; right after a force, take back the force instead: the replaced step and the
     tokens it dropped come back (the same settings and, for a sampled run, the same draws)."""
-    state = recover(state, permalink)
-    if not isinstance(state, PlaygroundState) or not state.steps:
+    if not isinstance(run, PlaygroundState) or not run.steps:
         raise UserError("There is no step to undo.")
-    if state.replaced is None or len(state.steps) != state.replaced[0] + 1:
-        return on_rewind(state, len(state.steps) - 1, top_n)
-    try:
-        at, replaced = state.replaced
-        state.session.rewind(at)
+    if run.replaced is None or len(run.steps) != run.replaced[0] + 1:
+        run.session.rewind(len(run.steps) - 1)
+    else:
+        at, replaced = run.replaced
+        run.session.rewind(at)
         for config, forced in replaced:
-            state.session.step(config=config, force_token=forced)
-        state.changed()
-        state.notices.append(f"Undid the force: step {at} and the {len(replaced) - 1} tokens after it are back.")
-        return step_outputs(state, top_n)
-    except Exception as e:  # noqa: BLE001
-        raise friendly(e) from e
+            run.session.step(config=config, force_token=forced)
+        run.notices.append(f"Undid the force: step {at} and the {len(replaced) - 1} tokens after it are back.")
+    run.changed()
+    return step_outputs(run, top_n)
 
 
-@exclusive
-def on_reset(state=None) -> tuple:
+def on_reset(run) -> dict:
     """Forget the run (the model stays loaded); the next Step starts from the prompt."""
-    model = state.model if isinstance(state, PlaygroundState) else DEFAULT_MODEL
-    return empty_outputs(PlaygroundState(model=model))
+    return empty_outputs(PlaygroundState(model=run.model if isinstance(run, PlaygroundState) else DEFAULT_MODEL))
 
 
-@nonblocking
-def on_inspect(state, inspect_step, top_n=10) -> tuple:
+def on_inspect(run, inspect_step, top_n=10) -> dict:
     """Show step `inspect_step` (0-based, as in the table): its distribution, candidates and highlight in the text."""
-    try:
-        if not isinstance(state, PlaygroundState) or not state.steps:
-            return step_outputs(state if isinstance(state, PlaygroundState) else PlaygroundState(), top_n, full=False)
-        at = min(max(as_int("Step", inspect_step), 0), len(state.steps) - 1)
-        state.selected = at
-        return step_outputs(state, top_n, full=False)
-    except Exception as e:  # noqa: BLE001
-        raise friendly(e) from e
+    return _inspected(run, inspect_step, top_n)
 
 
-def on_token_click(state, top_n, evt: gr.EventData) -> tuple:
-    """A click on a generated token in the coloured text inspects its step (the page sends the span's data-step)."""
+def on_token_click(run, top_n, evt: gr.EventData) -> dict:
+    """A click on a generated token in the coloured text inspects its step (the page sends the span's data-step);
+    a click beside the tokens changes nothing."""
     step = getattr(evt, "step", None)
-    if step is None:
-        return tuple(gr.skip() for _ in STEP_OUTPUTS)  # a click beside the tokens
-    return on_inspect(state, step, top_n)
+    return {} if step is None else _inspected(run, step, top_n)
 
 
-def on_strategy(strategy: str) -> tuple:
-    """Grey out the controls the strategy ignores: (temperature, top_k, top_p, min_p, num_beams, length_penalty,
-    force button)."""
-    sample = strategy == "sample"
-    beam = strategy == "beam"
-    return (*(gr.Slider(interactive=sample) for _ in range(4)), gr.Slider(interactive=beam), gr.Slider(interactive=beam),
-            gr.Button(interactive=not beam))  # fmt: skip
+def _inspected(run, step, top_n) -> dict:
+    run = as_run(run)
+    if run.steps:
+        run.selected = min(max(as_int("Step", step), 0), len(run.steps) - 1)
+    return step_outputs(run, top_n, full=False)
 
 
-def on_new_seed() -> int:
-    return random.randrange(1, 2**31)
+def on_trajectory_view(run, shown) -> dict:
+    """The trajectory's tab opened (draw it) or closed (stop redrawing it at each step)."""
+    run = as_run(run)
+    run.show_trajectory = bool(shown)
+    if not run.show_trajectory:
+        return {"state": run}
+    (chart,) = rendered(trajectory_chart(run))
+    return {"trajectory": chart, "state": run}
 
 
-@exclusive
-def on_load_model(state, model, progress=gr.Progress()) -> tuple:
-    """Load `model` (a Hub id, a folder or "default"); on failure warn and keep the previous one.
-    Returns (model picker value, model status html, state, *the KNOBS' values): where the model's
-    generation_config sets decoding settings the knobs take them (saying so), as generate() would; otherwise
-    they stay as they are."""
-    state = state if isinstance(state, PlaygroundState) else PlaygroundState()
+def on_scale(run, log_scale, top_n=10) -> dict:
+    """Switch the distribution chart between a linear and a log probability axis."""
+    run = as_run(run)
+    run.log_scale = bool(log_scale)
+    return {"distribution": distribution_chart(run, max(1, as_int("Candidates shown", top_n or 10))), "state": run}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The settings column
+
+
+def on_strategy(strategy) -> dict:
+    """Grey out the controls the strategy ignores (and the force button, which beam search cannot use)."""
+    sample, beam = strategy == "sample", strategy == "beam"
+    return {**{k: gr.Slider(interactive=sample) for k in ("temperature", "top_k", "top_p", "min_p")},
+            **{k: gr.Slider(interactive=beam) for k in ("num_beams", "length_penalty")},
+            "force": gr.Button(interactive=not beam)}  # fmt: skip
+
+
+def on_chat(chat) -> dict:
+    """The system message is a chat's: shown in chat mode only."""
+    return {"system": gr.Textbox(visible=bool(chat))}
+
+
+def on_new_seed() -> dict:
+    return {"seed": random.randrange(1, 2**31)}
+
+
+def on_load_model(run, model, progress=None) -> dict:
+    """Load `model` (a Hub id, a folder or "default"); on failure warn and keep the previous one. Where the
+    model's generation_config sets decoding settings the knobs take them (saying so), as generate() would."""
+    run = as_run(run)
     model = (model or DEFAULT_MODEL).strip() or DEFAULT_MODEL
+    progress = progress or (lambda *a, **k: None)
     try:
         started = time.perf_counter()
         progress(0.1, desc=f"Loading {model}…")
@@ -281,30 +266,26 @@ def on_load_model(state, model, progress=gr.Progress()) -> tuple:
     except Exception as e:  # noqa: BLE001 - a failed load leaves the previous model in place
         msg = str(friendly(e).message)
         gr.Warning(msg)
-        return (state.model, f'<div class="dp-notice">Could not load that model; still using {html.escape(state.model)}. '
-                f"{msg}</div>", state, *(gr.skip() for _ in KNOBS))  # fmt: skip
-    state.model = model
+        return {"model": run.model, "state": run, "model_status": f'<div class="dp-notice">Could not load that model; '
+                f"still using {html.escape(run.model)}. {msg}</div>"}  # fmt: skip
+    run.model = model
     chat = "chat template" if engine.has_chat_template else "no chat template"
     status = (f'<div class="dp-status">Loaded <code>{html.escape(engine.name)}</code> ({engine.vocab_size:,} tokens, '
               f"{chat}) in {time.perf_counter() - started:.1f} s.</div>")  # fmt: skip
-    knobs = model_knobs(engine) if sets_knobs(engine) else tuple(gr.skip() for _ in KNOBS)  # else as they are
-    return (model, status + model_defaults_html(engine), state, *knobs)
+    knobs = model_knobs(engine) if sets_knobs(engine) else {}  # else as they are
+    return {"model": model, "model_status": status + model_defaults_html(engine), "state": run, **knobs}
 
 
-@exclusive
-def on_model_defaults(model) -> tuple:
-    """The KNOBS' values as generate() would start for `model`: its generation_config's where it sets them,
-    else generate()'s own defaults."""
-    try:
-        return model_knobs(shared.engine_for(model))
-    except Exception as e:  # noqa: BLE001
-        raise friendly(e) from e
+def on_model_defaults(model) -> dict:
+    """The knobs as generate() would start for `model`: its generation_config's where it sets them, else
+    generate()'s own defaults."""
+    return model_knobs(shared.engine_for(model))
 
 
-def model_knobs(engine: Engine) -> tuple:
+def model_knobs(engine: Engine) -> dict:
     """The KNOBS' values from `engine.default_config()`: the model's where it sets them, else generate()'s."""
     config = engine.default_config()
-    return tuple(getattr(config, k) for k in KNOBS)
+    return {k: getattr(config, k) for k in KNOBS}
 
 
 def sets_knobs(engine: Engine) -> bool:
@@ -320,39 +301,33 @@ def model_defaults_html(engine: Engine) -> str:
     return "".join(f'<div class="dp-notice">{html.escape(n)}</div>' for n in notes if n)
 
 
-# Compare and teaching handlers
+# ----------------------------------------------------------------------------------------------------------
+# Compare, Knobs, exports
 
 
-@exclusive
-def on_compare(prompt, model, chat, system, strategy, temperature, top_k, top_p, min_p, repetition_penalty,
-               num_beams, length_penalty, max_new_tokens, top_n, seed, num_samples=2) -> Iterator[tuple]:  # fmt: skip
-    """Greedy, beam and `num_samples` sampled runs side by side, streamed per step.
-    Yields (result, cards html, beam tree figure, final beams table); the tree and the table come at the end."""
-    try:
-        config = make_config("sample", temperature, top_k, top_p, min_p, repetition_penalty, num_beams,
-                             length_penalty, max_new_tokens, top_n, seed)  # fmt: skip
-        config, notices = shared.POLICY.apply(config)
-        n, more = shared.POLICY.cap_samples(as_int("Samples", num_samples))
-        for msg in notices + more:
-            gr.Warning(msg)
-        engine = shared.engine_for(model)
-        chat = bool(chat)
-        ids = shared.encode_prompt(engine, prompt, chat=chat, system=(system or None) if chat else None)
-        comparison = Comparison(engine, ids, config, num_samples=n)
-        step = 0
-        while not comparison.done:
-            comparison.step()
-            step += 1
-            if step % 4 == 0:  # stream every few steps: the cards are cheap, the tree less so
-                traces = comparison.traces()
-                yield compare_result(traces), views.compare_html(traces), gr.skip(), gr.skip()
-        traces = comparison.traces()
-        beams = views.final_beams_table(traces["beam"], decode=engine.decode).round({"Score": 4, "Sum log-prob": 3})
-        beams = beams[FINAL_BEAMS_COLUMNS]  # the score beside the rank, the long text after it
-        yield (compare_result(traces), views.compare_html(traces), *rendered(plots.beam_tree_figure(traces["beam"])),
-               beams)  # fmt: skip
-    except Exception as e:  # noqa: BLE001
-        raise friendly(e) from e
+def on_compare(controls: Controls, num_samples=2) -> Iterator[dict]:
+    """Greedy, beam and `num_samples` sampled runs side by side, streamed every few steps; the beam tree and
+    the final beams table come at the end."""
+    config, notices = next_config(controls, strategy="sample")
+    n, more = shared.POLICY.cap_samples(as_int("Samples", num_samples))
+    for msg in notices + more:
+        gr.Warning(msg)
+    engine = shared.engine_for(controls.model)
+    system = (controls.system or None) if controls.chat else None
+    ids = shared.encode_prompt(engine, controls.prompt, chat=controls.chat, system=system)
+    comparison = Comparison(engine, ids, config, num_samples=n)
+    step = 0
+    while not comparison.done:
+        comparison.step()
+        step += 1
+        if step % 4 == 0:  # stream every few steps: the cards are cheap, the tree less so
+            traces = comparison.traces()
+            yield {"compare_result": compare_result(traces), "compare_cards": views.compare_html(traces)}
+    traces = comparison.traces()
+    beams = views.final_beams_table(traces["beam"], decode=engine.decode).round({"Score": 4, "Sum log-prob": 3})
+    (tree,) = rendered(plots.beam_tree_figure(traces["beam"]))
+    yield {"compare_result": compare_result(traces), "compare_cards": views.compare_html(traces), "beam_tree": tree,
+           "final_beams": beams[FINAL_BEAMS_COLUMNS]}  # fmt: skip
 
 
 def compare_result(traces) -> dict:
@@ -379,145 +354,53 @@ def parse_temperatures(text: str) -> tuple[float, ...]:
     return temps
 
 
-@exclusive
-def on_explore(state, prompt, model, chat, system, strategy, temperature, top_k, top_p, min_p, repetition_penalty,
-               num_beams, length_penalty, max_new_tokens, top_n, seed, temperatures="0.5, 1, 1.5, 2") -> tuple:  # fmt: skip
-    """The teaching views of the inspected step (or the next step, before any): (temperature figure, knobs
-    figure, summary html, state)."""
-    try:
-        temps = parse_temperatures(temperatures)
-        state, config = prepare(state, prompt, model, chat, system, strategy, temperature, top_k, top_p, min_p,
-                                 repetition_penalty, num_beams, length_penalty, max_new_tokens, top_n, seed)  # fmt: skip
-        record, pending = shown_record(state)
-        at = None if record is None or pending else record.step
-        exploration = state.session.explore(at, temperatures=temps, top_n=20, config=config)
-        where = f"step {at}" if at is not None else "the next step"
-        knobs = " · ".join(f"{k.knob.replace('_', '-')} = {k.setting:g} keeps {k.kept_count:,} tokens ({k.kept_mass:.1%})"
-                           for k in exploration.knobs)  # fmt: skip
-        summary = f'<div class="dp-status">Exploring <b>{where}</b>. {html.escape(knobs)}</div>'
-        return *rendered(plots.temperature_figure(exploration), plots.knobs_figure(exploration)), summary, state
-    except Exception as e:  # noqa: BLE001
-        raise friendly(e) from e
+def on_explore(run, controls: Controls, temperatures="0.5, 1, 1.5, 2") -> dict:
+    """The teaching views of the inspected step (or the next step, before any): the temperature figure, the
+    knobs figure and a summary."""
+    temps = parse_temperatures(temperatures)
+    run, config = prepare(run, controls)
+    record, pending = shown_record(run)
+    at = None if record is None or pending else record.step
+    exploration = run.session.explore(at, temperatures=temps, top_n=20, config=config)
+    where = f"step {at}" if at is not None else "the next step"
+    knobs = " · ".join(f"{k.knob.replace('_', '-')} = {k.setting:g} keeps {k.kept_count:,} tokens ({k.kept_mass:.1%})"
+                       for k in exploration.knobs)  # fmt: skip
+    temp_fig, knobs_fig = rendered(plots.temperature_figure(exploration), plots.knobs_figure(exploration))
+    return {"temperature_plot": temp_fig, "knobs_plot": knobs_fig, "state": run,
+            "explore_status": f'<div class="dp-status">Exploring <b>{where}</b>. {html.escape(knobs)}</div>'}  # fmt: skip
 
 
-@nonblocking
-def on_export(state, top_n=10) -> tuple[str, str]:
-    """Write the step table (CSV) and the full trace (JSON) to files; returns their paths."""
-    if not isinstance(state, PlaygroundState) or state.session is None or not state.steps:
+def on_export(run, top_n=10) -> dict:
+    """Write the step table (CSV) and the full trace (JSON) to files, offered as downloads."""
+    if not isinstance(run, PlaygroundState) or run.session is None or not run.steps:
         raise UserError("Take a step first: there is nothing to export yet.")
     folder = exports.new_folder()
-    csv_path = folder / "steps.csv"
-    json_path = folder / "trace.json"
-    table = views.step_table_data(state.prompt_text, state.steps, n_choices=N_TABLE_CHOICES)
+    csv_path, json_path = folder / "steps.csv", folder / "trace.json"
+    table = views.step_table_data(run.prompt_text, run.steps, n_choices=N_TABLE_CHOICES)
     csv_path.write_text(views.step_table_csv(table), encoding="utf-8")
-    extra = {"app": "Decoding Playground", "prompt": state.prompt, "chat": state.chat, "system": state.system,
-             "prompt_text": state.prompt_text, "permalink": permalink_query(state)}  # fmt: skip
-    json_path.write_text(views.trace_json(state.session.trace(), extra=extra), encoding="utf-8")
-    return str(csv_path), str(json_path)
-
+    extra = {"app": "Decoding Playground", "prompt": run.prompt, "chat": run.chat, "system": run.system,
+             "prompt_text": run.prompt_text, "permalink": permalink_query(run)}  # fmt: skip
+    json_path.write_text(views.trace_json(run.session.trace(), extra=extra), encoding="utf-8")
+    return {"csv_file": str(csv_path), "json_file": str(json_path)}
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Opening a permalink: its recipe replayed token for token
+# Opening the page, and a permalink
 
 
-def restore(query_value: str) -> tuple:
-    """Replay a permalink: (control values in CONTROLS order..., *step_outputs)."""
-    state, current, controls = replay(decode_permalink(query_value))
-    values = [controls[k] for k in ("prompt", "model", "chat", "system")] + list(config_controls(current))
-    return (*values, *step_outputs(state, current.top_n))
+def restore(query_value: str) -> dict:
+    """Replay a permalink: the controls that show its last step, and the step outputs, by name."""
+    run, controls = replay(decode_permalink(query_value))
+    return {**dict(zip(CONTROL_NAMES, controls.values())), **step_outputs(run, controls.top_n)}
 
 
-RECOVERED = ("The server had lost this page's run (it restarted, or the session expired), so the run was "
-             "replayed from its permalink.")  # fmt: skip
-
-
-def recover(state, permalink: str | None):
-    """The page's state, or, when the server no longer has its run (after a restart) but the page still shows
-    the run's permalink, that run replayed, with a notice saying so. A link that cannot be replayed is
-    ignored: the next step starts a fresh run, as it would have anyway."""
-    if (isinstance(state, PlaygroundState) and state.session is not None) or not permalink:
-        return state
-    try:
-        state, _, _ = replay(decode_permalink(str(permalink).split(f"{PERMALINK_PARAM}=", 1)[-1]))
-    except Exception:  # noqa: BLE001
-        return state
-    state.session.notices.append(RECOVERED)
-    gr.Warning(RECOVERED)
-    return state
-
-
-def replay(doc: dict) -> tuple[PlaygroundState, DecodingConfig, dict]:
-    """A permalink's recipe run again: (state, the settings of its last step, its controls)."""
-    config = DecodingConfig.from_dict(doc["config"])
-    controls = {
-        "prompt": str(doc.get("prompt", "")), "model": str(doc.get("model") or DEFAULT_MODEL),
-        "chat": bool(doc.get("chat")), "system": str(doc.get("system") or ""),
-    }  # fmt: skip
-    state, _ = prepare(None, *controls.values(), *config_controls(config))
-    current = state.session.config
-    for entry in doc["steps"][: current.max_new_tokens]:
-        if not isinstance(entry, dict):
-            raise ValueError("This link's run could not be read: a step is malformed.")
-        if entry.get("c"):
-            current = DecodingConfig.from_dict({**current.to_dict(), **entry["c"]})
-            current, _ = shared.POLICY.apply(current)
-        state.session.step(config=current, force_token=entry.get("f"))
-        if state.session.done:
-            break
-    return state, current, controls
-
-
-def config_controls(config: DecodingConfig) -> tuple:
-    return (config.strategy, config.temperature, config.top_k, config.top_p, config.min_p, config.repetition_penalty,
-            config.num_beams, config.length_penalty, config.max_new_tokens, config.top_n, config.seed)  # fmt: skip
-
-
-@exclusive
-def on_page_load(state, prompt, model, chat, system, strategy, temperature, top_k, top_p, min_p, repetition_penalty,
-                 num_beams, length_penalty, max_new_tokens, top_n, seed, request: gr.Request) -> tuple:  # fmt: skip
+def on_page_load(run, controls: Controls, request: gr.Request = None) -> dict:
     """Open a permalink when the page's URL carries one; otherwise set the knobs to the default model's
     generation_config where it sets them, and preview the first step of the page's prompt, so its distribution
     is on screen before any Step."""
-    controls = dict(zip(CONTROLS, (prompt, model, chat, system, strategy, temperature, top_k, top_p, min_p,
-                                   repetition_penalty, num_beams, length_penalty, max_new_tokens, top_n, seed)))  # fmt: skip
-    n_outputs = len(CONTROLS) + len(STEP_OUTPUTS)
     value = dict(request.query_params).get(PERMALINK_PARAM) if request is not None else None
-    try:
-        if value:
-            return restore(value)
-        engine = shared.engine_for(model)
-        shown = dict.fromkeys(CONTROLS, gr.skip())
-        if sets_knobs(engine):
-            knobs = dict(zip(KNOBS, model_knobs(engine)))
-            shown.update(knobs)
-            controls.update(knobs)
-        return (*shown.values(), *on_preview(state, *controls.values()))
-    except Exception as e:  # noqa: BLE001
-        gr.Warning(str(friendly(e).message))
-        return tuple(gr.skip() for _ in range(n_outputs))
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Benchmark hook
-
-
-
-
-def bench_step(engine: Engine, prompt: str, n_steps: int) -> list[float]:
-    """Run the real Step handler `n_steps` times on a fresh session for `engine`; each call's server-side
-    latency in seconds (handler in, every output out: figures rendered to PNG as gr.Plot sends them, HTML and
-    table included)."""
-    spec = f"bench:{engine.name}"
-    shared.REGISTRY.put(spec, engine)
-    controls = dict(prompt=prompt, model=spec, chat=False, system="", strategy="sample", temperature=0.8, top_k=50,
-                    top_p=0.95, min_p=0.0, repetition_penalty=1.0, num_beams=4, length_penalty=1.0,
-                    max_new_tokens=max(n_steps, 1), top_n=10, seed=0)  # fmt: skip
-    state, times = None, []
-    for _ in range(n_steps):
-        started = time.perf_counter()
-        outputs = on_step(state, **controls)
-        times.append(time.perf_counter() - started)
-        state = outputs[-1]
-    return times
-
+    if value:
+        return restore(value)
+    engine = shared.engine_for(controls.model)
+    knobs = model_knobs(engine) if sets_knobs(engine) else {}
+    return {**knobs, **_preview(run, controls.replace(**knobs))}

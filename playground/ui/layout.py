@@ -1,8 +1,10 @@
-"""The page: `build_demo()` lays out the components and wires each event to its handler; `launch_options()` is
-the theme and CSS `demo.launch` takes. The texts people read beside the controls live here too.
+"""The page's layout: `build_demo()` lays out the components, each named as the endpoints' table knows it, and
+hands them to `endpoints.wire`; `launch_options()` is the theme and CSS `demo.launch` takes. The texts people
+read beside the controls live here too.
 
-Event wiring only: every handler is a plain function in `handlers`, and nothing here decodes, draws or
-builds a table. Models are shared by every browser (`shared.REGISTRY`); each browser's run is its `gr.State`.
+Layout only: which event calls which handler is the endpoints' table's (`endpoints.py`), and nothing here
+decodes, draws or builds a table. Models are shared by every browser (`shared.REGISTRY`); each browser's run
+is its `gr.State`.
 """
 
 from __future__ import annotations
@@ -17,17 +19,13 @@ from .. import plots, views
 from ..config import MAX_BEAMS
 from ..hosting import HostingPolicy
 from ..loading import EMBEDDED_NAME
-from . import sessions, shared
-from .handlers import (on_compare, on_explore, on_export, on_force, on_inspect, on_load_model, on_model_defaults,
-                       on_new_seed, on_page_load, on_prepare, on_preview, on_reset, on_rewind, on_run, on_scale,
-                       on_step, on_stop, on_strategy, on_token_click, on_trajectory_view, on_undo)  # fmt: skip
+from . import endpoints, sessions, shared
+from .controls import DEFAULT_MODEL, DEFAULT_PROMPT, DEFAULTS
 from .outputs import N_TABLE_CHOICES, PLOT_FORMAT, status_html
-from .page import CARRY_ON_TOKENS, for_page, on_carry_on
-from .shared import DEFAULT_MODEL
+from .page import CARRY_ON_TOKENS
 from .state import PlaygroundState
 
 ASSETS = Path(__file__).resolve().parent.parent.parent / "assets"
-DEFAULT_PROMPT = "Once upon a time, in a small village by the sea,"
 
 # The step table's columns (views.step_table: Step, Input, Chosen, Model, After knobs, then 5 choices): the
 # chosen token and its probabilities fit beside the input at 1280 px, the choices scroll.
@@ -85,11 +83,6 @@ element.addEventListener('keydown', (e) => {
   if (t && (e.key === 'Enter' || e.key === ' ')) { e.preventDefault(); t.click(); }
 });
 """
-
-# The permalink box gets the whole address: the page's own origin and path, with the run's query.
-PERMALINK_JS = "(q) => { if (q) { window.history.replaceState(null, '', q); } return q ? location.origin + location.pathname + q : ''; }"
-
-
 
 def load_examples() -> list[dict]:
     path = ASSETS / "examples.json"
@@ -158,266 +151,198 @@ _INFO = {
 
 
 def build_demo(policy: HostingPolicy | None = None) -> gr.Blocks:
-    """The whole page. Event wiring only: every handler is a plain function (handlers.py); the buttons call
-    their page variants (page.py) and the named API endpoints are registered apart, on a hidden trigger."""
+    """The whole page: the components, named as the endpoints' table knows them, then wired by it."""
     policy = policy or shared.POLICY
-    max_tokens = policy.max_new_tokens if policy.hosted else 512
-    max_beams = policy.max_beams if policy.hosted else MAX_BEAMS
-    max_samples = policy.max_samples if policy.hosted else 8
-    examples = load_examples()
-    default_label = f"{EMBEDDED_NAME}" if shared.REGISTRY.default_spec is None else f"{shared.REGISTRY.default_spec} (default)"
-    model_choices = [(default_label, DEFAULT_MODEL)]
-    if policy.hosted:
-        model_choices += [(m, m) for m in policy.allowed_models if policy.is_allowed(m) and m != DEFAULT_MODEL]
-
+    c: dict[str, object] = {}  # every component an event reads or updates, by name
     with gr.Blocks(title="Decoding Playground") as demo:
-        state = gr.State(None)
+        c["state"] = gr.State(None)
         gr.Markdown(
             "# Decoding Playground\nSee how a language model picks its next token: step through a generation, "
             "inspect each step's candidates, force a different token, and compare greedy, sampling and beam search.",
             elem_id="dp-title",
         )
         # the prompt spans the page, so that on a phone it is followed by the Step controls, not by every setting
-        prompt = gr.Textbox(DEFAULT_PROMPT, label="Prompt", lines=2, max_lines=12, elem_id="dp-prompt",
-                            info="The text the model continues (or, in chat mode, your message).")  # fmt: skip
-        chat = gr.Checkbox(False, label="Use the chat template", render=False,
-                           info="Wrap the prompt as a user message, the way chat models were trained.")  # fmt: skip
+        c["prompt"] = gr.Textbox(DEFAULTS.prompt, label="Prompt", lines=2, max_lines=12, elem_id="dp-prompt",
+                                 info="The text the model continues (or, in chat mode, your message).")  # fmt: skip
+        c["chat"] = gr.Checkbox(DEFAULTS.chat, label="Use the chat template", render=False,
+                                info="Wrap the prompt as a user message, the way chat models were trained.")  # fmt: skip
+        examples = load_examples()
         if examples:
-            example_prompts = gr.Examples(
+            c["examples"] = gr.Examples(
                 examples=[[e["prompt"], bool(e.get("chat", False))] for e in examples],
-                inputs=[prompt, chat],
+                inputs=[c["prompt"], c["chat"]],
                 example_labels=[str(e.get("title") or e["prompt"][:40]) for e in examples],
                 label="Example prompts",
             )
         with gr.Row(equal_height=False, elem_id="dp-columns"):
             with gr.Column(scale=1, min_width=330, elem_id="dp-settings"):
-                chat.render()
-                system = gr.Textbox("", label="System message", lines=2, visible=False,
-                                    info="Chat mode only: instructions the model sees before your message.")  # fmt: skip
-                with gr.Group():
-                    model = gr.Dropdown(model_choices, value=DEFAULT_MODEL, label="Model", allow_custom_value=not policy.hosted,
-                                        info="The embedded default, or type a Hugging Face Hub id or a local folder.",
-                                        elem_id="dp-model")  # fmt: skip
-                    load_btn = gr.Button("Load model", size="sm")
-                model_status = gr.HTML("")
-                strategy = gr.Radio(["greedy", "sample", "beam"], value="sample", label="Strategy", info=_INFO["strategy"])
-                with gr.Accordion("Sampling knobs", open=True):
-                    temperature = gr.Slider(0, 3, value=0.8, step=0.05, label="Temperature", info=_INFO["temperature"],
-                                            elem_id="dp-temperature")  # fmt: skip
-                    top_k = gr.Slider(0, 200, value=50, step=1, label="Top-k", info=_INFO["top_k"], elem_id="dp-top-k")
-                    top_p = gr.Slider(0.01, 1, value=0.95, step=0.01, label="Top-p", info=_INFO["top_p"], elem_id="dp-top-p")
-                    min_p = gr.Slider(0, 1, value=0.0, step=0.01, label="Min-p", info=_INFO["min_p"], elem_id="dp-min-p")
-                    repetition_penalty = gr.Slider(0.5, 2, value=1.0, step=0.05, label="Repetition penalty",
-                                                   info=_INFO["repetition_penalty"], elem_id="dp-rep")  # fmt: skip
-                    model_defaults_btn = gr.Button("Model’s defaults", size="sm", elem_id="dp-model-defaults")
-                with gr.Accordion("Beam search", open=False):
-                    num_beams = gr.Slider(1, max_beams, value=min(4, max_beams), step=1, label="Beams",
-                                          info=_INFO["num_beams"], interactive=False)  # fmt: skip
-                    length_penalty = gr.Slider(-2, 3, value=1.0, step=0.1, label="Length penalty",
-                                               info=_INFO["length_penalty"], interactive=False)  # fmt: skip
-                max_new_tokens = gr.Slider(1, max_tokens, value=min(32, max_tokens), step=1, label="Max new tokens",
-                                           info=_INFO["max_new_tokens"], elem_id="dp-max-new")  # fmt: skip
-                top_n = gr.Slider(2, 50, value=10, step=1, label="Candidates shown", info=_INFO["top_n"],
-                                  elem_id="dp-top-n")  # fmt: skip
-                with gr.Row():
-                    seed = gr.Number(0, label="Seed", precision=0, minimum=0, info=_INFO["seed"], scale=3)
-                    new_seed = gr.Button("New seed", size="sm", scale=1)
-
+                _settings_column(c, policy)
             with gr.Column(scale=2, elem_id="dp-main"):
                 with gr.Tabs(elem_id="dp-views"):
                     with gr.Tab("Step by step", id="step"):
-                        with gr.Row(elem_id="dp-step-bar"):
-                            step_btn = gr.Button("Step", variant="primary", elem_id="dp-step")
-                            n_box = gr.Number(5, label="N", precision=0, minimum=1, maximum=1000, min_width=70,
-                                              scale=0, container=False, elem_id="dp-n")  # fmt: skip
-                            step_n_btn = gr.Button("Step ×N", elem_id="dp-step-n")
-                            run_btn = gr.Button("Run to the end", elem_id="dp-run")
-                            stop_btn = gr.Button("Stop", variant="stop", elem_id="dp-stop")
-                            undo_btn = gr.Button("Undo", elem_id="dp-undo")
-                            reset_btn = gr.Button("Reset", elem_id="dp-reset")
-                        with gr.Row(equal_height=True):
-                            end_note = gr.HTML("", visible=False, elem_id="dp-end")
-                            carry_btn = gr.Button(f"Carry on (+{CARRY_ON_TOKENS} tokens)", visible=False, scale=0,
-                                                  min_width=200, elem_id="dp-carry-on")  # fmt: skip
-                        text_html = gr.HTML(views.colored_text_html(DEFAULT_PROMPT, []), elem_id="dp-text",
-                                            js_on_load=TOKEN_JS)
-                        status = gr.HTML(status_html(PlaygroundState()), elem_id="dp-status")
-                        dist_plot = gr.Plot(label="Distribution: the next step as the knobs shape it, or the inspected step",
-                                            elem_id="dp-dist", format=PLOT_FORMAT, show_label=False)  # fmt: skip
-                        with gr.Row(equal_height=True):
-                            gr.HTML(views.chart_legend_html(plots.DISTRIBUTION_LEGEND), elem_id="dp-dist-legend")
-                            log_scale = gr.Checkbox(False, label="Log scale", elem_id="dp-log", scale=0, min_width=140,
-                                                    info="Spreads out the small probabilities.")  # fmt: skip
-                        with gr.Row(equal_height=False):
-                            inspect = gr.Slider(0, 1, value=0, step=1, label="Inspect step",
-                                                info="Pick a step (0 = the first generated token) to see its distribution.",
-                                                interactive=False, elem_id="dp-inspect", min_width=220)  # fmt: skip
-                            with gr.Column(min_width=220):
-                                candidates = gr.Dropdown([], label="Candidates at this step", elem_id="dp-candidates",
-                                                         info="Choose another token for this step…")  # fmt: skip
-                                force_btn = gr.Button("Use this token as the next step", elem_id="dp-force")
-                            with gr.Column(min_width=220):
-                                rewind_to = gr.Number(0, label="Rewind: keep the first N tokens", precision=0, minimum=0,
-                                                      info="0 = back to the prompt.", elem_id="dp-rewind-to")  # fmt: skip
-                                rewind_btn = gr.Button("Rewind", size="sm", elem_id="dp-rewind")
-                        # the whole run's two views, one at a time: only the one on screen is redrawn at each Step
-                        with gr.Tabs(elem_id="dp-run-views"):
-                            with gr.Tab("Step table", id="table", elem_id="dp-table-tab") as table_tab:
-                                table = gr.Dataframe(label="Step table (the chosen token, then the top choices by the "
-                                                     "model's own probability)", interactive=False, wrap=True,
-                                                     elem_id="dp-table", max_height=420,
-                                                     column_widths=TABLE_COLUMN_WIDTHS)  # fmt: skip
-                            with gr.Tab("Trajectory", id="trajectory", elem_id="dp-traj-tab") as traj_tab:
-                                traj_plot = gr.Plot(label="Trajectory: probability and entropy per step", elem_id="dp-traj",
-                                                    format=PLOT_FORMAT, show_label=False)  # fmt: skip
-                                gr.HTML(views.chart_legend_html(plots.TRAJECTORY_LEGEND), elem_id="dp-traj-legend")
-                        with gr.Accordion("Share and export", open=False, elem_id="dp-share"):
-                            permalink = gr.Textbox("", visible=False)  # the run's "?run=..." query: handlers' input
-                            permalink_url = gr.Textbox("", label="Permalink (the address bar is updated too)",
-                                                       buttons=["copy"], elem_id="dp-permalink",
-                                                       info="Opening this link replays the run token for token.")  # fmt: skip
-                            export_btn = gr.Button("Prepare downloads", size="sm")
-                            with gr.Row():
-                                csv_file = gr.File(label="Step table (CSV)", interactive=False)
-                                json_file = gr.File(label="Full trace (JSON)", interactive=False)
-                        result = gr.JSON(visible=False)
-
+                        _step_tab(c)
                     with gr.Tab("Compare", id="compare"):
-                        gr.Markdown("Greedy, beam search and sampled runs of the same prompt, with the settings below "
-                                    "(prompt, model, repetition penalty, max new tokens and seed from the page). Each "
-                                    "card shows the text coloured by the model's probability of each token.")  # fmt: skip
-                        with gr.Row(equal_height=False):
-                            with gr.Column(min_width=240):
-                                num_samples = gr.Slider(0, max_samples, value=min(2, max_samples), step=1,
-                                                        label="Samples", elem_id="dp-c-samples",
-                                                        info="How many sampled runs (seeds seed, seed+1, …).")  # fmt: skip
-                                c_temperature = gr.Slider(0, 3, value=0.8, step=0.05, label="Temperature (samples)",
-                                                          elem_id="dp-c-temperature")  # fmt: skip
-                                c_top_k = gr.Slider(0, 200, value=50, step=1, label="Top-k (samples)", elem_id="dp-c-top-k")
-                                c_top_p = gr.Slider(0.01, 1, value=0.95, step=0.01, label="Top-p (samples)",
-                                                    elem_id="dp-c-top-p")  # fmt: skip
-                                c_min_p = gr.Slider(0, 1, value=0.0, step=0.01, label="Min-p (samples)", elem_id="dp-c-min-p")
-                            with gr.Column(min_width=240):
-                                c_beams = gr.Slider(1, max_beams, value=min(4, max_beams), step=1, label="Beams",
-                                                    info=_INFO["num_beams"], elem_id="dp-c-beams")  # fmt: skip
-                                c_length_penalty = gr.Slider(-2, 3, value=1.0, step=0.1, label="Length penalty",
-                                                             info=_INFO["length_penalty"], elem_id="dp-c-length-penalty")  # fmt: skip
-                                with gr.Row():
-                                    compare_btn = gr.Button("Compare", variant="primary", elem_id="dp-compare")
-                                    compare_stop = gr.Button("Stop", variant="stop")
-                        compare_cards = gr.HTML("", elem_id="dp-compare-cards")
-                        # side by side where the page is wide enough for the 800 px tree and the table, else stacked
-                        with gr.Row(equal_height=False):
-                            with gr.Column(scale=3, min_width=800):
-                                beam_plot = gr.Plot(label="Beam search tree", elem_id="dp-beam-tree", format=PLOT_FORMAT,
-                                                    show_label=False)  # fmt: skip
-                            with gr.Column(scale=2, min_width=320):
-                                final_beams = gr.Dataframe(label="Final beams (what generate() returns, best first)",
-                                                           interactive=False, wrap=True, elem_id="dp-final-beams",
-                                                           column_widths=["64px", "84px", "76px", "360px", "120px",
-                                                                          "90px", "84px"])  # fmt: skip
-                        compare_result = gr.JSON(visible=False)
-
+                        _compare_tab(c, policy)
                     with gr.Tab("Knobs", id="teach"):
-                        gr.Markdown(_TEACHING_MD)
-                        with gr.Row():
-                            temps = gr.Textbox("0.5, 1, 1.5, 2", label="Temperatures to compare", scale=3,
-                                               info="Comma-separated; the inspected step (or the next one) is shown.")  # fmt: skip
-                            explore_btn = gr.Button("Show", variant="primary", scale=1, elem_id="dp-explore")
-                        explore_status = gr.HTML("")
-                        temp_plot = gr.Plot(label="One step at several temperatures", format=PLOT_FORMAT, show_label=False)
-                        knobs_plot = gr.Plot(label="What top-k, top-p and min-p keep", format=PLOT_FORMAT, show_label=False)
-
-        # ---- wiring -------------------------------------------------------------------------------------
-        controls = [prompt, model, chat, system, strategy, temperature, top_k, top_p, min_p, repetition_penalty,
-                    num_beams, length_penalty, max_new_tokens, top_n, seed]  # fmt: skip
-        compare_controls = [prompt, model, chat, system, strategy, c_temperature, c_top_k, c_top_p, c_min_p,
-                            repetition_penalty, c_beams, c_length_penalty, max_new_tokens, top_n, seed, num_samples]  # fmt: skip
-        step_out = [result, text_html, dist_plot, table, traj_plot, status, inspect, candidates, permalink, state]
-        page_out = [*step_out, step_btn, step_n_btn, run_btn, end_note, carry_btn, force_btn]  # page.RUN_CONTROLS
-        one = gr.Number(1, visible=False)
-        compare_out = [compare_result, compare_cards, beam_plot, final_beams]
-        explore_in = [state, *controls, temps]
-        explore_out = [temp_plot, knobs_plot, explore_status, state]
-
-        # The named API endpoints, on a trigger no one sees: API clients get the plain handlers, whose refusals
-        # are errors. The page's buttons (below) call the page variants, whose refusals are one warning that
-        # leaves every output as it was.
-        api = gr.Button(visible=False)
-        api.click(on_step, [state, *controls, one, permalink], step_out, api_name="step")
-        api.click(on_step, [state, *controls, n_box, permalink], step_out, api_name="step_n")
-        api.click(on_run, [state, *controls, permalink], step_out, api_name="run")
-        api.click(on_preview, [state, *controls, permalink], step_out, api_name="preview")
-        api.click(on_prepare, [state], None, api_name="prepare")
-        api.click(on_force, [state, *controls, inspect, candidates, permalink], step_out, api_name="force")
-        api.click(on_undo, [state, top_n, permalink], step_out, api_name="undo")
-        api.click(on_rewind, [state, rewind_to, top_n, permalink], step_out, api_name="rewind")
-        api.click(on_reset, [state], step_out, api_name="reset")
-        api.click(on_inspect, [state, inspect, top_n], step_out, api_name="inspect")
-        api.click(on_compare, compare_controls, compare_out, api_name="compare")
-        api.click(on_explore, explore_in, explore_out, api_name="explore")
-        api.click(on_export, [state, top_n], [csv_file, json_file], api_name="export")
-        knobs = [strategy, temperature, top_k, top_p, min_p, repetition_penalty, num_beams, length_penalty]  # KNOBS
-        api.click(on_load_model, [state, model], [model, model_status, state, *knobs], api_name="load_model")
-
-        def page(handler, n_outputs=len(step_out), controls=True):  # the page's variant of a handler
-            return for_page(handler, n_outputs, controls=controls)
-
-        private = dict(api_visibility="private")
-        # progress is a timer on the coloured text only: a timer ticking on all ten outputs, or Gradio's spinner
-        # (a third of a core while it turns, in a software-rendered browser), kept the browser repainting the
-        # page while the server worked, and competing with it for a 2-core machine's CPU
-        busy = dict(show_progress="minimal", show_progress_on=[text_html], **private)
-        # after each step-like action the next step's forward is made while the person reads, so the next Step
-        # (or a knob's preview) needs no model call; queued like any model work, nothing on the page waits on it
-        ahead = dict(fn=on_prepare, inputs=[state], outputs=None, show_progress="hidden", **private)
-        step_btn.click(page(on_step), [state, *controls, one, permalink], page_out, trigger_mode="always_last",
-                       **busy).then(**ahead)  # fmt: skip
-        step_n_btn.click(page(on_step), [state, *controls, n_box, permalink], page_out, **busy).then(**ahead)
-        run_btn.click(page(on_run), [state, *controls, permalink], page_out, **busy).then(**ahead)
-        # Stop asks the running Run or Step ×N to end after its current step (off the queue, so it is heard at
-        # once); the run then sends its last update as usual
-        stop_btn.click(on_stop, [state], None, queue=False, **private)
-        carry_btn.click(page(on_carry_on, len(step_out) + 1), [state, *controls, permalink],
-                        [max_new_tokens, *page_out], **busy).then(**ahead)  # fmt: skip
-        force_btn.click(page(on_force), [state, *controls, inspect, candidates, permalink], page_out,
-                        **busy).then(**ahead)  # fmt: skip
-        undo_btn.click(page(on_undo), [state, top_n, permalink], page_out, **busy).then(**ahead)
-        rewind_btn.click(page(on_rewind), [state, rewind_to, top_n, permalink], page_out, **busy).then(**ahead)
-        reset_btn.click(page(on_reset), [state], page_out, **busy)
-        inspect.release(page(on_inspect), [state, inspect, top_n], page_out, **busy)
-        text_html.click(page(on_token_click), [state, top_n], page_out, **busy)
-        strategy.change(on_strategy, [strategy], [temperature, top_k, top_p, min_p, num_beams, length_penalty, force_btn],
-                        queue=False, **private)  # fmt: skip
-        chat.change(lambda c: gr.Textbox(visible=bool(c)), [chat], [system], queue=False, **private)
-        new_seed.click(on_new_seed, None, [seed], queue=False, **private)
-        compare_evt = compare_btn.click(page(on_compare, len(compare_out), controls=False), compare_controls, compare_out, **private)
-        compare_stop.click(None, None, None, cancels=[compare_evt], **private)
-        explore_btn.click(page(on_explore, len(explore_out), controls=False), explore_in, explore_out, **private)
-        export_btn.click(page(on_export, 2, controls=False), [state, top_n], [csv_file, json_file], **private)
-        # the box shows the whole address (which only the page knows), and the address bar follows the run
-        permalink.change(None, [permalink], [permalink_url], js=PERMALINK_JS, **private)
-        demo.load(page(on_page_load, len(controls) + len(step_out)), [state, *controls], [*controls, *page_out], **private)
-
-        # live knobs: the pending step redrawn as a knob moves (its forward is made once and reused by Step)
-        preview_evt = dict(fn=page(on_preview), inputs=[state, *controls, permalink], outputs=page_out,
-                           trigger_mode="always_last", show_progress="minimal", show_progress_on=[dist_plot], **private)  # fmt: skip
-        for knob in (temperature, top_k, top_p, min_p, repetition_penalty, top_n):
-            knob.input(**preview_evt)
-        for control in (strategy, chat, prompt):  # a person's edits only: a permalink that sets them keeps its chart
-            control.input(**preview_evt)
-        if examples:  # a picked example prompt is previewed like a typed one
-            example_prompts.load_input_event.then(**preview_evt)
-        # a loaded model's generation_config sets the knobs it names (the strategy's .change greys out what it
-        # ignores); the chart follows the knobs
-        load_btn.click(on_load_model, [state, model], [model, model_status, state, *knobs], **private).then(**preview_evt)
-        model_defaults_btn.click(page(on_model_defaults, len(knobs), controls=False), [model], knobs,
-                                 **private).then(**preview_evt)  # fmt: skip
-        traj_tab.select(on_trajectory_view, [state, gr.State(True)], [traj_plot, state], **private)
-        table_tab.select(on_trajectory_view, [state, gr.State(False)], [traj_plot, state], **private)
-        log_scale.change(on_scale, [state, log_scale, top_n], [dist_plot, state], show_progress="hidden", **private)
-    sessions.configure(demo, policy)  # one concurrency limit for every model-using event, queue bounds, sweeper
+                        _knobs_tab(c)
+        endpoints.wire(demo, c)
+    sessions.configure(demo, uses_model=lambda fn: getattr(fn, "uses_model", False), policy=policy)
     # What is built by now (the models, the page) lives as long as the process: moved out of the collector's
     # scans, it no longer makes the occasional full collection (~0.45 s with a model loaded) land in a Step.
     gc.freeze()
     return demo
+
+
+def _settings_column(c: dict, policy: HostingPolicy) -> None:
+    """The left column: chat, model, strategy, the knobs, the run's length, candidates shown and the seed."""
+    max_tokens = policy.max_new_tokens if policy.hosted else 512
+    max_beams = policy.max_beams if policy.hosted else MAX_BEAMS
+    default_label = EMBEDDED_NAME if shared.REGISTRY.default_spec is None else f"{shared.REGISTRY.default_spec} (default)"
+    model_choices = [(default_label, DEFAULT_MODEL)]
+    if policy.hosted:
+        model_choices += [(m, m) for m in policy.allowed_models if policy.is_allowed(m) and m != DEFAULT_MODEL]
+    c["chat"].render()
+    c["system"] = gr.Textbox(DEFAULTS.system, label="System message", lines=2, visible=False,
+                             info="Chat mode only: instructions the model sees before your message.")  # fmt: skip
+    with gr.Group():
+        c["model"] = gr.Dropdown(model_choices, value=DEFAULTS.model, label="Model", allow_custom_value=not policy.hosted,
+                                 info="The embedded default, or type a Hugging Face Hub id or a local folder.",
+                                 elem_id="dp-model")  # fmt: skip
+        c["load_model"] = gr.Button("Load model", size="sm")
+    c["model_status"] = gr.HTML("")
+    c["strategy"] = gr.Radio(["greedy", "sample", "beam"], value=DEFAULTS.strategy, label="Strategy", info=_INFO["strategy"])
+    with gr.Accordion("Sampling knobs", open=True):
+        _knob_sliders(c, "", "dp-")
+        c["repetition_penalty"] = gr.Slider(0.5, 2, value=DEFAULTS.repetition_penalty, step=0.05, label="Repetition penalty",
+                                            info=_INFO["repetition_penalty"], elem_id="dp-rep")  # fmt: skip
+        c["model_defaults"] = gr.Button("Model’s defaults", size="sm", elem_id="dp-model-defaults")
+    with gr.Accordion("Beam search", open=False):
+        _beam_sliders(c, "", max_beams, interactive=False)
+    c["max_new_tokens"] = gr.Slider(1, max_tokens, value=min(DEFAULTS.max_new_tokens, max_tokens), step=1,
+                                    label="Max new tokens", info=_INFO["max_new_tokens"], elem_id="dp-max-new")  # fmt: skip
+    c["top_n"] = gr.Slider(2, 50, value=DEFAULTS.top_n, step=1, label="Candidates shown", info=_INFO["top_n"],
+                           elem_id="dp-top-n")  # fmt: skip
+    with gr.Row():
+        c["seed"] = gr.Number(DEFAULTS.seed, label="Seed", precision=0, minimum=0, info=_INFO["seed"], scale=3)
+        c["new_seed"] = gr.Button("New seed", size="sm", scale=1)
+
+
+def _knob_sliders(c: dict, prefix: str, elem_prefix: str, label_suffix: str = "") -> None:
+    """Temperature, top-k, top-p and min-p (the Step tab's, or with `prefix` Compare's samples')."""
+    info = (lambda k: _INFO[k]) if not label_suffix else (lambda k: None)
+    c[prefix + "temperature"] = gr.Slider(0, 3, value=DEFAULTS.temperature, step=0.05, label="Temperature" + label_suffix,
+                                          info=info("temperature"), elem_id=elem_prefix + "temperature")  # fmt: skip
+    c[prefix + "top_k"] = gr.Slider(0, 200, value=DEFAULTS.top_k, step=1, label="Top-k" + label_suffix,
+                                    info=info("top_k"), elem_id=elem_prefix + "top-k")  # fmt: skip
+    c[prefix + "top_p"] = gr.Slider(0.01, 1, value=DEFAULTS.top_p, step=0.01, label="Top-p" + label_suffix,
+                                    info=info("top_p"), elem_id=elem_prefix + "top-p")  # fmt: skip
+    c[prefix + "min_p"] = gr.Slider(0, 1, value=DEFAULTS.min_p, step=0.01, label="Min-p" + label_suffix,
+                                    info=info("min_p"), elem_id=elem_prefix + "min-p")  # fmt: skip
+
+
+def _beam_sliders(c: dict, prefix: str, max_beams: int, interactive: bool = True, elem_prefix: str | None = None) -> None:
+    """Beams and length penalty (the Step tab's, or with `prefix` Compare's)."""
+    ids = {} if elem_prefix is None else {"num_beams": elem_prefix + "beams", "length_penalty": elem_prefix + "length-penalty"}
+    c[prefix + "num_beams"] = gr.Slider(1, max_beams, value=min(DEFAULTS.num_beams, max_beams), step=1, label="Beams",
+                                        info=_INFO["num_beams"], interactive=interactive, elem_id=ids.get("num_beams"))  # fmt: skip
+    c[prefix + "length_penalty"] = gr.Slider(-2, 3, value=DEFAULTS.length_penalty, step=0.1, label="Length penalty",
+                                             info=_INFO["length_penalty"], interactive=interactive,
+                                             elem_id=ids.get("length_penalty"))  # fmt: skip
+
+
+def _step_tab(c: dict) -> None:
+    """The Step tab: the step bar, the coloured text, the chart, the inspector, the run's views, sharing."""
+    with gr.Row(elem_id="dp-step-bar"):
+        c["step"] = gr.Button("Step", variant="primary", elem_id="dp-step")
+        c["n"] = gr.Number(5, label="N", precision=0, minimum=1, maximum=1000, min_width=70, scale=0, container=False,
+                           elem_id="dp-n")  # fmt: skip
+        c["step_n"] = gr.Button("Step ×N", elem_id="dp-step-n")
+        c["run"] = gr.Button("Run to the end", elem_id="dp-run")
+        c["stop"] = gr.Button("Stop", variant="stop", elem_id="dp-stop")
+        c["undo"] = gr.Button("Undo", elem_id="dp-undo")
+        c["reset"] = gr.Button("Reset", elem_id="dp-reset")
+    with gr.Row(equal_height=True):
+        c["end_note"] = gr.HTML("", visible=False, elem_id="dp-end")
+        c["carry_on"] = gr.Button(f"Carry on (+{CARRY_ON_TOKENS} tokens)", visible=False, scale=0, min_width=200,
+                                  elem_id="dp-carry-on")  # fmt: skip
+    c["text"] = gr.HTML(views.colored_text_html(DEFAULT_PROMPT, []), elem_id="dp-text", js_on_load=TOKEN_JS)
+    c["status"] = gr.HTML(status_html(PlaygroundState()), elem_id="dp-status")
+    c["distribution"] = gr.Plot(label="Distribution: the next step as the knobs shape it, or the inspected step",
+                                elem_id="dp-dist", format=PLOT_FORMAT, show_label=False)  # fmt: skip
+    with gr.Row(equal_height=True):
+        gr.HTML(views.chart_legend_html(plots.DISTRIBUTION_LEGEND), elem_id="dp-dist-legend")
+        c["log_scale"] = gr.Checkbox(False, label="Log scale", elem_id="dp-log", scale=0, min_width=140,
+                                     info="Spreads out the small probabilities.")  # fmt: skip
+    with gr.Row(equal_height=False):
+        c["inspect"] = gr.Slider(0, 1, value=0, step=1, label="Inspect step", interactive=False, elem_id="dp-inspect",
+                                 info="Pick a step (0 = the first generated token) to see its distribution.",
+                                 min_width=220)  # fmt: skip
+        with gr.Column(min_width=220):
+            c["candidates"] = gr.Dropdown([], label="Candidates at this step", elem_id="dp-candidates",
+                                          info="Choose another token for this step…")  # fmt: skip
+            c["force"] = gr.Button("Use this token as the next step", elem_id="dp-force")
+        with gr.Column(min_width=220):
+            c["rewind_to"] = gr.Number(0, label="Rewind: keep the first N tokens", precision=0, minimum=0,
+                                       info="0 = back to the prompt.", elem_id="dp-rewind-to")  # fmt: skip
+            c["rewind"] = gr.Button("Rewind", size="sm", elem_id="dp-rewind")
+    # the whole run's two views, one at a time: only the one on screen is redrawn at each Step
+    with gr.Tabs(elem_id="dp-run-views"):
+        with gr.Tab("Step table", id="table", elem_id="dp-table-tab") as c["table_tab"]:
+            c["table"] = gr.Dataframe(label="Step table (the chosen token, then the top choices by the model's own "
+                                      "probability)", interactive=False, wrap=True, elem_id="dp-table", max_height=420,
+                                      column_widths=TABLE_COLUMN_WIDTHS)  # fmt: skip
+        with gr.Tab("Trajectory", id="trajectory", elem_id="dp-traj-tab") as c["trajectory_tab"]:
+            c["trajectory"] = gr.Plot(label="Trajectory: probability and entropy per step", elem_id="dp-traj",
+                                      format=PLOT_FORMAT, show_label=False)  # fmt: skip
+            gr.HTML(views.chart_legend_html(plots.TRAJECTORY_LEGEND), elem_id="dp-traj-legend")
+    with gr.Accordion("Share and export", open=False, elem_id="dp-share"):
+        c["permalink"] = gr.Textbox("", visible=False)  # the run's "?run=..." query: handlers' input
+        c["permalink_url"] = gr.Textbox("", label="Permalink (the address bar is updated too)", buttons=["copy"],
+                                        elem_id="dp-permalink", info="Opening this link replays the run token for token.")  # fmt: skip
+        c["export"] = gr.Button("Prepare downloads", size="sm")
+        with gr.Row():
+            c["csv_file"] = gr.File(label="Step table (CSV)", interactive=False)
+            c["json_file"] = gr.File(label="Full trace (JSON)", interactive=False)
+    c["result"] = gr.JSON(visible=False)
+    c["one"] = gr.Number(1, visible=False)  # /step's n_steps
+
+
+def _compare_tab(c: dict, policy: HostingPolicy) -> None:
+    """Compare: its own sampling knobs, beams and length penalty; the cards, the beam tree and the final beams."""
+    max_beams = policy.max_beams if policy.hosted else MAX_BEAMS
+    max_samples = policy.max_samples if policy.hosted else 8
+    gr.Markdown("Greedy, beam search and sampled runs of the same prompt, with the settings below (prompt, model, "
+                "repetition penalty, max new tokens and seed from the page). Each card shows the text coloured by the "
+                "model's probability of each token.")  # fmt: skip
+    with gr.Row(equal_height=False):
+        with gr.Column(min_width=240):
+            c["num_samples"] = gr.Slider(0, max_samples, value=min(2, max_samples), step=1, label="Samples",
+                                         elem_id="dp-c-samples", info="How many sampled runs (seeds seed, seed+1, …).")  # fmt: skip
+            _knob_sliders(c, "c_", "dp-c-", label_suffix=" (samples)")
+        with gr.Column(min_width=240):
+            _beam_sliders(c, "c_", max_beams, elem_prefix="dp-c-")
+            with gr.Row():
+                c["compare"] = gr.Button("Compare", variant="primary", elem_id="dp-compare")
+                c["compare_stop"] = gr.Button("Stop", variant="stop")
+    c["compare_cards"] = gr.HTML("", elem_id="dp-compare-cards")
+    # side by side where the page is wide enough for the 800 px tree and the table, else stacked
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=3, min_width=800):
+            c["beam_tree"] = gr.Plot(label="Beam search tree", elem_id="dp-beam-tree", format=PLOT_FORMAT, show_label=False)
+        with gr.Column(scale=2, min_width=320):
+            c["final_beams"] = gr.Dataframe(label="Final beams (what generate() returns, best first)", interactive=False,
+                                            wrap=True, elem_id="dp-final-beams",
+                                            column_widths=["64px", "84px", "76px", "360px", "120px", "90px", "84px"])  # fmt: skip
+    c["compare_result"] = gr.JSON(visible=False)
+
+
+def _knobs_tab(c: dict) -> None:
+    """Knobs: the temperature comparison and what each filter keeps, for the inspected (or next) step."""
+    gr.Markdown(_TEACHING_MD)
+    with gr.Row():
+        c["temperatures"] = gr.Textbox("0.5, 1, 1.5, 2", label="Temperatures to compare", scale=3,
+                                       info="Comma-separated; the inspected step (or the next one) is shown.")  # fmt: skip
+        c["explore"] = gr.Button("Show", variant="primary", scale=1, elem_id="dp-explore")
+    c["explore_status"] = gr.HTML("")
+    c["temperature_plot"] = gr.Plot(label="One step at several temperatures", format=PLOT_FORMAT, show_label=False)
+    c["knobs_plot"] = gr.Plot(label="What top-k, top-p and min-p keep", format=PLOT_FORMAT, show_label=False)

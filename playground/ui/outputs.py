@@ -1,9 +1,11 @@
 """The outputs every step-like handler returns, made from a browser's state: the API's JSON summary, the
 coloured text, the distribution chart, the step table, the trajectory, the status line, the inspector, the
-candidate list and the permalink (`step_outputs`, in the order `STEP_OUTPUTS` names them).
+candidate list and the permalink (`step_outputs`: a dict by the names `STEP_OUTPUTS` lists; an output left
+out is left as the page shows it).
 
 Figures come from `plots`, tables and HTML from `views`; here they are chosen (which record is shown, what is
-skipped while a run streams) and rendered to the PNG a gr.Plot shows. No tensor maths, no layout.
+skipped while a run streams) and rendered to the PNG a gr.Plot shows. No tensor maths, no layout, nothing
+about how a request is served.
 """
 
 from __future__ import annotations
@@ -14,19 +16,20 @@ import io
 import threading
 
 import gradio as gr
-from gradio.components.plot import PlotData
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image
 
 from .. import plots, views
 from ..records import StepRecord
+from .controls import as_int
+from .gradio_internals import PlotData
 from .permalink import permalink_query
-from .state import PlaygroundState, as_int
+from .state import PlaygroundState, as_run
 
 N_TABLE_CHOICES = 5
 PLOT_FORMAT = "png"  # how the charts reach the page: PNG encodes faster than Gradio's default WebP here
-# what step_outputs returns, in order (the page wires its components in the same order)
+# what step_outputs returns, by name (the endpoints' table wires the page's components of these names)
 STEP_OUTPUTS = ("result", "text", "distribution", "table", "trajectory", "status", "inspect", "candidates",
                 "permalink", "state")  # fmt: skip
 
@@ -107,8 +110,8 @@ def candidate_choices(record: StepRecord | None, top_n: int) -> list[tuple[str, 
             for c in sorted(record.top, key=lambda c: c.rank)[: max(1, top_n)]]  # fmt: skip
 
 
-def step_outputs(state: PlaygroundState, top_n=10, full: bool = True, figures: bool = True) -> tuple:
-    """(result, text_html, distribution, table, trajectory, status, inspect, candidates, permalink, state).
+def step_outputs(state: PlaygroundState, top_n=10, full: bool = True, figures: bool = True) -> dict:
+    """{result, text, distribution, table, trajectory, status, inspect, candidates, permalink, state}.
 
     `full=False` leaves the step table and the trajectory as they are (they did not change, or a streamed run
     sends them at its end); the trajectory is drawn only while its tab is on screen (`show_trajectory`).
@@ -120,23 +123,22 @@ def step_outputs(state: PlaygroundState, top_n=10, full: bool = True, figures: b
         state.selected = None
     record, pending = shown_record(state)
     sel = state.selected if state.selected is not None else (len(steps) - 1 if steps and not pending else None)
-    text = views.colored_text_html(state.prompt_text, steps, selected_step=sel)
     result = api_result(state)
-    status = status_html(state)
+    out = {"result": result, "text": views.colored_text_html(state.prompt_text, steps, selected_step=sel),
+           "status": status_html(state), "state": state}  # fmt: skip
     if not figures:
-        return (result, text, gr.skip(), gr.skip(), gr.skip(), status, gr.skip(), gr.skip(), gr.skip(), state)
-    dist = distribution_chart(state, top_n)
-    table = views.step_table(state.prompt_text, steps, n_choices=N_TABLE_CHOICES) if full else gr.skip()
-    if not full or (steps and not state.show_trajectory):
-        traj = gr.skip()  # unchanged, or off screen: drawn when its tab is opened (on_trajectory_view)
-    else:
-        traj = trajectory_chart(state)
-    inspect = gr.Slider(minimum=0, maximum=max(1, len(steps) - 1), value=sel if sel is not None else 0,
-                        interactive=len(steps) > 1)  # fmt: skip
+        return out
+    out["distribution"] = distribution_chart(state, top_n)
+    if full:
+        out["table"] = views.step_table(state.prompt_text, steps, n_choices=N_TABLE_CHOICES)
+        if not steps or state.show_trajectory:  # else off screen: drawn when its tab is opened
+            (out["trajectory"],) = rendered(trajectory_chart(state))
+    out["inspect"] = gr.Slider(minimum=0, maximum=max(1, len(steps) - 1), value=sel if sel is not None else 0,
+                               interactive=len(steps) > 1)  # fmt: skip
     choices = candidate_choices(record, top_n)
-    candidates = gr.Dropdown(choices=choices, value=choices[0][1] if choices else None)
-    (traj,) = rendered(traj)
-    return (result, text, dist, table, traj, status, inspect, candidates, result["permalink"], state)
+    out["candidates"] = gr.Dropdown(choices=choices, value=choices[0][1] if choices else None)
+    out["permalink"] = result["permalink"]
+    return out
 
 
 def distribution_chart(state: PlaygroundState, top_n: int) -> PlotData | None:
@@ -188,6 +190,6 @@ def _png(figure: Figure) -> PlotData:
     return PlotData(type="matplotlib", plot="data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode())
 
 
-def empty_outputs(state: PlaygroundState | None = None) -> tuple:
-    return step_outputs(state if isinstance(state, PlaygroundState) else PlaygroundState())
+def empty_outputs(state: PlaygroundState | None = None) -> dict:
+    return step_outputs(as_run(state))
 

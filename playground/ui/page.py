@@ -1,89 +1,40 @@
-"""The handlers as the page calls them: a refused action is one warning and leaves every output as it was, and
-each step-like action also sets the run's controls (Step, Step ×N and Run are off once the run has finished, a
-line says why, and Carry on appears where more tokens can follow).
+"""The run controls the page shows beside a run: Step, Step ×N and Run are off once the run has finished, a line
+says why, Carry on appears where more tokens can follow, and the force button says what forcing the shown step
+does. Each step-like event of the page also sets them (`changed_run_controls`, those that changed).
 
-API clients call the plain handlers (handlers.py) and get a refusal as an error; the page calls the variants
-made here by `for_page`. This module knows nothing about decoding, figures or the page's layout beyond the
-order of the run controls it returns (`RUN_CONTROLS`).
+This module knows nothing about decoding, figures, the page's layout or how a request is served.
 """
 
 from __future__ import annotations
 
-import functools
 import html
-import inspect
 
 import gradio as gr
 
 from . import shared
-from .handlers import on_step
 from .outputs import FINISH, shown_record
-from .sessions import exclusive
-from .state import PlaygroundState, as_int
+from .state import PlaygroundState
 
-# What `run_controls` returns, in order: the page wires its components in the same order.
+# The run controls by output name, in the order `run_controls` returns them.
 RUN_CONTROLS = ("step", "step_n", "run", "end_note", "carry_on", "force")
 CARRY_ON_TOKENS = 16  # how many more tokens "Carry on" allows a run that reached max new tokens
 
 
-def for_page(handler, n_outputs: int, controls: bool = False):
-    """`handler` as the page calls it. A refusal (gr.Error) becomes one warning toast and every one of its
-    `n_outputs` outputs keeps what it showed (instead of an error badge on each); with `controls`, the handler's
-    last output is the state and the run controls follow its outputs (those that changed: `changed_run_controls`).
-    Gradio reads the original signature (functools.wraps), so gr.Request, gr.EventData and gr.Progress
-    parameters still arrive."""
-    n_total = n_outputs + (len(RUN_CONTROLS) if controls else 0)
-
-    def kept() -> tuple:
-        return tuple(gr.skip() for _ in range(n_total))
-
-    def with_controls(outputs) -> tuple:
-        outputs = outputs if isinstance(outputs, tuple) else (outputs,)
-        if not controls:
-            return outputs
-        state = outputs[-1]
-        shown = changed_run_controls(state) if isinstance(state, PlaygroundState) else kept()[n_outputs:]
-        return (*outputs, *shown)
-
-    if inspect.isgeneratorfunction(handler):
-
-        @functools.wraps(handler)
-        def page_generator(*args, **kwargs):
-            try:
-                for outputs in handler(*args, **kwargs):
-                    yield with_controls(outputs)
-            except gr.Error as e:
-                gr.Warning(e.message)
-                yield kept()
-
-        return page_generator
-
-    @functools.wraps(handler)
-    def page_handler(*args, **kwargs):
-        try:
-            return with_controls(handler(*args, **kwargs))
-        except gr.Error as e:
-            gr.Warning(e.message)
-            return kept()
-
-    return page_handler
-
-
-def run_controls(state: PlaygroundState) -> tuple:
+def run_controls(state: PlaygroundState) -> dict:
     """(Step, Step ×N, Run, end-of-run note, Carry on, force button) for the run in `state`: once it has finished,
     the step buttons are off and the note says why and what can follow; the force button says what forcing the
     shown step does."""
-    return tuple(build(value) for build, value in zip(_RUN_CONTROL_BUILDERS, _run_control_values(state)))
+    return {name: build(value) for name, build, value in zip(RUN_CONTROLS, _RUN_CONTROL_BUILDERS, _run_control_values(state))}
 
 
-def changed_run_controls(state: PlaygroundState) -> tuple:
-    """`run_controls(state)`, with gr.skip() for each control that is as the page shows it already (as the last
-    page event of this state left it): a Step mid-run changes only the force button's words, and every control
+def changed_run_controls(state: PlaygroundState) -> dict:
+    """`run_controls(state)` without the controls that are as the page shows them already (as the last page
+    event of this state left it): a Step mid-run changes only the force button's words, and every control
     updated costs the browser a re-render."""
     values = _run_control_values(state)
     shown, state.controls_shown = state.controls_shown, values
-    return tuple(gr.skip() if shown is not None and was == now else build(now)
-                 for build, was, now in zip(_RUN_CONTROL_BUILDERS, shown or values, values))  # fmt: skip
+    return {name: build(now) for name, build, was, now in zip(RUN_CONTROLS, _RUN_CONTROL_BUILDERS, shown or values, values)
+            if shown is None or was != now}  # fmt: skip
 
 
 def _run_control_values(state: PlaygroundState) -> tuple:
@@ -137,16 +88,3 @@ def carry_on_tokens(state: PlaygroundState) -> int | None:
     if shared.POLICY.hosted:
         limit = min(limit, shared.POLICY.max_new_tokens)
     return limit if limit > len(session.steps) else None
-
-
-@exclusive
-def on_carry_on(state, prompt, model, chat, system, strategy, temperature, top_k, top_p, min_p, repetition_penalty,
-                num_beams, length_penalty, max_new_tokens, top_n, seed, permalink="") -> tuple:  # fmt: skip
-    """Raise a finished run's max new tokens and take the next step: (max new tokens, *step outputs)."""
-    limit = carry_on_tokens(state) if isinstance(state, PlaygroundState) else None
-    if limit is None:
-        raise gr.Error("This run cannot carry on: it did not stop at its length limit.")
-    limit = max(limit, as_int("Max new tokens", max_new_tokens))
-    outputs = on_step(state, prompt, model, chat, system, strategy, temperature, top_k, top_p, min_p,
-                      repetition_penalty, num_beams, length_penalty, limit, top_n, seed, 1, permalink)  # fmt: skip
-    return (limit, *outputs)

@@ -1,9 +1,10 @@
 """Permalinks: a run's recipe (prompt, model, settings, and per step any forced token or changed setting) packed
-into the page's query string, and read back.
+into the page's query string, read back, and replayed.
 
 `permalink_query(state)` writes "?run=<base64url(zlib(json))>"; `decode_permalink(value)` reads the recipe back
-(ValueError, one sentence, if it cannot). Replaying a recipe token for token is the handlers' job. This module
-knows nothing about the page or the model.
+(ValueError, one sentence, if it cannot); `replay(recipe)` runs it again token for token (opening a link,
+rebuilding a parked run, recovering a run the server lost). This module knows nothing about the page's layout
+or how a request is served.
 """
 
 from __future__ import annotations
@@ -12,8 +13,11 @@ import base64
 import json
 import zlib
 
+from ..config import DecodingConfig, check_temperature_floor
 from ..hosting import MAX_TOP_N
-from .state import MIN_TEMPERATURE, PlaygroundState
+from . import shared
+from .controls import DEFAULT_MODEL, Controls
+from .state import PlaygroundState, prepare
 
 PERMALINK_PARAM = "run"
 # A link is read only up to these sizes, packed and unpacked: past them it is refused before any work (a
@@ -82,5 +86,26 @@ def _within_the_controls(settings) -> None:
     if isinstance(top_n, int) and not isinstance(top_n, bool) and top_n > MAX_TOP_N:
         settings["top_n"] = MAX_TOP_N
     t = settings.get("temperature")
-    if isinstance(t, (int, float)) and not isinstance(t, bool) and 0 < t < MIN_TEMPERATURE:
-        raise ValueError(f"Temperature must be 0 (greedy) or at least {MIN_TEMPERATURE:g}, got {t:g}.")
+    if isinstance(t, (int, float)) and not isinstance(t, bool):
+        check_temperature_floor(t)
+
+
+def replay(doc: dict) -> tuple[PlaygroundState, Controls]:
+    """A permalink's recipe run again, token for token: (state, the controls that show its last step)."""
+    config = DecodingConfig.from_dict(doc["config"])
+    identity = {
+        "prompt": str(doc.get("prompt", "")), "model": str(doc.get("model") or DEFAULT_MODEL),
+        "chat": bool(doc.get("chat")), "system": str(doc.get("system") or ""),
+    }  # fmt: skip
+    state, _ = prepare(None, Controls.from_config(config, **identity))
+    current = state.session.config
+    for entry in doc["steps"][: current.max_new_tokens]:
+        if not isinstance(entry, dict):
+            raise ValueError("This link's run could not be read: a step is malformed.")
+        if entry.get("c"):
+            current = DecodingConfig.from_dict({**current.to_dict(), **entry["c"]})
+            current, _ = shared.POLICY.apply(current)
+        state.session.step(config=current, force_token=entry.get("f"))
+        if state.session.done:
+            break
+    return state, Controls.from_config(current, **identity)

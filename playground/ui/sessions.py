@@ -13,14 +13,11 @@ Gradio's session hash, and bounds it (limits from `shared.POLICY`, read at call 
   forgetting  a session idle for `session_ttl_s`, or beyond the `max_sessions` most recently used, is
               forgotten, recipe too (a page still sends its permalink, which `handlers.recover` replays).
 
-`exclusive` wraps the handlers that use the model or replace the run: they take the session's turn, get its
-latest state (a request that waited read its state before the first one finished) and leave the state they
-return in the table. `nonblocking` wraps the cheap handlers that only read the run (a chart's log scale, the
-trajectory tab, inspecting a step, an export): they never wait, as they never did. `ahead` wraps work done
-ahead of the next request (the next step's forward): it runs only when the turn is free and never gets a
-request refused. `configure` puts every exclusive and ahead handler in one concurrency group ("model"), sizes
-the queue, caps each session's queued requests and starts the sweeper. Without a Gradio request (tests
-calling handlers) there is no session: nothing is serialised.
+A request takes its session's turn through `TABLE.turn` (the request wrapper, `requests.py`, does it for every
+endpoint, by the endpoint's policy), gets the session's latest state (`bring_in`) and leaves the state it
+returns (`keep`). Without a Gradio request (tests calling an endpoint) there is no session: nothing is
+serialised. `configure` puts every model-using event in one concurrency group ("model"), sizes the queue, caps
+each session's queued requests and starts the sweeper.
 
 This module knows nothing about how a token is chosen, the page's layout, or what a handler returns beyond
 the PlaygroundState among its outputs.
@@ -29,10 +26,8 @@ the PlaygroundState among its outputs.
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import ctypes
 import functools
-import inspect
 import logging
 import threading
 import time
@@ -40,9 +35,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from gradio.context import LocalContext
-
-from . import shared
+from . import gradio_internals, shared
+from .permalink import PERMALINK_PARAM, decode_permalink, permalink_query, replay
 from .state import PlaygroundState, UserError
 
 MODEL_GROUP = "model"  # the concurrency id every model-using event shares (one global limit)
@@ -59,8 +53,6 @@ log = logging.getLogger("playground.ui")
 
 def park(state: PlaygroundState) -> bool:
     """Drop the run's session (KV cache, step records, preview) and keep its recipe; True if it held one."""
-    from .permalink import PERMALINK_PARAM, permalink_query
-
     if not isinstance(state, PlaygroundState) or state.session is None:
         return False
     state.parked = permalink_query(state).split(f"{PERMALINK_PARAM}=", 1)[-1]
@@ -72,14 +64,11 @@ def unpark(state: PlaygroundState) -> PlaygroundState:
     """The parked run replayed from its recipe, token for token, into the same state object (Gradio holds it);
     the chart's scale, the open tab and the inspected step are kept. A recipe that no longer replays (its model
     is gone from the allow-list) leaves a state without a run: the next step starts afresh."""
-    from .handlers import replay
-    from .permalink import decode_permalink
-
     recipe, state.parked = state.parked, None
     if not recipe:
         return state
     try:
-        fresh, _, _ = replay(decode_permalink(recipe))
+        fresh, _ = replay(decode_permalink(recipe))
     except Exception as e:  # noqa: BLE001 - the run is lost, not the session
         log.warning("a parked run could not be replayed: %s", e)
         return state
@@ -110,8 +99,7 @@ class _Entry:
     waiting: int = 0  # requests of this session waiting for the turn
 
 
-_NO_SESSION = _Entry()  # what a request outside Gradio (a test calling a handler) gets: no turn, nothing kept
-_HELD: contextvars.ContextVar[str | None] = contextvars.ContextVar("playground_session_turn", default=None)
+_NO_SESSION = _Entry()  # what a request outside Gradio (a test calling an endpoint) gets: no turn, nothing kept
 
 
 class SessionTable:
@@ -139,7 +127,7 @@ class SessionTable:
         (the caller goes on beside it, or, with `ahead`, skips its work). A session's second request waits up to
         `session_wait_s` for the turn; a third is refused (UserError, one sentence). Work done `ahead` of the
         session's requests does not count: while it holds the turn, two requests may wait for it."""
-        if key is None or _HELD.get() == key:  # no session, or this call already holds the turn (undo -> rewind)
+        if key is None:  # no session (a test calling an endpoint): nothing to serialise
             yield _NO_SESSION
             return
         policy = shared.POLICY
@@ -185,13 +173,9 @@ class SessionTable:
             unpark(state)
         return state
 
-    def keep(self, entry: _Entry | None, outputs) -> None:
-        """Remember the state among a handler's outputs as its session's latest, and keep within the bounds."""
-        if entry is None or entry is _NO_SESSION:
-            return
-        state = next((x for x in reversed(outputs) if isinstance(x, PlaygroundState)), None) if isinstance(
-            outputs, tuple) else None  # fmt: skip
-        if state is None:
+    def keep(self, entry: _Entry | None, state) -> None:
+        """Remember `state` (a request's resulting run) as its session's latest, and keep within the bounds."""
+        if entry is None or entry is _NO_SESSION or not isinstance(state, PlaygroundState):
             return
         with self._cond:
             entry.state = state
@@ -237,11 +221,7 @@ class SessionTable:
         entry = self._entries.pop(key)
         had_run = _has_run(entry.state)
         forget(entry.state)
-        holder = getattr(self.demo, "state_holder", None)
-        if holder is not None:
-            with holder.lock:
-                holder.session_data.pop(key, None)
-                holder.time_last_used.pop(key, None)
+        gradio_internals.forget_session(self.demo, key)
         return had_run
 
     def start_sweeper(self) -> None:
@@ -288,110 +268,21 @@ TABLE = SessionTable()
 
 
 # ----------------------------------------------------------------------------------------------------------
-# The handlers' wrappers
-
-
-def current_session() -> str | None:
-    """The session hash of the Gradio request being handled (a browser tab, an API client), else None."""
-    request = LocalContext.request.get(None)
-    return getattr(request, "session_hash", None) if request is not None else None
-
-
-def exclusive(fn: Callable) -> Callable:
-    """`fn` (a handler; a generator streams) run in its session's turn, on the session's latest state, the
-    state it returns kept. Marks it as model-using, for `configure`."""
-    return _wrap(fn, wait=True)
-
-
-def nonblocking(fn: Callable) -> Callable:
-    """`fn` (a handler that only reads the run) takes its session's turn when it is free, so that a parked run
-    is rebuilt first, and otherwise runs beside the request that holds it, never waiting."""
-    return _wrap(fn, wait=False)
-
-
-def ahead(fn: Callable) -> Callable:
-    """`fn` (work done ahead of the session's next request, such as the next step's forward) run in the
-    session's turn when it is free, and skipped when it is not: it never waits, and a request that comes while
-    it runs waits for it without being refused for it. Marks it as model-using, for `configure`."""
-    return _wrap(fn, wait=False, ahead=True)
-
-
-def _wrap(fn: Callable, wait: bool, ahead: bool = False) -> Callable:
-    takes_state = next(iter(inspect.signature(fn).parameters), None) == "state"
-
-    def bring_in(entry, args, kwargs):
-        if not takes_state:
-            return args, kwargs
-        if args:
-            return (TABLE.bring_in(entry, args[0]), *args[1:]), kwargs
-        return args, {**kwargs, "state": TABLE.bring_in(entry, kwargs.get("state"))}
-
-    if inspect.isgeneratorfunction(fn):
-
-        @functools.wraps(fn)
-        def streaming(*args, **kwargs):
-            with TABLE.turn(current_session(), wait=wait) as entry:
-                args, kwargs = bring_in(entry, args, kwargs)
-                for outputs in fn(*args, **kwargs):
-                    TABLE.keep(entry, outputs)
-                    yield outputs
-
-        wrapper = streaming
-    else:
-
-        @functools.wraps(fn)
-        def plain(*args, **kwargs):
-            key = current_session()
-            with TABLE.turn(key, wait=wait, ahead=ahead) as entry:
-                if entry is None and ahead:  # the session is busy: what was to be done ahead is left to it
-                    return None
-                held = _HELD.set(key if entry is not None else _HELD.get())
-                try:
-                    args, kwargs = bring_in(entry, args, kwargs)
-                    outputs = fn(*args, **kwargs)
-                finally:
-                    _HELD.reset(held)
-                TABLE.keep(entry, outputs)
-                return outputs
-
-        wrapper = plain
-    wrapper.uses_model = wait or ahead  # type: ignore[attr-defined] - read by configure()
-    return wrapper
-
-
-# ----------------------------------------------------------------------------------------------------------
 # The queue
 
 
-def configure(demo, policy=None) -> None:
-    """Queue the built page under `policy`: every exclusive handler in one concurrency group of
-    `concurrency`, the queue at most `queue_size` long, each session at most `session_queue` requests in it,
+def configure(demo, uses_model: Callable[[Callable], bool], policy=None) -> None:
+    """Queue the built page under `policy`: every event whose function `uses_model` in one concurrency group
+    of `concurrency`, the queue at most `queue_size` long, each session at most `session_queue` requests in it,
     Gradio's temporary files (the exports' copies) deleted after an hour, and the sweeper started."""
     policy = policy or shared.POLICY
-    for block_fn in demo.fns.values():
-        if getattr(block_fn.fn, "uses_model", False):
-            block_fn.concurrency_id = MODEL_GROUP
-            block_fn.concurrency_limit = policy.concurrency
+    gradio_internals.set_concurrency(demo, uses_model, MODEL_GROUP, policy.concurrency)
     demo.delete_cache = (600, 3600)  # every 10 minutes, what is older than an hour
     demo.queue(default_concurrency_limit=policy.concurrency, max_size=policy.queue_size)
     if policy.session_queue:
-        limit_per_session(demo._queue, policy.session_queue)
+        gradio_internals.limit_per_session(demo, policy.session_queue, QUEUED)
     TABLE.demo = demo
     TABLE.start_sweeper()
-
-
-def limit_per_session(queue, limit: int) -> None:
-    """Refuse a request at the door (HTTP 503, one sentence) when its session already has `limit` requests
-    queued or running, so one session's flood never fills the queue that every visitor shares."""
-    push = queue.push
-
-    async def push_within_limit(body, request, username):
-        pending = queue.pending_event_ids_session.get(body.session_hash or "", ())
-        if body.session_hash and len(pending) >= limit:
-            return False, QUEUED.format(n=len(pending)), "queue_full"
-        return await push(body, request, username)
-
-    queue.push = push_within_limit
 
 
 def server_limits(policy=None) -> dict:

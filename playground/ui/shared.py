@@ -15,8 +15,8 @@ from collections.abc import Callable
 from ..engine import Engine
 from ..hosting import HostingPolicy, model_key
 from ..loading import EMBEDDED_HUB_ID, EMBEDDED_PACKAGE, is_embedded, load_engine
+from .controls import DEFAULT_MODEL
 
-DEFAULT_MODEL = "default"  # the model picker's value for "whatever the app was started with"
 
 
 class ModelRegistry:

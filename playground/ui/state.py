@@ -1,9 +1,9 @@
-"""One browser's run (`PlaygroundState`, kept in a `gr.State`), how the page's controls become a validated
-`DecodingConfig`, and how any failure becomes the one sentence a person reads.
+"""One browser's run (`PlaygroundState`, kept in a `gr.State`), how a request's `Controls` start or continue it
+(`prepare`), and how any failure becomes the one sentence a person reads (`friendly`).
 
-`prepare()` is where a run starts: it keeps the browser's session while the run's identity (model, prompt,
-chat, seed, beams) is unchanged and starts a new one when it changes. This module knows nothing about the
-page's layout, figures or tables.
+`prepare()` keeps the browser's session while the run's identity (model, prompt, chat, system, seed, beams) is
+unchanged and starts a new one when it changes. This module knows nothing about the page's layout, figures,
+tables or how a request is served.
 """
 
 from __future__ import annotations
@@ -19,23 +19,10 @@ from ..engine import DecodingError, ModelMemoryError, Session
 from ..loading import ModelLoadError
 from ..records import StepRecord
 from . import shared
-from .shared import DEFAULT_MODEL
+from .controls import DEFAULT_MODEL, Controls
 
 # DecodingConfig's settings the page has no control for (a model's generation_config may set them).
 UNCONTROLLED = ("early_stopping",)
-# The decoding controls, in the order every step-like handler (and API endpoint) takes them.
-CONTROLS = (
-    "prompt", "model", "chat", "system", "strategy", "temperature", "top_k", "top_p", "min_p",
-    "repetition_penalty", "num_beams", "length_penalty", "max_new_tokens", "top_n", "seed",
-)  # fmt: skip
-
-
-# The smallest positive temperature: far below it the logits divided by it overflow float32 (1e-300 did), and
-# long before that sampling is greedy in all but name.
-MIN_TEMPERATURE = 1e-4
-
-
-# Per-browser state
 
 
 @dataclass
@@ -73,6 +60,16 @@ class PlaygroundState:
     def steps(self) -> list:
         return self.session.steps if self.session else []
 
+    def require_steps(self, message: str) -> None:
+        """ValueError(`message`) unless the run has taken a step."""
+        if self.session is None or not self.steps:
+            raise ValueError(message)
+
+
+def as_run(state) -> PlaygroundState:
+    """The browser's run, or a new empty one where there is none yet (a first request, an API client)."""
+    return state if isinstance(state, PlaygroundState) else PlaygroundState()
+
 
 class UserError(gr.Error):
     """A gr.Error whose one-sentence message is escaped (Gradio renders error text as HTML)."""
@@ -91,72 +88,32 @@ def friendly(e: Exception) -> UserError:
     return UserError(f"Something went wrong ({type(e).__name__}); try again or reset.")
 
 
-def as_int(name: str, x) -> int:
-    if isinstance(x, bool) or x is None:
-        raise ValueError(f"{name} must be a whole number, got {x!r}.")
-    if isinstance(x, float):
-        if not x.is_integer():
-            raise ValueError(f"{name} must be a whole number, got {x}.")
-        return int(x)
-    if isinstance(x, str):
-        try:
-            return int(x.strip())
-        except ValueError:
-            raise ValueError(f"{name} must be a whole number, got {x!r}.") from None
-    return int(x)
+def next_config(controls: Controls, strategy: str | None = None) -> tuple[DecodingConfig, list[str]]:
+    """The next step's settings from `controls`, within the hosting caps, and the caps' notices."""
+    return shared.POLICY.apply(controls.decoding(strategy))
 
 
-def as_float(name: str, x) -> float:
-    try:
-        return float(x)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number, got {x!r}.") from None
-
-
-def make_config(strategy, temperature, top_k, top_p, min_p, repetition_penalty, num_beams, length_penalty,
-                max_new_tokens, top_n, seed) -> DecodingConfig:  # fmt: skip
-    """The controls' values as a validated DecodingConfig (ValueError, one sentence, if one is bad)."""
-    temperature = as_float("Temperature", temperature)
-    if 0 < temperature < MIN_TEMPERATURE:  # the logits divided by it overflow: refused here, not as NaN later
-        raise ValueError(f"Temperature must be 0 (greedy) or at least {MIN_TEMPERATURE:g}, got {temperature:g}.")
-    return DecodingConfig(
-        strategy=(strategy or "greedy").strip().lower(),
-        temperature=temperature,
-        top_k=as_int("Top-k", top_k),
-        top_p=as_float("Top-p", top_p),
-        min_p=as_float("Min-p", min_p),
-        repetition_penalty=as_float("Repetition penalty", repetition_penalty),
-        num_beams=as_int("Beams", num_beams),
-        length_penalty=as_float("Length penalty", length_penalty),
-        max_new_tokens=as_int("Max new tokens", max_new_tokens),
-        top_n=as_int("Candidates shown", top_n),
-        seed=as_int("Seed", seed),
-    )
-
-
-def prepare(state, prompt, model, chat, system, strategy, temperature, top_k, top_p, min_p, repetition_penalty,
-            num_beams, length_penalty, max_new_tokens, top_n, seed) -> tuple[PlaygroundState, DecodingConfig]:  # fmt: skip
+def prepare(state, controls: Controls) -> tuple[PlaygroundState, DecodingConfig]:
     """The state's session, or a new one when the run's identity changed; and the config for the next step."""
-    config = make_config(strategy, temperature, top_k, top_p, min_p, repetition_penalty, num_beams, length_penalty,
-                         max_new_tokens, top_n, seed)  # fmt: skip
-    engine = shared.engine_for(model)
+    config = controls.decoding()
+    engine = shared.engine_for(controls.model)
     # settings the page has no control for take the model's value (its generation_config), as in generate()
     config = config.replace(**{k: v for k, v in engine.model_defaults.items() if k in UNCONTROLLED})
     config, notices = shared.POLICY.apply(config)
-    chat = bool(chat)
-    system = (system or "") if chat else ""
+    chat = controls.chat
+    system = controls.system if chat else ""
     beam = config.strategy == "beam"
-    key = (shared.REGISTRY.key(model), prompt, chat, system, config.seed, beam,
+    key = (shared.REGISTRY.key(controls.model), controls.prompt, chat, system, config.seed, beam,
            config.num_beams if beam else None, config.max_new_tokens if beam else None)  # fmt: skip
-    state = state if isinstance(state, PlaygroundState) else PlaygroundState()
+    state = as_run(state)
     if state.session is None or state.run_key != key:
-        ids = shared.encode_prompt(engine, prompt, chat=chat, system=system or None)
+        ids = shared.encode_prompt(engine, controls.prompt, chat=chat, system=system or None)
         session = engine.start(ids, config)
         state = PlaygroundState(
             session=session,
             run_key=key,
-            model=(model or DEFAULT_MODEL),
-            prompt=prompt,
+            model=controls.model,
+            prompt=controls.prompt,
             chat=chat,
             system=system,
             prompt_text=engine.tokenizer.decode(session.prompt_ids, skip_special_tokens=False),
@@ -165,4 +122,3 @@ def prepare(state, prompt, model, chat, system, strategy, temperature, top_k, to
         )
     state.notices = list(state.session.notices) + notices
     return state, config
-

@@ -1,0 +1,69 @@
+"""What the app borrows from Gradio's private internals (playground/ui/gradio_internals.py) is still there, shaped
+as the app uses it: this file fails when the pinned Gradio changes any of it, so an upgrade breaks here, loudly,
+and not in a visitor's session."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from types import SimpleNamespace
+
+import gradio as gr
+import pytest
+
+from playground.ui import gradio_internals as gi
+
+
+def test_the_internals_were_read_against_the_installed_gradio():
+    assert gr.__version__ == gi.CHECKED_WITH, (
+        f"Gradio {gr.__version__} is installed; gradio_internals.py was checked against {gi.CHECKED_WITH}. Read "
+        "each internal it names again in the new version, fix what moved, then set CHECKED_WITH."
+    )
+
+
+@pytest.fixture
+def demo():
+    with gr.Blocks() as blocks:
+        box = gr.Textbox()
+        box.submit(lambda x: x, box, box)
+    blocks.queue()
+    return blocks
+
+
+def test_the_queue_door_counts_a_sessions_requests_and_refuses_past_the_limit(demo):
+    queue = demo._queue
+    assert isinstance(queue.pending_event_ids_session, dict)
+    assert list(inspect.signature(queue.push).parameters) == ["body", "request", "username"]
+    seen = []
+
+    async def push(body, request, username):
+        seen.append(body.session_hash)
+        return True, "queued", None
+
+    queue.push = push
+    gi.limit_per_session(demo, 2, "{n} already")
+    queue.pending_event_ids_session["s"] = {"a", "b"}
+    body = SimpleNamespace(session_hash="s")
+    assert asyncio.run(queue.push(body, None, None)) == (False, "2 already", "queue_full")
+    assert asyncio.run(queue.push(SimpleNamespace(session_hash="t"), None, None))[0] is True and seen == ["t"]
+
+
+def test_a_forgotten_session_leaves_gradios_session_records(demo):
+    holder = demo.state_holder
+    assert hasattr(holder, "lock") and isinstance(holder.session_data, dict) and isinstance(holder.time_last_used, dict)
+    holder.session_data["s"], holder.time_last_used["s"] = object(), object()
+    gi.forget_session(demo, "s")
+    assert "s" not in holder.session_data and "s" not in holder.time_last_used
+
+
+def test_concurrency_is_set_on_the_events_that_use_the_model(demo):
+    for block_fn in demo.fns.values():
+        assert {"fn", "concurrency_id", "concurrency_limit"} <= set(vars(block_fn))
+    assert gi.set_concurrency(demo, lambda fn: True, "model", 3) == len(demo.fns)
+    assert {(f.concurrency_id, f.concurrency_limit) for f in demo.fns.values()} == {("model", 3)}
+
+
+def test_a_png_reaches_gr_plot_as_the_value_it_makes():
+    data = gi.PlotData(type="matplotlib", plot="data:image/png;base64,AAAA")
+    assert gr.Plot().postprocess(data) == data  # passed through as is
+    assert set(gi.PlotData.model_fields) == {"type", "plot"}
