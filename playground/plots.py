@@ -30,7 +30,8 @@ from matplotlib.ticker import FuncFormatter, MaxNLocator
 from matplotlib.transforms import offset_copy
 
 from .records import Candidate, Exploration, StepRecord, Trace
-from .views import FinalBeam, _num, _pct, beam_parents, final_beams, token_label
+from .views import (LABEL_CHARS, LOG_FLOOR, FinalBeam, after_knobs, axis_labels, beam_parents,
+                    chart_candidates, distribution_title, final_beams, short_label, token_label, top_p_applies)  # fmt: skip
 
 __all__ = [
     "RAW",
@@ -98,36 +99,7 @@ LINE_IN = SMALL * 1.45 / 72  # inches per line of SMALL text
 TITLE_IN = 2 * FONT * 1.35 / 72 + 0.2  # a two-line title
 AXIS_IN = 0.62  # tick labels and an axis label below the plot
 ROW_IN = 0.38  # inches per token row of the distribution chart
-LABEL_CHARS = 18  # a token label longer than this is shortened in the middle
-LOG_FLOOR = 1e-4  # the log scale's left edge
 TEMPERATURE_TOKENS = 12  # tokens per temperature panel (the rest join "all others")
-
-
-def short_label(text: str, max_chars: int = LABEL_CHARS) -> str:
-    """`text` shortened in the middle ("␣extraordin…arily") when longer than `max_chars`: its start and end
-    both stay visible. The full token stays on the record (and in the tables and tooltips)."""
-    if len(text) <= max_chars:
-        return text
-    head = max_chars // 2
-    tail = max_chars - 1 - head
-    return text[:head] + "…" + (text[-tail:] if tail else "")
-
-
-def axis_labels(candidates: list[Candidate], max_chars: int = LABEL_CHARS) -> list[str]:
-    """Visible, shortened and unique labels: tokens that label the same get their token id appended."""
-    labels = [short_label(token_label(c.token), max_chars) for c in candidates]
-    counts: dict[str, int] = {}
-    for label in labels:
-        counts[label] = counts.get(label, 0) + 1
-    out = [f"{label} #{c.token_id}" if counts[label] > 1 else label for label, c in zip(labels, candidates)]
-    seen: dict[str, int] = {}  # a label may still collide with another token's "x #id" form: number it
-    for i, label in enumerate(out):
-        if label in seen:
-            seen[label] += 1
-            out[i] = f"{label} ({seen[label]})"
-        else:
-            seen[label] = 1
-    return out
 
 
 _PERCENT = FuncFormatter(lambda x, _: f"{100 * x:.0f}%" if x >= 0.01 or x == 0 else f"{100 * x:.2g}%")
@@ -209,34 +181,13 @@ class DistributionData:
     greedy: bool
 
 
-def _candidates_shown(record: StepRecord, max_tokens: int) -> list[Candidate]:
-    """The record's candidates in the order the truncation knobs see them (probability after penalty and
-    temperature; for sampling with no penalty this is the model's own order), the first `max_tokens`, plus the
-    chosen token when it ranks lower (or outside the record's candidates, from the record's own numbers)."""
-    ranked = sorted(record.top, key=lambda c: (-c.shaped_prob, c.rank))
-    shown = ranked[:max_tokens]
-    if all(c.token_id != record.token_id for c in shown):
-        extra = next((c for c in ranked if c.token_id == record.token_id), None)
-        if extra is None:
-            extra = Candidate(
-                token_id=record.token_id, token=record.token, rank=len(ranked), logit=float("nan"),
-                raw_prob=record.raw_prob, shaped_prob=record.prob, prob=record.prob, kept=True, cut_by=None,
-            )  # fmt: skip
-        shown.append(extra)
-    return shown
-
-
 def distribution_data(record: StepRecord, max_tokens: int = 15) -> DistributionData:
     """The rows, bars, cut marks, cumulative line and highlighted token of `distribution_figure`."""
-    cands = _candidates_shown(record, max(1, int(max_tokens)))
+    cands = chart_candidates(record, max(1, int(max_tokens)))
     cfg = record.config
     greedy = cfg.is_greedy  # greedy, or sampling at temperature 0
-    if greedy:  # after the knobs a greedy step is certain: the token its argmax picks, whatever was forced
-        pick = max(record.top, key=lambda c: (c.prob, -c.rank)).token_id if record.top else record.token_id
-        after = [1.0 if c.token_id == pick else 0.0 for c in cands]
-    else:
-        after = [c.prob if c.kept else 0.0 for c in cands]
-    top_p_on = cfg.strategy == "sample" and not greedy and cfg.top_p < 1
+    after = after_knobs(record, cands)  # for a greedy step, the one-hot choice its argmax makes
+    top_p_on = top_p_applies(cfg)
     cumulative = None
     if top_p_on and all(c.cumulative is not None for c in cands):
         cumulative = [c.cumulative for c in cands]
@@ -326,15 +277,8 @@ def distribution_figure(record: StepRecord, max_tokens: int = 15, log_scale: boo
 
     ax.set_ylim(n - 0.5, -0.5 - (0.6 if d.cumulative is not None else 0))  # top row first
 
-    token = short_label(token_label(record.token), 24)
-    prob = f"model {_pct(record.raw_prob, 1)}" if d.greedy else f"{_pct(record.prob, 1)} after knobs"
-    if pending:
-        head = f"Next step ({record.step}, not taken yet): {word} {token} ({prob})"
-    else:
-        head = f"Step {record.step}: {'forced' if d.forced else 'chose'} {token} ({prob})"
-    after_h = "0 (greedy takes the top token)" if d.greedy else _num(record.entropy, ".2f")
-    ax.set_title(f"{head}\nentropy {_num(record.entropy_raw, '.2f')} → {after_h} nats (raw → after knobs)", fontsize=FONT,
-                 loc="left", parse_math=False)  # fmt: skip
+    head, entropy = distribution_title(record, pending)
+    ax.set_title(f"{head}\n{entropy}", fontsize=FONT, loc="left", parse_math=False)
     if legend:
         _legend(fig, handles, ncols)
     return fig
