@@ -46,11 +46,13 @@ plot.append(axis, rowsBox);
 const rest = el('div', 'dp-lc-rest');
 const legend = el('ul', 'dp-lc-legend');
 const hint = el('div', 'dp-lc-hint');
-const table = el('table', 'dp-lc-sr');
+const srBox = el('div', 'dp-lc-sr');  // visually hidden, read by screen readers
+const table = el('table');
+srBox.appendChild(table);
 const tip = el('div', 'dp-lc-tip');
 tip.setAttribute('role', 'tooltip');
 tip.hidden = true;
-root.append(empty, title, plot, rest, legend, hint, table, tip);
+root.append(empty, title, plot, rest, legend, hint, srBox, tip);
 
 let data = null;
 const rowEls = new Map();  // token id -> its row element, kept between steps
@@ -285,7 +287,11 @@ function draw() {
   let y = data.top_p !== null ? BAND : 0;  // a band above the rows for top-p's label
   data.rows.forEach((r, i) => {
     if (r.extra && i === regular.length) {  // a gap: tokens between the last row shown and the chosen one
-      if (!gapEl) { gapEl = el('div', 'dp-lc-gap', '\u22ee the chosen token ranks lower:'); rowsBox.appendChild(gapEl); }
+      if (!gapEl) {
+        gapEl = el('div', 'dp-lc-gap');
+        gapEl.appendChild(el('span', '', '\u22ee the chosen token ranks lower:'));
+        rowsBox.appendChild(gapEl);
+      }
       gapEl.style.transform = `translateY(${y}px)`;
       y += GAP;
     }

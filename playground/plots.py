@@ -20,7 +20,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from pathlib import Path
 
+from matplotlib import rc_context
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.collections import LineCollection, PatchCollection
 from matplotlib.lines import Line2D
@@ -47,6 +50,7 @@ __all__ = [
     "DistributionData",
     "distribution_data",
     "distribution_figure",
+    "save_distribution",
     "trajectory_figure",
     "temperature_figure",
     "knobs_figure",
@@ -175,6 +179,9 @@ class DistributionData:
     after: list[float]  # after every knob; for a greedy step, 1 on the argmax and 0 elsewhere (what it picks)
     cut_by: list[str | None]  # the knob that removed each token, or None
     cumulative: list[float] | None  # top-p's running sum (over what top-p sees), when top-p was on
+    # ... and the sum above each row (the start of its step); an extra row the record does not hold has None in both
+    cumulative_start: list[float | None] | None
+    extra: bool  # the last row is the chosen token, appended because it ranks below `max_tokens`
     top_p: float | None  # the threshold drawn, when top-p was on
     chosen: int  # the row of the token the step took
     forced: bool
@@ -188,9 +195,14 @@ def distribution_data(record: StepRecord, max_tokens: int = 15) -> DistributionD
     greedy = cfg.is_greedy  # greedy, or sampling at temperature 0
     after = after_knobs(record, cands)  # for a greedy step, the one-hot choice its argmax makes
     top_p_on = top_p_applies(cfg)
-    cumulative = None
-    if top_p_on and all(c.cumulative is not None for c in cands):
+    extra = len(cands) > max(1, int(max_tokens))
+    cumulative = start = None
+    regular = cands[: len(cands) - extra]
+    if top_p_on and all(c.cumulative is not None for c in regular):
         cumulative = [c.cumulative for c in cands]
+        ordered = sorted(record.top, key=lambda c: (-c.shaped_prob, c.rank))  # the running sum's order
+        above = {c.token_id: (ordered[i - 1].cumulative if i else 0.0) for i, c in enumerate(ordered)}
+        start = [above.get(c.token_id) if c.cumulative is not None else None for c in cands]
     return DistributionData(
         candidates=cands,
         labels=axis_labels(cands),
@@ -198,6 +210,8 @@ def distribution_data(record: StepRecord, max_tokens: int = 15) -> DistributionD
         after=after,
         cut_by=[None if c.kept else c.cut_by for c in cands],
         cumulative=cumulative,
+        cumulative_start=start,
+        extra=extra,
         top_p=cfg.top_p if top_p_on else None,
         chosen=next(i for i, c in enumerate(cands) if c.token_id == record.token_id),
         forced=record.forced,
@@ -259,8 +273,13 @@ def distribution_figure(record: StepRecord, max_tokens: int = 15, log_scale: boo
             handles.append(Patch(facecolor=color, alpha=0.3, edgecolor=color, label=f"cut by {KNOB_NAMES[knob]}"))
 
     if d.cumulative is not None:  # a staircase: row i spans from the mass above it to its running sum
-        (line,) = ax.plot([0.0, *d.cumulative], [0, *ys], color=CUMULATIVE, marker="o", markersize=4, markevery=slice(1, None),
-                          linewidth=1.6, drawstyle="steps-pre", label="cumulative (what top-p sees)", gid="cumulative")  # fmt: skip
+        k = n - d.extra  # an extra row (the chosen token, ranked lower) gets its own step, apart
+        (line,) = ax.plot([0.0, *d.cumulative[:k]], [0, *ys[:k]], color=CUMULATIVE, marker="o", markersize=4,
+                          markevery=slice(1, None), linewidth=1.6, drawstyle="steps-pre",
+                          label="cumulative (what top-p sees)", gid="cumulative")  # fmt: skip
+        if d.extra and d.cumulative[-1] is not None:
+            ax.plot([d.cumulative_start[-1], d.cumulative[-1]], [n - 1, n - 1], color=CUMULATIVE, marker="o",
+                    markersize=4, markevery=[1], linewidth=1.6, gid="cumulative-extra")  # fmt: skip
         ax.axvline(d.top_p, color=CUMULATIVE, linestyle="--", linewidth=1.2, gid="top_p")
         ax.text(d.top_p, -0.62, f"top-p = {d.top_p:g} ", color=CUMULATIVE, fontsize=SMALL, ha="right", va="bottom")
         handles.append(line)
@@ -282,6 +301,26 @@ def distribution_figure(record: StepRecord, max_tokens: int = 15, log_scale: boo
     if legend:
         _legend(fig, handles, ncols)
     return fig
+
+
+CHART_FORMATS = ("png", "svg")
+
+
+def save_distribution(record: StepRecord, path, fmt: str | None = None, max_tokens: int = 15, log_scale: bool = False,
+                      pending: bool = False, dpi: int = 200) -> str:  # fmt: skip
+    """One step's distribution chart, with its legend, written to `path` for a slide or a handout: PNG (at `dpi`,
+    sharp on a projector) or SVG (text kept as text, searchable and editable). `fmt` defaults to the path's
+    suffix. Returns the format written. A format other than png or svg raises ValueError."""
+    if fmt is None:
+        fmt = Path(path).suffix
+    fmt = fmt.lower().lstrip(".")
+    if fmt not in CHART_FORMATS:
+        raise ValueError(f"The chart is saved as .png or .svg, not {fmt or 'a file without a suffix'!r}.")
+    fig = distribution_figure(record, max_tokens=max_tokens, log_scale=log_scale, pending=pending, legend=True)
+    FigureCanvasAgg(fig)  # a canvas of its own: no pyplot, no global state
+    with rc_context({"svg.fonttype": "none"}):  # SVG text as text (read when saving; PNG ignores it)
+        fig.savefig(path, format=fmt, dpi=dpi, facecolor="white")
+    return fmt
 
 
 def _emptied(fig: Figure, height: float):

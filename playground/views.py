@@ -535,8 +535,9 @@ def distribution_title(record: StepRecord, pending: bool = False) -> tuple[str, 
         head = f"Next step ({record.step}, not taken yet): {'will pick' if greedy else 'would draw'} {token} ({prob})"
     else:
         head = f"Step {record.step}: {'forced' if record.forced else 'chose'} {token} ({prob})"
-    after = "0 (greedy takes the top token)" if greedy else _num(record.entropy, ".2f")
-    return head, f"entropy {_num(record.entropy_raw, '.2f')} → {after} nats (raw → after knobs)"
+    if greedy:
+        return head, f"entropy {_num(record.entropy_raw, '.2f')} → 0 nats (raw → after knobs: greedy takes the top token)"
+    return head, f"entropy {_num(record.entropy_raw, '.2f')} → {_num(record.entropy, '.2f')} nats (raw → after knobs)"
 
 
 def _chart_legend(record: StepRecord, rows: list[dict], top_p: float | None, forceable: bool) -> list[dict]:
