@@ -203,6 +203,18 @@ def test_a_click_or_enter_on_a_row_asks_for_that_token_and_hover_shows_its_numbe
     page.keyboard.press("Enter")
     page.wait_for_function("(id) => JSON.parse(document.querySelector('#dp-chart-picked textarea').value || '{}')"
                            ".token_id === id", arg=other["token_id"])  # fmt: skip
+    # a tap (a touch screen) shows the numbers with a button, and only the button asks for the token
+    tapped = data["rows"][5]
+    row = page.locator(f".dp-lc-row[data-token-id='{tapped['token_id']}']")
+    row.dispatch_event("pointerdown", {"pointerType": "touch", "bubbles": True})
+    row.evaluate("(r) => r.click()")
+    button = tip.locator("button")
+    button.wait_for(state="visible")
+    assert button.inner_text() == data["force"]["words"] and f"token id {tapped['token_id']}" in tip.inner_text()
+    assert json.loads(picked.input_value())["token_id"] == other["token_id"]  # the tap itself took nothing
+    button.click()
+    page.wait_for_function("(id) => JSON.parse(document.querySelector('#dp-chart-picked textarea').value || '{}')"
+                           ".token_id === id", arg=tapped["token_id"])  # fmt: skip
     page.close()
 
 
