@@ -1,8 +1,8 @@
 """The command line: `python -m playground generate | compare | bench`.
 
 generate runs one strategy and prints the text and a step table (or, with --json, one object: the run's
-Trace.to_dict()); compare runs greedy, beam and sampling on one prompt as one batch and prints
-{"greedy": ..., "beam": ..., "sample": ...}. A decoding flag that is not given takes the model's value from its
+Trace.to_dict()); --chart PATH also saves a step's distribution chart (.png or .svg, for slides). compare runs
+greedy, beam and sampling on one prompt as one batch and prints {"greedy": ..., "beam": ..., "sample": ...}. A decoding flag that is not given takes the model's value from its
 generation_config, as generate() does, else the playground's default. Bad flags or input exit with status 2 and
 one line on stderr, never a traceback. This module parses and prints; decoding is the engine's, loading is
 loading's.
@@ -72,6 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     gen = sub.add_parser("generate", help="run one strategy and show every step", description="Run one decoding strategy and show every step's candidates.")
     _add_run_flags(gen, with_strategy=True)
+    gen.add_argument("--chart", default=None, metavar="PATH",
+                     help="also save a step's distribution chart, for slides: PATH ending .png or .svg")  # fmt: skip
+    gen.add_argument("--chart-step", type=int, default=None, metavar="N",
+                     help="the step --chart draws, 0 = the first generated token (default: the last)")  # fmt: skip
     gen.set_defaults(func=cmd_generate)
     cmp_ = sub.add_parser("compare", help="greedy, beam and sampling side by side", description="Greedy, beam search and sampling on one prompt, run as one batch.")
     _add_run_flags(cmp_, with_strategy=False)
@@ -124,9 +128,12 @@ def _prepare(args, strategy: str | None):
 
 
 def cmd_generate(args) -> int:
+    _check_chart_flags(args)
     engine, ids, config, notices = _prepare(args, args.strategy)
     trace = engine.generate(ids, config)
     trace.notices[:0] = notices
+    if args.chart:
+        _save_chart(trace, args.chart, args.chart_step)
     if args.json:
         print(json.dumps(trace.to_dict(), ensure_ascii=False))
     else:
@@ -144,6 +151,37 @@ def cmd_compare(args) -> int:
     else:
         print("\n\n".join(_describe(t, engine.decode(ids), table=False) for t in traces.values()))
     return 0
+
+
+def _check_chart_flags(args) -> None:
+    """--chart's format and --chart-step, checked before the model loads."""
+    if args.chart_step is not None and not args.chart:
+        raise ValueError("--chart-step needs --chart PATH (the file to save the chart in).")
+    if args.chart:
+        from pathlib import Path
+
+        from .plots import CHART_FORMATS
+
+        if Path(args.chart).suffix.lower().lstrip(".") not in CHART_FORMATS:
+            raise ValueError(f"--chart saves .png or .svg: {args.chart!r} ends otherwise.")
+    if args.chart_step is not None and args.chart_step < 0:
+        raise ValueError(f"--chart-step must be 0 or more, got {args.chart_step}.")
+
+
+def _save_chart(trace, path: str, step: int | None) -> None:
+    """Save the chart of `step` (default: the last) of the run; one line on stderr says where."""
+    from . import plots
+
+    if not trace.steps:
+        raise ValueError("The run took no step: there is no chart to save.")
+    if step is not None and step >= len(trace.steps):
+        raise ValueError(f"--chart-step {step}: the run has steps 0 to {len(trace.steps) - 1}.")
+    record = trace.steps[-1 if step is None else step]
+    try:
+        plots.save_distribution(record, path)
+    except OSError as e:
+        raise ValueError(f"Could not write the chart to {path}: {e.strerror or e}.") from e
+    _stderr(f"saved step {record.step}'s distribution chart to {path}")
 
 
 def _describe(trace, prompt_text: str, table: bool = True) -> str:

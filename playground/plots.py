@@ -20,7 +20,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from pathlib import Path
 
+from matplotlib import rc_context
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.collections import LineCollection, PatchCollection
 from matplotlib.lines import Line2D
@@ -30,7 +33,8 @@ from matplotlib.ticker import FuncFormatter, MaxNLocator
 from matplotlib.transforms import offset_copy
 
 from .records import Candidate, Exploration, StepRecord, Trace
-from .views import FinalBeam, _num, _pct, beam_parents, final_beams, token_label
+from .views import (LABEL_CHARS, LOG_FLOOR, FinalBeam, after_knobs, axis_labels, beam_parents,
+                    chart_candidates, distribution_title, final_beams, short_label, token_label, top_p_applies)  # fmt: skip
 
 __all__ = [
     "RAW",
@@ -46,6 +50,7 @@ __all__ = [
     "DistributionData",
     "distribution_data",
     "distribution_figure",
+    "save_distribution",
     "trajectory_figure",
     "temperature_figure",
     "knobs_figure",
@@ -98,36 +103,7 @@ LINE_IN = SMALL * 1.45 / 72  # inches per line of SMALL text
 TITLE_IN = 2 * FONT * 1.35 / 72 + 0.2  # a two-line title
 AXIS_IN = 0.62  # tick labels and an axis label below the plot
 ROW_IN = 0.38  # inches per token row of the distribution chart
-LABEL_CHARS = 18  # a token label longer than this is shortened in the middle
-LOG_FLOOR = 1e-4  # the log scale's left edge
 TEMPERATURE_TOKENS = 12  # tokens per temperature panel (the rest join "all others")
-
-
-def short_label(text: str, max_chars: int = LABEL_CHARS) -> str:
-    """`text` shortened in the middle ("␣extraordin…arily") when longer than `max_chars`: its start and end
-    both stay visible. The full token stays on the record (and in the tables and tooltips)."""
-    if len(text) <= max_chars:
-        return text
-    head = max_chars // 2
-    tail = max_chars - 1 - head
-    return text[:head] + "…" + (text[-tail:] if tail else "")
-
-
-def axis_labels(candidates: list[Candidate], max_chars: int = LABEL_CHARS) -> list[str]:
-    """Visible, shortened and unique labels: tokens that label the same get their token id appended."""
-    labels = [short_label(token_label(c.token), max_chars) for c in candidates]
-    counts: dict[str, int] = {}
-    for label in labels:
-        counts[label] = counts.get(label, 0) + 1
-    out = [f"{label} #{c.token_id}" if counts[label] > 1 else label for label, c in zip(labels, candidates)]
-    seen: dict[str, int] = {}  # a label may still collide with another token's "x #id" form: number it
-    for i, label in enumerate(out):
-        if label in seen:
-            seen[label] += 1
-            out[i] = f"{label} ({seen[label]})"
-        else:
-            seen[label] = 1
-    return out
 
 
 _PERCENT = FuncFormatter(lambda x, _: f"{100 * x:.0f}%" if x >= 0.01 or x == 0 else f"{100 * x:.2g}%")
@@ -203,43 +179,30 @@ class DistributionData:
     after: list[float]  # after every knob; for a greedy step, 1 on the argmax and 0 elsewhere (what it picks)
     cut_by: list[str | None]  # the knob that removed each token, or None
     cumulative: list[float] | None  # top-p's running sum (over what top-p sees), when top-p was on
+    # ... and the sum above each row (the start of its step); an extra row the record does not hold has None in both
+    cumulative_start: list[float | None] | None
+    extra: bool  # the last row is the chosen token, appended because it ranks below `max_tokens`
     top_p: float | None  # the threshold drawn, when top-p was on
     chosen: int  # the row of the token the step took
     forced: bool
     greedy: bool
 
 
-def _candidates_shown(record: StepRecord, max_tokens: int) -> list[Candidate]:
-    """The record's candidates in the order the truncation knobs see them (probability after penalty and
-    temperature; for sampling with no penalty this is the model's own order), the first `max_tokens`, plus the
-    chosen token when it ranks lower (or outside the record's candidates, from the record's own numbers)."""
-    ranked = sorted(record.top, key=lambda c: (-c.shaped_prob, c.rank))
-    shown = ranked[:max_tokens]
-    if all(c.token_id != record.token_id for c in shown):
-        extra = next((c for c in ranked if c.token_id == record.token_id), None)
-        if extra is None:
-            extra = Candidate(
-                token_id=record.token_id, token=record.token, rank=len(ranked), logit=float("nan"),
-                raw_prob=record.raw_prob, shaped_prob=record.prob, prob=record.prob, kept=True, cut_by=None,
-            )  # fmt: skip
-        shown.append(extra)
-    return shown
-
-
 def distribution_data(record: StepRecord, max_tokens: int = 15) -> DistributionData:
     """The rows, bars, cut marks, cumulative line and highlighted token of `distribution_figure`."""
-    cands = _candidates_shown(record, max(1, int(max_tokens)))
+    cands = chart_candidates(record, max(1, int(max_tokens)))
     cfg = record.config
     greedy = cfg.is_greedy  # greedy, or sampling at temperature 0
-    if greedy:  # after the knobs a greedy step is certain: the token its argmax picks, whatever was forced
-        pick = max(record.top, key=lambda c: (c.prob, -c.rank)).token_id if record.top else record.token_id
-        after = [1.0 if c.token_id == pick else 0.0 for c in cands]
-    else:
-        after = [c.prob if c.kept else 0.0 for c in cands]
-    top_p_on = cfg.strategy == "sample" and not greedy and cfg.top_p < 1
-    cumulative = None
-    if top_p_on and all(c.cumulative is not None for c in cands):
+    after = after_knobs(record, cands)  # for a greedy step, the one-hot choice its argmax makes
+    top_p_on = top_p_applies(cfg)
+    extra = len(cands) > max(1, int(max_tokens))
+    cumulative = start = None
+    regular = cands[: len(cands) - extra]
+    if top_p_on and all(c.cumulative is not None for c in regular):
         cumulative = [c.cumulative for c in cands]
+        ordered = sorted(record.top, key=lambda c: (-c.shaped_prob, c.rank))  # the running sum's order
+        above = {c.token_id: (ordered[i - 1].cumulative if i else 0.0) for i, c in enumerate(ordered)}
+        start = [above.get(c.token_id) if c.cumulative is not None else None for c in cands]
     return DistributionData(
         candidates=cands,
         labels=axis_labels(cands),
@@ -247,6 +210,8 @@ def distribution_data(record: StepRecord, max_tokens: int = 15) -> DistributionD
         after=after,
         cut_by=[None if c.kept else c.cut_by for c in cands],
         cumulative=cumulative,
+        cumulative_start=start,
+        extra=extra,
         top_p=cfg.top_p if top_p_on else None,
         chosen=next(i for i, c in enumerate(cands) if c.token_id == record.token_id),
         forced=record.forced,
@@ -308,8 +273,13 @@ def distribution_figure(record: StepRecord, max_tokens: int = 15, log_scale: boo
             handles.append(Patch(facecolor=color, alpha=0.3, edgecolor=color, label=f"cut by {KNOB_NAMES[knob]}"))
 
     if d.cumulative is not None:  # a staircase: row i spans from the mass above it to its running sum
-        (line,) = ax.plot([0.0, *d.cumulative], [0, *ys], color=CUMULATIVE, marker="o", markersize=4, markevery=slice(1, None),
-                          linewidth=1.6, drawstyle="steps-pre", label="cumulative (what top-p sees)", gid="cumulative")  # fmt: skip
+        k = n - d.extra  # an extra row (the chosen token, ranked lower) gets its own step, apart
+        (line,) = ax.plot([0.0, *d.cumulative[:k]], [0, *ys[:k]], color=CUMULATIVE, marker="o", markersize=4,
+                          markevery=slice(1, None), linewidth=1.6, drawstyle="steps-pre",
+                          label="cumulative (what top-p sees)", gid="cumulative")  # fmt: skip
+        if d.extra and d.cumulative[-1] is not None:
+            ax.plot([d.cumulative_start[-1], d.cumulative[-1]], [n - 1, n - 1], color=CUMULATIVE, marker="o",
+                    markersize=4, markevery=[1], linewidth=1.6, gid="cumulative-extra")  # fmt: skip
         ax.axvline(d.top_p, color=CUMULATIVE, linestyle="--", linewidth=1.2, gid="top_p")
         ax.text(d.top_p, -0.62, f"top-p = {d.top_p:g} ", color=CUMULATIVE, fontsize=SMALL, ha="right", va="bottom")
         handles.append(line)
@@ -326,18 +296,31 @@ def distribution_figure(record: StepRecord, max_tokens: int = 15, log_scale: boo
 
     ax.set_ylim(n - 0.5, -0.5 - (0.6 if d.cumulative is not None else 0))  # top row first
 
-    token = short_label(token_label(record.token), 24)
-    prob = f"model {_pct(record.raw_prob, 1)}" if d.greedy else f"{_pct(record.prob, 1)} after knobs"
-    if pending:
-        head = f"Next step ({record.step}, not taken yet): {word} {token} ({prob})"
-    else:
-        head = f"Step {record.step}: {'forced' if d.forced else 'chose'} {token} ({prob})"
-    after_h = "0 (greedy takes the top token)" if d.greedy else _num(record.entropy, ".2f")
-    ax.set_title(f"{head}\nentropy {_num(record.entropy_raw, '.2f')} → {after_h} nats (raw → after knobs)", fontsize=FONT,
-                 loc="left", parse_math=False)  # fmt: skip
+    head, entropy = distribution_title(record, pending)
+    ax.set_title(f"{head}\n{entropy}", fontsize=FONT, loc="left", parse_math=False)
     if legend:
         _legend(fig, handles, ncols)
     return fig
+
+
+CHART_FORMATS = ("png", "svg")
+
+
+def save_distribution(record: StepRecord, path, fmt: str | None = None, max_tokens: int = 15, log_scale: bool = False,
+                      pending: bool = False, dpi: int = 200) -> str:  # fmt: skip
+    """One step's distribution chart, with its legend, written to `path` for a slide or a handout: PNG (at `dpi`,
+    sharp on a projector) or SVG (text kept as text, searchable and editable). `fmt` defaults to the path's
+    suffix. Returns the format written. A format other than png or svg raises ValueError."""
+    if fmt is None:
+        fmt = Path(path).suffix
+    fmt = fmt.lower().lstrip(".")
+    if fmt not in CHART_FORMATS:
+        raise ValueError(f"The chart is saved as .png or .svg, not {fmt or 'a file without a suffix'!r}.")
+    fig = distribution_figure(record, max_tokens=max_tokens, log_scale=log_scale, pending=pending, legend=True)
+    FigureCanvasAgg(fig)  # a canvas of its own: no pyplot, no global state
+    with rc_context({"svg.fonttype": "none"}):  # SVG text as text (read when saving; PNG ignores it)
+        fig.savefig(path, format=fmt, dpi=dpi, facecolor="white")
+    return fmt
 
 
 def _emptied(fig: Figure, height: float):

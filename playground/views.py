@@ -9,6 +9,7 @@ Everything here is a pure function of `records` objects (StepRecord, Trace) and 
     compare_html       one card per strategy: continuation, log-probability, perplexity, speed, finish reason
     final_beams        beam search's final hypotheses (generate()'s returned sequences), best first, with their paths
     final_beams_table  the same as a table: rank, text, length, score, sum log-probability, winner
+    distribution_chart_data  one step's distribution as the data the page's live chart draws (JSON-ready)
     trace_json         the full export of one or more traces
 
 Every string the model or the user produced (prompt, tokens, model names, errors) is passed through
@@ -29,7 +30,7 @@ from dataclasses import dataclass, replace
 
 import pandas as pd
 
-from .records import StepRecord, Trace
+from .records import Candidate, StepRecord, Trace
 
 __all__ = [
     "token_label",
@@ -44,6 +45,13 @@ __all__ = [
     "final_beams",
     "final_beams_table",
     "chart_legend_html",
+    "short_label",
+    "axis_labels",
+    "chart_candidates",
+    "after_knobs",
+    "distribution_title",
+    "distribution_chart_data",
+    "distribution_chart_json",
     "trace_json",
 ]
 
@@ -436,6 +444,210 @@ def chart_legend_html(entries: Iterable[tuple[str, str, str]]) -> str:
         for label, color, mark in entries
     )
     return f'<div class="dp-chart-legend" style="font-size:13px;line-height:1.9">{items}</div>'
+
+
+# ----------------------------------------------------------------------------------------------------------
+# One step's distribution, as data: what the page's live chart and plots.distribution_figure draw
+
+LABEL_CHARS = 18  # a token label longer than this is shortened in the middle
+KNOB_NAMES = {"top_k": "top-k", "top_p": "top-p", "min_p": "min-p"}
+# The colours that carry meaning, the same in every chart (plots.py exports them under its own names)
+CHART_COLORS = {
+    "raw": "#5b8fd0",  # the model's own probabilities
+    "after": "#f28e2b",  # after the knobs
+    "top_k": "#6b7280",  # cut by top-k
+    "top_p": "#7b4fb8",  # cut by top-p; also top-p's running sum
+    "min_p": "#b45309",  # cut by min-p
+    "chosen": "#111827",  # outline of the token the step took
+    "forced": "#7c3aed",  # ... when the user forced it
+}
+LOG_FLOOR = 1e-4  # the log scale's left edge
+# What the visible stand-ins of token_label mean, for a chart's legend
+STAND_INS = (("␣", "a space"), ("↵", "a new line"), ("⇥", "a tab"), ("∅", "an empty token"))
+
+
+def short_label(text: str, max_chars: int = LABEL_CHARS) -> str:
+    """`text` shortened in the middle ("␣extraordin…arily") when longer than `max_chars`: its start and end
+    both stay visible. The full token stays on the record (and in the tables and tooltips)."""
+    if len(text) <= max_chars:
+        return text
+    head = max_chars // 2
+    tail = max_chars - 1 - head
+    return text[:head] + "…" + (text[-tail:] if tail else "")
+
+
+def axis_labels(candidates, max_chars: int = LABEL_CHARS) -> list[str]:
+    """Visible, shortened and unique labels: tokens that label the same get their token id appended."""
+    labels = [short_label(token_label(c.token), max_chars) for c in candidates]
+    counts: dict[str, int] = {}
+    for label in labels:
+        counts[label] = counts.get(label, 0) + 1
+    out = [f"{label} #{c.token_id}" if counts[label] > 1 else label for label, c in zip(labels, candidates)]
+    seen: dict[str, int] = {}  # a label may still collide with another token's "x #id" form: number it
+    for i, label in enumerate(out):
+        if label in seen:
+            seen[label] += 1
+            out[i] = f"{label} ({seen[label]})"
+        else:
+            seen[label] = 1
+    return out
+
+
+def chart_candidates(record: StepRecord, max_tokens: int) -> list[Candidate]:
+    """The record's candidates in the order the truncation knobs see them (probability after penalty and
+    temperature; for sampling with no penalty this is the model's own order), the first `max_tokens`, plus the
+    chosen token when it ranks lower (or outside the record's candidates, from the record's own numbers)."""
+    ranked = sorted(record.top, key=lambda c: (-c.shaped_prob, c.rank))
+    shown = ranked[:max_tokens]
+    if all(c.token_id != record.token_id for c in shown):
+        extra = next((c for c in ranked if c.token_id == record.token_id), None)
+        if extra is None:
+            extra = Candidate(
+                token_id=record.token_id, token=record.token, rank=len(ranked), logit=float("nan"),
+                raw_prob=record.raw_prob, shaped_prob=record.prob, prob=record.prob, kept=True, cut_by=None,
+            )  # fmt: skip
+        shown.append(extra)
+    return shown
+
+
+def after_knobs(record: StepRecord, candidates: list[Candidate]) -> list[float]:
+    """Each candidate's probability after the knobs, as the charts draw it: what the sampler draws from (0 where
+    cut); for a greedy step (or temperature 0) the choice itself, 1 on the argmax and 0 elsewhere, whatever was
+    forced."""
+    if record.config.is_greedy:
+        pick = max(record.top, key=lambda c: (c.prob, -c.rank)).token_id if record.top else record.token_id
+        return [1.0 if c.token_id == pick else 0.0 for c in candidates]
+    return [c.prob if c.kept else 0.0 for c in candidates]
+
+
+def top_p_applies(config) -> bool:
+    """Top-p shapes the step: sampling (above temperature 0) with p below 1."""
+    return config.strategy == "sample" and not config.is_greedy and config.top_p < 1
+
+
+def distribution_title(record: StepRecord, pending: bool = False) -> tuple[str, str]:
+    """A distribution chart's title as two lines: what the step took (or, `pending`, would take) and with what
+    probability, then the entropy before and after the knobs."""
+    greedy = record.config.is_greedy
+    token = short_label(token_label(record.token), 24)
+    prob = f"model {_pct(record.raw_prob, 1)}" if greedy else f"{_pct(record.prob, 1)} after knobs"
+    if pending:
+        head = f"Next step ({record.step}, not taken yet): {'will pick' if greedy else 'would draw'} {token} ({prob})"
+    else:
+        head = f"Step {record.step}: {'forced' if record.forced else 'chose'} {token} ({prob})"
+    if greedy:
+        return head, f"entropy {_num(record.entropy_raw, '.2f')} → 0 nats (raw → after knobs: greedy takes the top token)"
+    return head, f"entropy {_num(record.entropy_raw, '.2f')} → {_num(record.entropy, '.2f')} nats (raw → after knobs)"
+
+
+def _chart_legend(record: StepRecord, rows: list[dict], top_p: float | None, forceable: bool) -> list[dict]:
+    """The legend of one step's chart, worded for the strategy in use: each entry {key, label, color, mark}."""
+    cfg = record.config
+    mode = cfg.generation_mode
+    c = CHART_COLORS
+    after = {
+        "greedy": "after the knobs: greedy takes the most likely token (100 %)",
+        "sample": "after the knobs: what the draw picks from",
+        "beam": "after the repetition penalty: what beam search scores",
+    }[mode]
+    legend = [{"key": "raw", "label": "the model's own probability", "color": c["raw"], "mark": "bar"},
+              {"key": "after", "label": after, "color": c["after"], "mark": "bar"}]  # fmt: skip
+    if mode == "sample":
+        on = {"top_k": cfg.top_k > 0, "top_p": cfg.top_p < 1, "min_p": cfg.min_p > 0}
+        setting = {"top_k": f"k = {cfg.top_k}", "top_p": f"p = {cfg.top_p:g}", "min_p": f"min-p = {cfg.min_p:g}"}
+        for knob in ("top_k", "top_p", "min_p"):
+            if on[knob] or any(r["cut_by"] == knob for r in rows):
+                legend.append({"key": f"cut:{knob}", "label": f"shaded: cut by {KNOB_NAMES[knob]} ({setting[knob]})",
+                               "color": c[knob], "mark": "shade"})  # fmt: skip
+    if top_p is not None:
+        legend.append({"key": "cumulative", "label": "purple steps: top-p's running sum (what top-p sees); "
+                       f"dashed: p = {top_p:g}, a row is kept while the sum above it is below p",
+                       "color": c["top_p"], "mark": "line"})  # fmt: skip
+    legend.append({"key": "chosen", "label": "outlined: the token the step took", "color": c["chosen"],
+                   "mark": "outline"})  # fmt: skip
+    if record.forced or forceable:
+        legend.append({"key": "forced", "label": "violet outline: a token you forced", "color": c["forced"],
+                       "mark": "outline"})  # fmt: skip
+    return legend
+
+
+def distribution_chart_data(record: StepRecord, top_n: int = 15, log_scale: bool = False, pending: bool = False,
+                            force_words: str | None = None) -> dict:  # fmt: skip
+    """What the page's live distribution chart draws for one step, as JSON-ready data (every number is the
+    record's; only the choice of rows and the words are made here):
+
+    rows        the first `top_n` candidates in the order the truncation knobs see them, then the chosen token
+                when it ranks lower ("extra": true). Each: token (the real text), text (its `token_label`),
+                label (the same shortened in the middle, unique among the rows), token_id, rank (by the model's logit, 0 = its favourite), raw
+                (the model's probability), after (after the knobs; greedy: 1 on the argmax, else 0), kept,
+                cut_by ("top_k", "top_p", "min_p" or null), cumulative_start and cumulative (top-p's running sum
+                before and at this token, over the distribution top-p sees; null when top-p is off), chosen,
+                forced, extra
+    rest        the probability of every token not in the rows: {"raw": ..., "after": ...}
+    title       [what the step took, the entropy line]; step, pending, forced, strategy (generate()'s mode:
+                greedy, sample or beam), greedy
+    top_p       the threshold of the dashed line, or null when top-p does not apply
+    log_scale   and log_floor (the log axis' left edge)
+    legend      [{key, label, color, mark}], worded for the strategy, plus stand_ins: what ␣, ↵ ... mean
+    force       {"enabled", "words"}: whether a click on a row may take that token (not for beam search), and
+                what it does ("Use this token as the next step"; `force_words` overrides)
+    colors      the colours that carry meaning (CHART_COLORS)
+    """
+    if isinstance(top_n, bool) or not isinstance(top_n, int) or top_n < 1:
+        raise ValueError(f"top_n must be an integer >= 1, got {top_n!r}.")
+    cfg = record.config
+    cands = chart_candidates(record, top_n) if record.top else []
+    after = after_knobs(record, cands)
+    labels = axis_labels(cands)
+    top_p = cfg.top_p if top_p_applies(cfg) else None
+    ordered = sorted(record.top, key=lambda c: (-c.shaped_prob, c.rank))  # top-p's order: the running sum's
+    before = {c.token_id: (ordered[i - 1].cumulative if i else 0.0) for i, c in enumerate(ordered)}
+    rows = []
+    for i, (c, label, a) in enumerate(zip(cands, labels, after)):
+        cumulative = c.cumulative if top_p is not None else None
+        rows.append({
+            "token": c.token, "label": label, "text": token_label(c.token), "token_id": c.token_id, "rank": c.rank, "raw": c.raw_prob,
+            "after": a, "kept": bool(c.kept), "cut_by": None if c.kept else c.cut_by,
+            "cumulative_start": before.get(c.token_id) if cumulative is not None else None,
+            "cumulative": cumulative,
+            "chosen": c.token_id == record.token_id, "forced": bool(record.forced and c.token_id == record.token_id),
+            "extra": i >= top_n,
+        })  # fmt: skip
+    head, entropy = distribution_title(record, pending)
+    forceable = cfg.generation_mode != "beam"
+    used = {ch for r in rows for ch in r["label"]}
+    stand_ins = [{"mark": m, "means": means} for m, means in STAND_INS if m in ("␣", "↵") or m in used]
+    return _json_safe({
+        "step": record.step,
+        "pending": bool(pending),
+        "forced": bool(record.forced),
+        "strategy": cfg.generation_mode,
+        "greedy": cfg.is_greedy,
+        "title": [head, entropy],
+        "entropy": {"raw": record.entropy_raw, "after": 0.0 if cfg.is_greedy else record.entropy},
+        "rows": rows,
+        "rest": {"raw": max(0.0, 1.0 - sum(r["raw"] for r in rows)),
+                 "after": max(0.0, 1.0 - sum(r["after"] for r in rows))},
+        "top_p": top_p,
+        "log_scale": bool(log_scale),
+        "log_floor": LOG_FLOOR,
+        "legend": _chart_legend(record, rows, top_p, forceable),
+        "stand_ins": stand_ins,
+        "force": {"enabled": forceable,
+                  "words": force_words or ("Use this token as the next step" if pending
+                                           else f"Replace step {record.step} with this token")},
+        "colors": dict(CHART_COLORS),
+    })  # fmt: skip
+
+
+def distribution_chart_json(record: StepRecord | None, top_n: int = 15, log_scale: bool = False,
+                            pending: bool = False, force_words: str | None = None) -> str:  # fmt: skip
+    """`distribution_chart_data` as the JSON string the page's live chart takes as its value ("" before any
+    step: the chart shows a hint)."""
+    if record is None:
+        return ""
+    data = distribution_chart_data(record, top_n, log_scale=log_scale, pending=pending, force_words=force_words)
+    return json.dumps(data, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
 
 def error_html(message: str) -> str:

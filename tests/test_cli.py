@@ -67,6 +67,8 @@ def test_generate_text_output_has_a_step_table(tiny_model_dir):
         (["--prompt", "hi", "--top-k", "many"], "invalid int"),
         (["--prompt", "hi", "--model", "/no/such/folder"], "not a folder"),
         (["--prompt", "hi", "--model", "no-such-org/no-such-model"], "'no-such-org/no-such-model'"),
+        (["--prompt", "hi", "--chart", "step.jpg"], "--chart saves .png or .svg"),
+        (["--prompt", "hi", "--chart-step", "1"], "--chart-step needs --chart"),
     ],
 )
 def test_bad_input_exits_nonzero_with_one_line(flags, fragment):
@@ -83,7 +85,7 @@ def test_help_lists_every_flag():
     assert r.returncode == 0
     for flag in ("--prompt", "--model", "--device", "--strategy", "--max-new-tokens", "--temperature", "--top-k",
                  "--top-p", "--min-p", "--repetition-penalty", "--num-beams", "--length-penalty", "--early-stopping",
-                 "--seed", "--top-n", "--chat", "--system", "--json"):
+                 "--seed", "--top-n", "--chat", "--system", "--json", "--chart", "--chart-step"):
         assert flag in r.stdout
 
 
@@ -160,3 +162,25 @@ def test_compare_with_the_largest_seed_and_two_samples(tiny_model_dir):
     assert r.returncode == 0, r.stderr
     d = json.loads(r.stdout)
     assert [d["sample"]["settings"]["seed"], d["sample 2"]["settings"]["seed"]] == [2**63 - 1, 0]
+
+
+def test_generate_saves_a_steps_chart_for_slides(tiny_model_dir, tmp_path):
+    """--chart PATH saves the last step's distribution chart (--chart-step N another's) as PNG or SVG; a step the
+    run does not have exits 2 with one line."""
+    svg = tmp_path / "step1.svg"
+    r = run_cli("generate", "--model", tiny_model_dir, "--prompt", "The quick", "--strategy", "sample", "--top-p", "0.8",
+                "--max-new-tokens", "3", "--json", "--chart", str(svg), "--chart-step", "1")
+    assert r.returncode == 0, r.stderr
+    step = json.loads(r.stdout)["steps"][1]
+    text = svg.read_text(encoding="utf-8")
+    assert "<svg" in text and "Step 1: chose" in text and "top-p = 0.8" in text
+    assert f"saved step 1's distribution chart to {svg}" in r.stderr
+    assert f"{100 * step['prob']:.1f}% after knobs" in text  # the title names the step's own token and probability
+    png = tmp_path / "last.png"
+    r = run_cli("generate", "--model", tiny_model_dir, "--prompt", "The quick", "--max-new-tokens", "2", "--chart", str(png))
+    assert r.returncode == 0, r.stderr
+    assert png.read_bytes().startswith(b"\x89PNG")
+    assert "saved step 1's" in r.stderr
+    r = run_cli("generate", "--model", tiny_model_dir, "--prompt", "The quick", "--max-new-tokens", "2", "--chart",
+                str(png), "--chart-step", "5")
+    assert r.returncode == 2 and "the run has steps 0 to 1" in r.stderr and "Traceback" not in r.stderr

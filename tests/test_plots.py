@@ -530,3 +530,42 @@ def test_temperature_comparison_of_seed_002_is_softmax_of_logits_over_t(smol_eng
         assert widths[:-1] == pytest.approx(p[top].tolist(), abs=1e-4)
         assert widths[-1] == pytest.approx(1 - float(p[top].sum()), abs=1e-4)  # every other token
     assert tick_labels(fig)[0] == "␣Paris"
+
+
+def test_a_chosen_token_ranked_lower_keeps_top_ps_line_in_the_figure(tiny_engine):
+    """The surprising draw a teacher wants on a slide: forced from below the rows shown, its row is appended and
+    top-p's line is still drawn, over the rows above and, apart, on the extra row (issue 19)."""
+    settings = dict(temperature=1.5, top_k=6, top_p=0.5)
+    ranked = sorted(run(tiny_engine, **settings).steps[0].top, key=lambda c: (-c.shaped_prob, c.rank))
+    config = DecodingConfig(strategy="sample", seed=1, max_new_tokens=1, top_n=15, **settings)
+    record = tiny_engine.start(tiny_engine.encode(PROMPT, chat=False), config).step(force_token=ranked[12].token_id)
+    d = plots.distribution_data(record, max_tokens=8)
+    assert d.extra and d.candidates[-1].token_id == ranked[12].token_id
+    fig = plots.distribution_figure(record, max_tokens=8)
+    (line,) = by_gid(fig, "cumulative")
+    assert list(line.get_xdata())[1:] == pytest.approx([c.cumulative for c in ranked[:8]])
+    (extra,) = by_gid(fig, "cumulative-extra")
+    assert list(extra.get_xdata()) == pytest.approx([ranked[11].cumulative, ranked[12].cumulative])
+    assert list(extra.get_ydata()) == [8, 8]
+    outside = dataclasses.replace(record, token_id=99_999, token="zz", forced=True)
+    assert by_gid(plots.distribution_figure(outside, max_tokens=8), "cumulative")  # the rows shown keep it
+
+
+@pytest.mark.parametrize("suffix", ["png", "svg"])
+def test_a_steps_chart_saves_for_slides(session, tmp_path, suffix):
+    record = session.steps[0]
+    path = tmp_path / f"step.{suffix}"
+    assert plots.save_distribution(record, path) == suffix
+    data = path.read_bytes()
+    if suffix == "png":
+        assert data.startswith(b"\x89PNG")
+        from PIL import Image
+
+        assert Image.open(path).size[0] == 1600  # 8 in at 200 dpi: sharp on a projector
+    else:
+        text = data.decode("utf-8")
+        assert text.lstrip().startswith("<?xml") and "<svg" in text
+        for label in plots.distribution_data(record).labels:  # text kept as text
+            assert f">{label.replace('&', '&amp;').replace('<', '&lt;')}<" in text
+    with pytest.raises(ValueError, match="png or .svg"):
+        plots.save_distribution(record, tmp_path / "step.jpg")
