@@ -34,25 +34,25 @@ def test_step_force_run_compare_and_permalink(app_url, page_factory):
     prompt.fill("The quick brown fox")
 
     # Before any Step, the next token's distribution is drawn; picking an example prompt redraws it.
-    page.wait_for_selector("#dp-dist img")
-    first = page.get_attribute("#dp-dist img", "src")
+    page.wait_for_selector("#dp-dist .dp-lc-row")
+    first = page.text_content("#dp-dist .dp-lc-sr")
     page.get_by_text("Facts", exact=True).click()
-    page.wait_for_function(f"document.querySelector('#dp-dist img').src !== {first!r}")
+    page.wait_for_function(f"document.querySelector('#dp-dist .dp-lc-sr').textContent !== {first!r}")
     prompt.fill("The quick brown fox")
     # A knob redraws it without taking a step.
     page.wait_for_function("() => !document.querySelector('#dp-text [data-step]')")
-    before = page.get_attribute("#dp-dist img", "src")
+    before = page.text_content("#dp-dist .dp-lc-sr")
     page.get_by_label("sample").check()
     page.focus("#dp-temperature input[type=range]")
     page.keyboard.press("ArrowRight")
-    page.wait_for_function(f"document.querySelector('#dp-dist img').src !== {before!r}")
+    page.wait_for_function(f"document.querySelector('#dp-dist .dp-lc-sr').textContent !== {before!r}")
     assert page.locator("#dp-text [data-step]").count() == 0  # no step was taken
     page.get_by_label("greedy").check()
 
     page.click("#dp-step")
     page.wait_for_selector("#dp-text [data-step='0']")
     assert "The quick brown fox" in _tokens_text(page)
-    page.wait_for_selector("#dp-dist img")  # the distribution chart is drawn
+    page.wait_for_selector("#dp-dist .dp-lc-row")  # the distribution chart is drawn
     page.wait_for_function(f"{ROWS_JS} === 1")
 
     page.click("#dp-step-n")  # N defaults to 5
@@ -92,11 +92,11 @@ def test_step_force_run_compare_and_permalink(app_url, page_factory):
     page.wait_for_function(f"{ROWS_JS} > 6")  # the table comes with the run's last update
 
     # Clicking a generated token inspects its step: outlined in the text, its chart shown.
-    chart = page.get_attribute("#dp-dist img", "src")
+    chart = page.text_content("#dp-dist .dp-lc-sr")
     page.click("#dp-text [data-step='2']")
     page.wait_for_selector("#dp-text .dp-selected[data-step='2']")
     page.wait_for_function("document.querySelector('#dp-status').innerText.includes('step 2:')")
-    page.wait_for_function(f"document.querySelector('#dp-dist img').src !== {chart!r}")
+    page.wait_for_function(f"document.querySelector('#dp-dist .dp-lc-sr').textContent !== {chart!r}")
 
     # Compare: greedy, beam and sampled cards, and the beam tree.
     page.get_by_role("tab", name="Compare").click()

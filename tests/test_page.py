@@ -23,7 +23,7 @@ def _open(page_factory, app_url, width=1440, height=1000):
     page.set_viewport_size({"width": width, "height": height})
     page.set_default_timeout(TIMEOUT_MS)
     page.goto(app_url)
-    page.wait_for_selector("#dp-dist img")
+    page.wait_for_selector("#dp-dist .dp-lc-row")
     return page
 
 
@@ -92,7 +92,7 @@ def test_the_end_of_a_run_says_why_and_a_refused_step_keeps_every_output(app_url
     assert page.input_value("#dp-max-new input[type=number]") == "20"
 
     # A refused Step: a model id that does not exist
-    text, chart = _tokens(page), page.get_attribute("#dp-dist img", "src")
+    text, chart = _tokens(page), page.text_content("#dp-dist .dp-lc-sr")
     rows = page.evaluate("document.querySelector('#dp-table [role=grid]').getAttribute('aria-rowcount')")
     model = page.locator("#dp-model input")
     model.fill("no-such-org/no-such-model-4242")
@@ -102,7 +102,7 @@ def test_the_end_of_a_run_says_why_and_a_refused_step_keeps_every_output(app_url
     time.sleep(1.0)  # anything that would change has changed by now
     assert page.locator(".toast-body").count() == 1
     assert "no-such-model-4242" in page.inner_text(".toast-body")
-    assert _tokens(page) == text and page.get_attribute("#dp-dist img", "src") == chart
+    assert _tokens(page) == text and page.text_content("#dp-dist .dp-lc-sr") == chart
     assert page.evaluate("document.querySelector('#dp-table [role=grid]').getAttribute('aria-rowcount')") == rows
     assert page.locator(".error").count() == 0  # no output wears an error badge
     page.close()
@@ -252,4 +252,51 @@ def test_stop_ends_a_streamed_run_within_a_step(app_url, page_factory):
     assert not page.is_disabled("#dp-step")  # stopped, not finished: Step carries on
     n = int(status.split("Stopped after ")[1].split()[0])
     assert n < 512 and waited < 10, (n, waited)
+    page.close()
+
+
+def _chart_rows(page) -> list[list[str]]:
+    """The live chart's text alternative (what a screen reader reads): one row per token, then the rest."""
+    return page.evaluate("[...document.querySelectorAll('#dp-dist .dp-lc-sr tbody tr')]"
+                         ".map((tr) => [tr.dataset.tokenId || 'rest', ...[...tr.children].map((c) => c.textContent)])")
+
+
+def test_the_chart_drawn_in_the_page_shows_the_records_numbers_and_a_click_takes_a_token(app_url, page_factory):
+    """Issue 19: the chart is drawn by the browser from the step's data. Its numbers are the records' (checked
+    against the run replayed from the page's own permalink), and a click on a row forces that token, as the
+    force button does, with Undo bringing the step back."""
+    from urllib.parse import parse_qs, urlsplit
+
+    from playground import ui
+
+    page = _open(page_factory, app_url)
+    _set_number(page, "dp-max-new", 8)
+    page.wait_for_function(PENDING_JS)
+    for n in (1, 2):
+        page.click("#dp-step")
+        page.wait_for_selector(f"#dp-text [data-step='{n - 1}']")
+    run, _ = ui.replay(ui.decode_permalink(parse_qs(urlsplit(_link_of_the_run(page, 2)).query)["run"][0]))
+    record = run.steps[-1]
+    page.wait_for_function("document.querySelector('#dp-dist .dp-lc-sr caption').textContent.startsWith('Step 1')")
+    rows = _chart_rows(page)
+    top = {c.token_id: c for c in record.top}
+    shown = [r for r in rows if r[0] != "rest"]
+    assert len(shown) >= 5 and all(int(r[0]) in top for r in shown)
+    for token_id, _, _, raw, after, *_ in shown:
+        assert raw == f"{100 * top[int(token_id)].raw_prob:.2f}%" and after == f"{100 * top[int(token_id)].prob:.2f}%"
+    assert [r[0] for r in shown if r[-1] == "chosen"] == [str(record.token_id)]
+    # every label is legible: at least 14 px
+    sizes = page.evaluate("[...document.querySelectorAll('#dp-dist .dp-lc-label')].map((e) => parseFloat(getComputedStyle(e).fontSize))")
+    assert sizes and min(sizes) >= 14
+
+    other = next(int(r[0]) for r in shown if r[-1] != "chosen" and r[4] != "0.00%")
+    before = _tokens(page)
+    page.click(f"#dp-dist .dp-lc-row[data-token-id='{other}']")
+    page.wait_for_selector("#dp-text .dp-forced[data-step='1']")
+    page.wait_for_function(f"{STATUS_JS}.includes('Replaced step 1')")
+    assert page.text_content("#dp-text .dp-forced[data-step='1']") != "" and _tokens(page) != before
+    page.wait_for_function(PENDING_JS)
+    page.click("#dp-undo")
+    page.wait_for_function("!document.querySelector('#dp-text .dp-forced')")
+    page.wait_for_function(f"document.querySelector('#dp-text .dp-tokens').innerText === {before!r}")
     page.close()

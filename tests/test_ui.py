@@ -11,7 +11,7 @@ import gradio as gr
 import pytest
 from gradio.components.plot import PlotData
 
-from playground import plots, ui
+from playground import plots, ui, views
 from playground.config import DecodingConfig
 from playground.hosting import DEFAULT_HUB_MODEL, HostingPolicy
 from playground.loading import ModelLoadError
@@ -66,26 +66,45 @@ def test_trajectory_is_drawn_while_its_tab_is_open(app):
     assert step(state)[4] == gr.skip()
 
 
-def decoded(chart: PlotData) -> bytes:
-    """The RGBA pixels of a rendered chart, as the browser decodes them."""
-    from PIL import Image
+def chart(value: str) -> dict:
+    """The live chart's data, as the page's script reads it."""
+    assert isinstance(value, str) and value
+    return json.loads(value)
 
-    return Image.open(io.BytesIO(base64.b64decode(chart.plot.split(",", 1)[1]))).convert("RGBA").tobytes()
 
-
-def test_the_page_chart_is_the_figure_as_matplotlib_saves_it(app):
-    """Each Step's chart is drawn in a chart kept from an earlier one and encoded as RGB: the picture must be the
-    figure's own, pixel for pixel, as Figure.savefig would save it, and charts are kept, not piled up."""
+def test_the_page_chart_is_the_shown_steps_data(app):
+    """Each Step sends the chart's data, not a picture: the shown record's rows, the knobs' cuts and the force
+    button's words, as views.distribution_chart_json makes them (the browser draws them)."""
     state = None
     for _ in range(3):
         out = step(state, strategy="sample", top_k=5)
         state = out[-1]
         record, pending = ui.outputs.shown_record(state)
-        saved = io.BytesIO()
-        plots.distribution_figure(record, max_tokens=10, pending=pending, legend=False).savefig(saved, format="png")
-        as_saved = PlotData(type="matplotlib", plot="x," + base64.b64encode(saved.getvalue()).decode())
-        assert decoded(out[2]) == decoded(as_saved)
-    assert 1 <= len(ui.outputs._SPARE_CHARTS[False]) <= ui.outputs.MAX_SPARE_CHARTS
+        assert out[2] == views.distribution_chart_json(record, 10, pending=pending,
+                                                       force_words=ui.outputs.force_label(state))  # fmt: skip
+        data = chart(out[2])
+        assert [r["token_id"] for r in data["rows"] if r["chosen"]] == [record.token_id]
+        assert data["force"]["words"] == f"Replace step {record.step} with this token"
+
+
+def test_a_click_on_a_chart_row_forces_that_token_and_undo_brings_the_step_back(app):
+    state = step(None, n=3, strategy="sample", temperature=1.5, seed=2)[-1]
+    first = list(state.session.token_ids)
+    record = state.steps[-1]
+    other = next(c for c in sorted(record.top, key=lambda c: c.rank) if c.token_id != record.token_id)
+
+    class Click:  # what gr.EventData carries for the chart's trigger('select', {...})
+        token_id, step, pending = other.token_id, record.step, False
+
+    out = ui.api.chart_force(state, **controls(strategy="sample", temperature=1.5, seed=2), evt=Click())
+    assert out[0]["token_ids"] == first[:2] + [other.token_id] and out[-1].steps[-1].forced
+    assert ui.api.undo(out[-1])[0]["token_ids"] == first
+
+    class Stale:  # the page was one update behind: the chart showed another step
+        token_id, step, pending = other.token_id, 0, False
+
+    with pytest.raises(gr.Error, match="click the token again"):
+        ui.api.chart_force(out[-1], **controls(strategy="sample", temperature=1.5, seed=2), evt=Stale())
 
 
 def test_step_builds_every_view_and_follows_the_engine(app, tiny_engine):
@@ -93,7 +112,7 @@ def test_step_builds_every_view_and_follows_the_engine(app, tiny_engine):
     out = step(None)
     result, text, dist, table, traj, status, _, candidates, permalink, state = out
     assert result["n_steps"] == 1 and len(table) == 1
-    assert isinstance(dist, PlotData) and dist.plot.startswith("data:image/png;base64,")
+    assert chart(dist)["rows"] and chart(dist)["title"][0].startswith("Step 0")
     assert traj == gr.skip()  # the trajectory is drawn only while its tab is open
     assert 'data-step="0"' in text
     assert permalink.startswith("?run=")
@@ -349,7 +368,7 @@ def test_preview_before_any_step_shows_the_first_distribution(app):
     """The page draws the next token's distribution as soon as there is a prompt: no Step needed."""
     result, text, dist, table, traj, status, _, candidates, _, state = preview(None, strategy="sample", seed=3)
     assert result["n_steps"] == 0 and not state.steps and len(table) == 0
-    assert isinstance(dist, PlotData) and state.preview is not None and state.preview.step == 0
+    assert chart(dist)["pending"] is True and state.preview is not None and state.preview.step == 0
     assert [value for _, value in candidates.choices] == [c.token_id for c in sorted(state.preview.top, key=lambda c: c.rank)][:10]
 
 
@@ -404,16 +423,16 @@ def test_preview_of_a_finished_run_says_so_and_shows_the_last_step(app):
     state = step(None, n=8)[-1]
     assert state.session.done
     out = preview(state)
-    assert out[-1].preview is None and isinstance(out[2], PlotData)
+    assert out[-1].preview is None and chart(out[2])["rows"]
     assert "finished" in out[5]
 
 
 def test_log_scale_redraws_the_shown_chart(app):
     state = step(None)[-1]
-    chart, state = ui.page_api.scale(state, True, 10)
-    assert isinstance(chart, PlotData) and state.log_scale
-    chart, state = ui.page_api.scale(state, False, 10)
-    assert not state.log_scale
+    shown, state = ui.page_api.scale(state, True, 10)
+    assert chart(shown)["log_scale"] is True and state.log_scale
+    shown, state = ui.page_api.scale(state, False, 10)
+    assert chart(shown)["log_scale"] is False and not state.log_scale
 
 
 # -- issue 13: forcing, undo, the end of a run, refusals on the page, Stop ------------------------------------

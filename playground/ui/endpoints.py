@@ -72,6 +72,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     # -- the page's own events ---------------------------------------------------------------------------
     Endpoint("carry_on", h.on_carry_on, ("max_new_tokens", *STEP), controls=True, recovers=True, api=False,
              run_controls=True, then="prepare", page=(_on("carry_on", **_STEP_LIKE),)),
+    Endpoint("chart_force", h.on_chart_force, STEP, controls=True, recovers=True, api=False, run_controls=True,
+             then="prepare", page=(_on("distribution", "select", **_STEP_LIKE),)),  # a click on a chart's row
     Endpoint("token_click", h.on_token_click, STEP, inputs=("top_n",), policy=NONBLOCKING, api=False,
              run_controls=True, page=(_on("text", **_STEP_LIKE),)),
     Endpoint("page_load", h.on_page_load, (*CONTROL_NAMES, *STEP), controls=True, api=False, run_controls=True,

@@ -142,10 +142,26 @@ def on_force(run, controls: Controls, inspect_step, token_id) -> dict:
     forced with the current settings. Undo right after brings back what was replaced."""
     if not isinstance(run, PlaygroundState) or run.session is None or not (run.steps or run.preview):
         raise ValueError("Take a step first, then pick one of its candidates to force.")
+    at = len(run.steps) if shown_record(run)[1] else as_int("Step", inspect_step)
+    return _forced(run, controls, at, token_id)
+
+
+def on_chart_force(run, controls: Controls, evt: gr.EventData) -> dict:
+    """A click (or Enter) on a row of the distribution chart takes that token at the step the chart shows: a
+    force, as the force button makes it (its words are the chart's tip; Undo brings back what it replaced)."""
+    record, pending = shown_record(run) if isinstance(run, PlaygroundState) else (None, False)
+    if record is None:
+        raise ValueError("Take a step first, then pick one of its candidates to force.")
+    if bool(getattr(evt, "pending", False)) != pending or (not pending and getattr(evt, "step", None) != record.step):
+        raise ValueError("The chart changed as you clicked: click the token again.")
+    return _forced(run, controls, len(run.steps) if pending else record.step, getattr(evt, "token_id", None))
+
+
+def _forced(run: PlaygroundState, controls: Controls, at: int, token_id) -> dict:
+    """Force `token_id` at step `at` (`len(steps)`: the pending step, with the current settings)."""
     if token_id in (None, ""):
         raise ValueError("Pick a candidate token to use instead.")
     token = run.session.engine.check_token(as_int("Token id", token_id))
-    at = len(run.steps) if shown_record(run)[1] else as_int("Step", inspect_step)
     if not 0 <= at <= len(run.steps):
         raise ValueError(f"There is no step {at}: this run has steps 0 to {len(run.steps) - 1}.")
     replaced = [(r.config, r.token_id if r.forced else None) for r in run.steps[at:]]

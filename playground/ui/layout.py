@@ -21,6 +21,7 @@ from ..hosting import HostingPolicy
 from ..loading import EMBEDDED_NAME
 from . import endpoints, sessions, shared
 from .controls import DEFAULT_MODEL, DEFAULT_PROMPT, DEFAULTS
+from .live_chart import live_chart
 from .outputs import N_TABLE_CHOICES, PLOT_FORMAT, status_html
 from .page import CARRY_ON_TOKENS
 from .state import PlaygroundState
@@ -267,10 +268,9 @@ def _step_tab(c: dict) -> None:
                                   elem_id="dp-carry-on")  # fmt: skip
     c["text"] = gr.HTML(views.colored_text_html(DEFAULT_PROMPT, []), elem_id="dp-text", js_on_load=TOKEN_JS)
     c["status"] = gr.HTML(status_html(PlaygroundState()), elem_id="dp-status")
-    c["distribution"] = gr.Plot(label="Distribution: the next step as the knobs shape it, or the inspected step",
-                                elem_id="dp-dist", format=PLOT_FORMAT, show_label=False)  # fmt: skip
+    # drawn by the browser from the step's data, its legend worded for the strategy; a click on a row forces it
+    c["distribution"] = live_chart(elem_id="dp-dist")
     with gr.Row(equal_height=True):
-        gr.HTML(views.chart_legend_html(plots.DISTRIBUTION_LEGEND), elem_id="dp-dist-legend")
         c["log_scale"] = gr.Checkbox(False, label="Log scale", elem_id="dp-log", scale=0, min_width=140,
                                      info="Spreads out the small probabilities.")  # fmt: skip
     with gr.Row(equal_height=False):

@@ -57,7 +57,7 @@ def demo(value: str = "") -> gr.Blocks:
 
 
 def _picked(evt: gr.EventData) -> str:
-    return json.dumps({k: evt._data.get(k) for k in ("index", "value", "token_id", "token", "step", "pending")},
+    return json.dumps({k: getattr(evt, k, None) for k in ("index", "value", "token_id", "token", "step", "pending")},
                       ensure_ascii=False)  # fmt: skip
 
 

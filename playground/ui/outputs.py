@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import html
 import io
-import threading
 
 import gradio as gr
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -141,31 +140,24 @@ def step_outputs(state: PlaygroundState, top_n=10, full: bool = True, figures: b
     return out
 
 
-def distribution_chart(state: PlaygroundState, top_n: int) -> PlotData | None:
-    """The distribution chart of the shown record (`shown_record`) as the page shows it, rendered; None before
-    any. It is drawn in a chart kept from an earlier render (`_SPARE_CHARTS`), which is a fifth quicker than a new
-    figure and gives the same picture."""
+def distribution_chart(state: PlaygroundState, top_n: int) -> str:
+    """The distribution chart of the shown record (`shown_record`) as the page's live chart draws it: the step's
+    data as JSON ("" before any step). The browser draws it; the server only writes the numbers (~1 ms, where
+    a PNG drawn by matplotlib took ~55 ms a step)."""
     record, pending = shown_record(state)
-    if record is None:
-        return None
-    spares = _SPARE_CHARTS[bool(state.log_scale)]
-    with _SPARE_LOCK:
-        spare = spares.pop() if spares else None  # taken: no other render draws in it meanwhile
-    figure = plots.distribution_figure(record, max_tokens=top_n, log_scale=state.log_scale, pending=pending,
-                                       legend=False, into=spare)  # fmt: skip
-    try:
-        return _png(figure)
-    finally:
-        with _SPARE_LOCK:
-            if len(spares) < MAX_SPARE_CHARTS:
-                spares.append(figure)
+    return views.distribution_chart_json(record, top_n, log_scale=state.log_scale, pending=pending,
+                                         force_words=force_label(state))  # fmt: skip
 
 
-# Distribution charts free to draw the next one in, by scale (log or not): one is taken per render, so two
-# renders at once never share one; at most MAX_SPARE_CHARTS of each are kept (about 2 MB each).
-MAX_SPARE_CHARTS = 4
-_SPARE_CHARTS: dict[bool, list[Figure]] = {False: [], True: []}
-_SPARE_LOCK = threading.Lock()
+def force_label(state: PlaygroundState) -> str:
+    """What "use this token instead" does to the shown step: replaces it and drops the tokens after it."""
+    record, pending = shown_record(state)
+    if record is None or pending:
+        return "Use this token as the next step"
+    after = len(state.steps) - record.step - 1
+    if after == 0:
+        return f"Replace step {record.step} with this token"
+    return f"Replace step {record.step} with this token (drops the {after} token{'s' if after != 1 else ''} after it)"
 
 
 def trajectory_chart(state: PlaygroundState) -> Figure | None:
@@ -173,8 +165,9 @@ def trajectory_chart(state: PlaygroundState) -> Figure | None:
 
 
 def rendered(*values) -> tuple:
-    """`values` with each matplotlib Figure rendered to the PNG a gr.Plot shows (anything else passes through).
-    (Two charts on two threads were no quicker: drawing holds the GIL.)"""
+    """`values` with each matplotlib Figure rendered to the PNG a gr.Plot shows (anything else passes through):
+    the figures drawn once (the trajectory, the beam tree, the Knobs tab's). (Two charts on two threads were no
+    quicker: drawing holds the GIL.)"""
     return tuple(_png(v) if isinstance(v, Figure) else v for v in values)
 
 

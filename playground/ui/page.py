@@ -12,7 +12,7 @@ import html
 import gradio as gr
 
 from . import shared
-from .outputs import FINISH, shown_record
+from .outputs import FINISH, force_label
 from .state import PlaygroundState
 
 # The run controls by output name, in the order `run_controls` returns them.
@@ -65,17 +65,6 @@ _RUN_CONTROL_BUILDERS = (
     lambda shown: gr.Button(visible=shown),  # Carry on
     lambda words: gr.Button(value=words),  # the force button
 )
-
-
-def force_label(state: PlaygroundState) -> str:
-    """What "use this token instead" does to the shown step: replaces it and drops the tokens after it."""
-    record, pending = shown_record(state)
-    if record is None or pending:
-        return "Use this token as the next step"
-    after = len(state.steps) - record.step - 1
-    if after == 0:
-        return f"Replace step {record.step} with this token"
-    return f"Replace step {record.step} with this token (drops the {after} token{'s' if after != 1 else ''} after it)"
 
 
 def carry_on_tokens(state: PlaygroundState) -> int | None:
