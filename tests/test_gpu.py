@@ -300,3 +300,18 @@ def test_cuda_session_moved_off_and_back_goes_on_the_same(tiny_model_dir):
             session.rewind(2)  # on the CPU, with the generator's state waiting aside
             got = got[:2]
     assert got == expected
+
+
+def test_the_app_takes_a_device_and_a_dtype(monkeypatch):
+    """`python app.py --device cuda --dtype float16`, or PLAYGROUND_DEVICE / PLAYGROUND_DTYPE on a Space (where no
+    flags can be given); auto by default."""
+    import app
+
+    monkeypatch.delenv("PLAYGROUND_DEVICE", raising=False)
+    monkeypatch.delenv("PLAYGROUND_DTYPE", raising=False)
+    assert (app.parse_args([]).device, app.parse_args([]).dtype) == ("auto", "auto")
+    args = app.parse_args(["--device", "cuda:1", "--dtype", "float16"])
+    assert (args.device, args.dtype) == ("cuda:1", "float16")
+    monkeypatch.setenv("PLAYGROUND_DEVICE", "cpu")
+    monkeypatch.setenv("PLAYGROUND_DTYPE", "bfloat16")
+    assert (app.parse_args([]).device, app.parse_args([]).dtype) == ("cpu", "bfloat16")
