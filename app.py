@@ -3,16 +3,22 @@
     python app.py                      # the embedded SmolLM2-135M-Instruct on http://127.0.0.1:7860
     python app.py --model ./my-model  # another default model (a folder or a Hugging Face Hub id)
     python app.py --host 0.0.0.0 --port 8000 --share
+    python app.py --device cuda --dtype float16
 
 Defaults suit a Hugging Face Space: the port comes from GRADIO_SERVER_PORT (else 7860), the host from
-GRADIO_SERVER_NAME (else 127.0.0.1; Spaces set 0.0.0.0). Hosted-mode limits come from PLAYGROUND_* variables
-(see docs/ui.md). This file knows nothing about decoding or the page's layout.
+GRADIO_SERVER_NAME (else 127.0.0.1; Spaces set 0.0.0.0), the device and dtype from PLAYGROUND_DEVICE and
+PLAYGROUND_DTYPE (else auto), a model spread over several GPUs from PLAYGROUND_DEVICE_MAP. Hosted-mode limits
+come from PLAYGROUND_* variables (see docs/ui.md); ZeroGPU's from playground/gpu.py (docs/zerogpu.md). This file
+knows nothing about decoding or the page's layout.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
+
+from playground import gpu  # noqa: F401 - first: on ZeroGPU, `spaces` must be imported before CUDA is touched
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -24,6 +30,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--model", default=os.environ.get("PLAYGROUND_MODEL") or None,
                         help="default model: a Hugging Face Hub id or a local folder (default: $PLAYGROUND_MODEL, "
                              "else the embedded SmolLM2-135M-Instruct, else its Hub copy)")  # fmt: skip
+    parser.add_argument("--device", default=os.environ.get("PLAYGROUND_DEVICE") or "auto",
+                        help="where the models run: auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps "
+                             "(default: $PLAYGROUND_DEVICE or auto)")  # fmt: skip
+    parser.add_argument("--dtype", default=os.environ.get("PLAYGROUND_DTYPE") or "auto",
+                        help="auto (float32 on CPU, bfloat16 on CUDA), float32, bfloat16 or float16 "
+                             "(default: $PLAYGROUND_DTYPE or auto)")  # fmt: skip
     parser.add_argument("--share", action="store_true", help="also create a temporary public gradio.live link")
     parser.add_argument("--no-preload", action="store_true", help="load the default model on the first request")
     return parser.parse_args(argv)
@@ -32,7 +44,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     from playground import ui
+    from playground.loading import load_engine, pick_device, pick_dtype
 
+    try:
+        pick_dtype(pick_device(args.device), args.dtype)  # a bad --device or --dtype fails now, in one sentence
+    except ValueError as e:
+        raise SystemExit(f"app.py: error: {e}") from None
+    ui.shared.REGISTRY.loader = functools.partial(load_engine, device=args.device, dtype=args.dtype)
     ui.shared.REGISTRY.default_spec = args.model  # None: the embedded model, or its Hub copy where not installed
     if not args.no_preload:
         ui.shared.REGISTRY.get(ui.DEFAULT_MODEL, progress=print)  # fail fast, and make the first Step quick

