@@ -315,3 +315,72 @@ def test_the_app_takes_a_device_and_a_dtype(monkeypatch):
     monkeypatch.setenv("PLAYGROUND_DEVICE", "cpu")
     monkeypatch.setenv("PLAYGROUND_DTYPE", "bfloat16")
     assert (app.parse_args([]).device, app.parse_args([]).dtype) == ("cpu", "bfloat16")
+
+
+# -- the web app under ZeroGPU's rules (issue 21, point 3) ----------------------------------------------------
+
+
+def _the_apps_api_walk(ui) -> dict:
+    """A visitor's walk through the named API on the tiny model: every endpoint that runs the model, and what
+    each gave (token ids, the preview's candidates, Compare's lanes, the Knobs view's summary)."""
+    from conftest import ui_controls
+
+    got = {}
+    hot = ui_controls(ui, strategy="sample", temperature=1.3, seed=8, max_new_tokens=10)
+    cool = ui_controls(ui, strategy="sample", temperature=0.7, seed=8, max_new_tokens=10)
+    out = ui.api.preview(None, *hot)
+    got["preview"] = [c["token_id"] for c in out[0]["last_step"]["top"]] if out[0]["last_step"] else None
+    state = out[-1]
+    got["preview_pending"] = [c.token_id for c in state.preview.top]
+    state = ui.api.step(state, *hot, 3)[-1]
+    ui.api.prepare(state)
+    state = ui.api.step(state, *cool, 2)[-1]
+    got["steps"] = list(state.session.token_ids)
+    token = sorted(state.steps[1].top, key=lambda c: c.rank)[2].token_id
+    state = ui.api.force(state, *cool, 1, token)[-1]
+    got["forced"] = list(state.session.token_ids)
+    state = ui.api.undo(state)[-1]
+    got["undone"] = list(state.session.token_ids)
+    *_, last = ui.api.run(state, *cool)
+    state = last[-1]
+    got["run"] = list(state.session.token_ids)
+    out = ui.api.carry_on(state, *cool)
+    got["carry_on"] = out[1]["token_ids"]
+    got["explore"] = ui.api.explore(out[-1], *cool, "0.5, 1")[2]
+    *_, cmp = ui.api.compare(*hot, 2)
+    got["compare"] = {label: lane["token_ids"] for label, lane in cmp[0].items()}
+    beam = ui.api.step(None, *ui_controls(ui, strategy="beam", num_beams=3, max_new_tokens=5), 5)[-1]
+    got["beam"] = list(beam.session.token_ids)
+    return got
+
+
+def test_under_emulation_the_apps_api_gives_exactly_its_tokens(tiny_ui):
+    """Each model call of the app goes through playground.gpu: under ZeroGPU's emulation (every call a pickle
+    round trip, a forward outside a call refused) the API gives exactly what it gives without it."""
+    from playground import gpu
+
+    direct = _the_apps_api_walk(tiny_ui)
+    gpu.clear_calls()
+    with gpu.emulating():
+        emulated = _the_apps_api_walk(tiny_ui)
+    assert emulated == direct
+    names = {c.name for c in gpu.calls()}
+    assert {"step", "preview", "prepare", "replay", "explore", "compare"} <= names
+
+
+def test_under_emulation_a_32_token_run_through_the_api_sends_little_to_each_call(tiny_ui):
+    """What each GPU call of a 32-token run receives, pickled: the run (its tokens, records, generator state and
+    KV cache on the CPU), never the model. Reported, and bounded."""
+    from conftest import ui_controls
+
+    from playground import gpu
+
+    with gpu.emulating():
+        gpu.clear_calls()
+        *_, last = tiny_ui.api.run(None, *ui_controls(tiny_ui, strategy="sample", max_new_tokens=32, seed=6))
+    sizes = [c.args_bytes for c in gpu.calls() if c.name == "step"]
+    assert last[0]["n_steps"] == 32 and len(sizes) == 32
+    print(f"\npickled arguments per /run call (tiny model): first {sizes[0]:,} B, last {sizes[-1]:,} B")
+    # the run travels (its KV cache is most of it: ~6.5 KB a token here), never the model; docs/zerogpu.md has
+    # the embedded model's figures (~1.5 MB by the 32nd call)
+    assert max(sizes) < 512 * 1024 and all(b > a for a, b in zip(sizes, sizes[1:]))

@@ -2,7 +2,9 @@
 `Controls` (or the few values it takes) to the values of its outputs, as a dict by output name. An output left
 out keeps what the page shows.
 
-A handler neither calls another handler nor knows how it is served: the session's turn, recovering a lost run
+Every model call goes through `gpu` (one `spaces.GPU` call on ZeroGPU, the session's own method elsewhere),
+and a handler keeps the session it gives back. A handler neither calls another handler nor knows how it is
+served: the session's turn, recovering a lost run
 from its permalink, refusals turned into one sentence, and the page's run controls are `requests.serve`'s
 job, and which components feed it is the endpoints' table's (`endpoints.py`). No handler does tensor maths
 (the engine does), draws a figure or builds a table (`plots` and `views` do), or knows the page's layout.
@@ -18,8 +20,8 @@ from collections.abc import Iterator
 
 import gradio as gr
 
-from .. import plots, views
-from ..engine import Comparison, Engine
+from .. import gpu, plots, views
+from ..engine import Engine
 from . import exports, shared
 from .controls import CONTROL_NAMES, DEFAULT_MODEL, KNOBS, Controls, as_int
 from .outputs import FINISH, N_TABLE_CHOICES, distribution_chart, empty_outputs, rendered, shown_record, step_outputs, trajectory_chart  # fmt: skip
@@ -31,6 +33,7 @@ log = logging.getLogger("playground.ui")
 STREAM_CHART_EVERY_S = 0.5  # a streamed run redraws the distribution chart at most this often
 FINAL_BEAMS_COLUMNS = ["Rank", "Score", "Tokens", "Text", "Sum log-prob", "Finished", "Winner"]  # as shown
 MAX_STEPS_A_REQUEST = 1000
+COMPARE_STREAM_STEPS = 4  # Compare sends its cards every this many steps (one GPU call each on ZeroGPU)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -59,13 +62,13 @@ def on_carry_on(run, controls: Controls) -> dict:
 
 
 def _take_steps(run: PlaygroundState, config, n: int) -> None:
-    """`n` steps (the first always runs: a finished run says so), fewer when the run ends or Stop is pressed."""
+    """`n` steps (the first always runs: a finished run says so), fewer when the run ends or Stop is pressed
+    (heard between GPU calls: every step off ZeroGPU, every `gpu.RUN_CHUNK` steps on it)."""
     run.stop = False
-    run.session.step(config=config)
-    for _ in range(n - 1):
-        if run.session.done or run.stop:
-            break
-        run.session.step(config=config)
+    taken = 0
+    while taken == 0 or (taken < n and not run.session.done and not run.stop):
+        run.session, records = gpu.step(run.session, config, 1 if taken == 0 else min(n - taken, gpu.RUN_CHUNK))
+        taken += len(records)
     run.changed()
 
 
@@ -75,11 +78,10 @@ def on_run(run, controls: Controls) -> Iterator[dict]:
     run.changed()
     run.stop = False
     drawn = 0.0  # when the distribution chart was last sent
-    extend = run.session.done  # a finished run: its first step raises its one-sentence message (or extends)
-    while extend or not (run.session.done or run.stop):
-        extend = False
-        run.session.step(config=config)
-        # the text streams every token; the chart a few times a second; table and trajectory at the end
+    # the first call always runs (a finished run raises its one-sentence message, or extends); Stop is heard
+    # between calls
+    for run.session, _ in gpu.run(run.session, config, stop=lambda: run.stop):
+        # the text streams every call's tokens; the chart a few times a second; table and trajectory at the end
         heavy = time.perf_counter() - drawn >= STREAM_CHART_EVERY_S
         yield step_outputs(run, controls.top_n, full=False, figures=heavy)
         if heavy:
@@ -105,16 +107,16 @@ def on_preview(run, controls: Controls) -> dict:
 
 
 def _preview(run, controls: Controls) -> dict:
-    before = run.session if isinstance(run, PlaygroundState) else None
-    run, config = prepare(run, controls)
+    before = run if isinstance(run, PlaygroundState) and run.session is not None else None
+    run, config = prepare(run, controls)  # the same run, or a new one when its identity changed
     run.selected = None
     if run.session.done:
         run.preview = None
         run.notices.append(f"The run has finished ({FINISH.get(run.session.finish_reason, 'done')}): "
                            "the chart shows its last step. Rewind or reset to go on.")  # fmt: skip
     else:
-        run.preview = run.session.preview(config)
-    if run.session is not before:  # a new run: every view follows (the table and trajectory are cleared)
+        run.session, run.preview = gpu.preview(run.session, config)
+    if run is not before:  # a new run: every view follows (the table and trajectory are cleared)
         return step_outputs(run, controls.top_n)
     out = step_outputs(run, controls.top_n, full=False)  # the run did not move: text, inspector and link stay
     return {k: v for k, v in out.items() if k not in ("text", "inspect", "permalink")}
@@ -126,7 +128,7 @@ def on_prepare(run) -> dict:
     (out of memory, say) is left for the next Step, which makes the forward itself and says what went wrong."""
     if isinstance(run, PlaygroundState) and run.session is not None:
         try:
-            run.session.prepare()
+            run.session = gpu.prepare(run.session)
         except Exception:  # noqa: BLE001 - nothing is shown: the next Step meets it and reports it
             log.debug("preparing the next step failed", exc_info=True)
     return {}
@@ -165,12 +167,10 @@ def _forced(run: PlaygroundState, controls: Controls, at: int, token_id) -> dict
     if not 0 <= at <= len(run.steps):
         raise ValueError(f"There is no step {at}: this run has steps 0 to {len(run.steps) - 1}.")
     replaced = [(r.config, r.token_id if r.forced else None) for r in run.steps[at:]]
-    if replaced:  # an earlier step: its own settings, then the steps after it are dropped
-        config = replaced[0][0]
-        run.session.rewind(at)
+    if replaced:  # an earlier step: rewound to, with its own settings; the steps after it are dropped
+        run.session, _ = gpu.force(run.session, at, token, replaced[0][0])
     else:  # the pending step needs no rewind (and keeps its previewed forward)
-        config, _ = next_config(controls)
-    run.session.step(config=config, force_token=token)
+        run.session, _ = gpu.step(run.session, next_config(controls)[0], 1, force_token=token)
     run.changed()
     if replaced:
         run.replaced = (at, replaced)
@@ -198,9 +198,7 @@ def on_undo(run, top_n=10) -> dict:
         run.session.rewind(len(run.steps) - 1)
     else:
         at, replaced = run.replaced
-        run.session.rewind(at)
-        for config, forced in replaced:
-            run.session.step(config=config, force_token=forced)
+        run.session, _ = gpu.replay(run.session, at, replaced)  # the same settings and, sampled, the same draws
         run.notices.append(f"Undid the force: step {at} and the {len(replaced) - 1} tokens after it are back.")
     run.changed()
     return step_outputs(run, top_n)
@@ -331,14 +329,13 @@ def on_compare(controls: Controls, num_samples=2) -> Iterator[dict]:
     engine = shared.engine_for(controls.model)
     system = (controls.system or None) if controls.chat else None
     ids = shared.encode_prompt(engine, controls.prompt, chat=controls.chat, system=system)
-    comparison = Comparison(engine, ids, config, num_samples=n)
-    step = 0
-    while not comparison.done:
-        comparison.step()
-        step += 1
-        if step % 4 == 0:  # stream every few steps: the cards are cheap, the tree less so
-            traces = comparison.traces()
-            yield {"compare_result": compare_result(traces), "compare_cards": views.compare_html(traces)}
+    comparison = gpu.new_comparison(engine, ids, config, num_samples=n)
+    while True:
+        comparison, _ = gpu.compare(comparison, COMPARE_STREAM_STEPS)
+        if comparison.done:
+            break
+        traces = comparison.traces()  # streamed every few steps: the cards are cheap, the tree less so
+        yield {"compare_result": compare_result(traces), "compare_cards": views.compare_html(traces)}
     traces = comparison.traces()
     beams = views.final_beams_table(traces["beam"], decode=engine.decode).round({"Score": 4, "Sum log-prob": 3})
     (tree,) = rendered(plots.beam_tree_figure(traces["beam"]))
@@ -377,7 +374,7 @@ def on_explore(run, controls: Controls, temperatures="0.5, 1, 1.5, 2") -> dict:
     run, config = prepare(run, controls)
     record, pending = shown_record(run)
     at = None if record is None or pending else record.step
-    exploration = run.session.explore(at, temperatures=temps, top_n=20, config=config)
+    exploration = gpu.explore(run.session, at, temperatures=temps, top_n=20, config=config)
     where = f"step {at}" if at is not None else "the next step"
     knobs = " · ".join(f"{k.knob.replace('_', '-')} = {k.setting:g} keeps {k.kept_count:,} tokens ({k.kept_mass:.1%})"
                        for k in exploration.knobs)  # fmt: skip

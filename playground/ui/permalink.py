@@ -13,6 +13,7 @@ import base64
 import json
 import zlib
 
+from .. import gpu
 from ..config import DecodingConfig, check_temperature_floor
 from ..hosting import MAX_TOP_N
 from . import shared
@@ -98,14 +99,14 @@ def replay(doc: dict) -> tuple[PlaygroundState, Controls]:
         "chat": bool(doc.get("chat")), "system": str(doc.get("system") or ""),
     }  # fmt: skip
     state, _ = prepare(None, Controls.from_config(config, **identity))
-    current = state.session.config
+    current, steps = state.session.config, []  # each step's settings and forced token, read before any model call
     for entry in doc["steps"][: current.max_new_tokens]:
         if not isinstance(entry, dict):
             raise ValueError("This link's run could not be read: a step is malformed.")
         if entry.get("c"):
             current = DecodingConfig.from_dict({**current.to_dict(), **entry["c"]})
             current, _ = shared.POLICY.apply(current)
-        state.session.step(config=current, force_token=entry.get("f"))
-        if state.session.done:
-            break
-    return state, Controls.from_config(current, **identity)
+        steps.append((current, entry.get("f")))
+    state.session, records = gpu.replay(state.session, 0, steps)  # one GPU call; stops where the run ends
+    last = records[-1].config if records else state.session.config
+    return state, Controls.from_config(last, **identity)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import gradio as gr
 
+from .. import gpu
 from ..config import DecodingConfig
 from ..engine import DecodingError, ModelMemoryError, Session
 from ..loading import ModelLoadError
@@ -108,7 +109,7 @@ def prepare(state, controls: Controls) -> tuple[PlaygroundState, DecodingConfig]
     state = as_run(state)
     if state.session is None or state.run_key != key:
         ids = shared.encode_prompt(engine, controls.prompt, chat=chat, system=system or None)
-        session = engine.start(ids, config)
+        session = gpu.new_session(engine, ids, config)  # no model call: the first GPU call prefills
         state = PlaygroundState(
             session=session,
             run_key=key,
