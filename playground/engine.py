@@ -363,10 +363,12 @@ class _Batch:
             self.cache.reorder_cache(torch.zeros(rows, dtype=torch.long, device=self.prompt.device))
         self.fed, self.cached = fed, (shared if self.cache is not None else 0)
 
-    def step(self, configs: list[DecodingConfig], forced: list[int | None]) -> list[StepRecord | None]:
+    def step(self, configs: list[DecodingConfig], forced: list[int | None],
+             expected: list[int | None] | None = None) -> list[StepRecord | None]:  # fmt: skip
         self.ready()
         live = [i for i, lane in enumerate(self.lanes) if not lane.done]
-        selections = {i: self.lanes[i].select(self.logits[self.rows[i]], configs[i], forced[i]) for i in live}
+        expected = expected or [None] * len(self.lanes)
+        selections = {i: self.lanes[i].select(self.logits[self.rows[i]], configs[i], forced[i], expected[i]) for i in live}
         values = torch.cat([selections[i].packed for i in live]).tolist()  # the step's one host transfer
         records: list[StepRecord | None] = [None] * len(self.lanes)
         offset = 0
@@ -534,8 +536,11 @@ class Session:
         return self.lane.result()[0]
 
     @torch.inference_mode()
-    def step(self, config: DecodingConfig | None = None, force_token: int | None = None) -> StepRecord:
-        """Take one step with `config` (default: the last settings), or append `force_token` instead."""
+    def step(self, config: DecodingConfig | None = None, force_token: int | None = None,
+             expect_token: int | None = None) -> StepRecord:  # fmt: skip
+        """Take one step with `config` (default: the last settings), or append `force_token` instead.
+        `expect_token` (replaying a link that recorded its tokens): the step is taken as ever, and where this
+        machine picks another token than the recorded one, the recorded one is kept (`record.recomputed`)."""
         config = self._next_config(config)
         if force_token is not None:
             self.engine.check_token(force_token)
@@ -547,7 +552,7 @@ class Session:
             else:
                 raise ValueError(f"The run has finished ({self.finish_reason}): rewind or reset to go on.")
         start = time.perf_counter()
-        (record,) = self._batch.step([config], [force_token])
+        (record,) = self._batch.step([config], [force_token], [expect_token])
         self.elapsed_s += time.perf_counter() - start
         self.config = config
         return record
@@ -605,6 +610,11 @@ class Session:
             self.done and self.finish_reason == "length" and isinstance(self.lane, SingleLane)
             and len(self.steps) < config.max_new_tokens
         )
+
+    @property
+    def is_beam(self) -> bool:
+        """A beam search (its steps cannot be forced, and a link replays it from its recipe alone)."""
+        return isinstance(self.lane, BeamLane)
 
     @torch.inference_mode()
     def rewind(self, n_steps: int) -> None:

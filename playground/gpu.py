@@ -273,16 +273,16 @@ def prepare(session):
 
 @GPU(duration=_replay_duration)
 def replay(session, at: int, steps=()):
-    """Rewind to just after step `at`, then take `steps`, each (config, forced token or None), in one call:
-    a forced token ("use this token instead"), Undo after a force (the replaced steps back), a permalink's run
-    replayed. Stops early if the run ends. Returns (session, [records])."""
+    """Rewind to just after step `at`, then take `steps`, each (config, forced token or None[, the token a link
+    recorded]), in one call: a forced token ("use this token instead"), Undo after a force (the replaced steps
+    back), a permalink's run replayed. Stops early if the run ends. Returns (session, [records])."""
     session = _arrive(session)
     session.rewind(at)
     records = []
-    for config, forced in steps:
+    for config, forced, *recorded in steps:
         if session.done and not session.goes_on(config):
             break
-        records.append(session.step(config=config, force_token=forced))
+        records.append(session.step(config=config, force_token=forced, expect_token=recorded[0] if recorded else None))
     return _leave(session), records
 
 

@@ -88,6 +88,8 @@ class StepRecord:
     config: DecodingConfig  # the settings this step used
     top: list[Candidate]
     beams: list[BeamCandidate] | None = None  # beam steps only
+    # a replayed link's step where this machine chose another token than the link recorded (the link's is kept)
+    recomputed: int | None = None
 
     def to_dict(self) -> dict:
         d = {
@@ -106,6 +108,8 @@ class StepRecord:
         }
         if self.beams is not None:
             d["beams"] = [b.to_dict() for b in self.beams]
+        if self.recomputed is not None:
+            d["recomputed_token_id"] = self.recomputed
         return d
 
 

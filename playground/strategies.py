@@ -210,14 +210,19 @@ class SingleLane:
         self.token_logprobs: list[float] = []
         self.steps: list[StepRecord] = []
         self._rng_states: list[torch.Tensor] = []  # generator state before each step, for rewind
+        self.recomputed: int | None = None  # this step's own pick, where a replayed link's token was kept instead
         self.done = False
         self.finish_reason = ""
 
-    def select(self, logits: torch.Tensor, config: DecodingConfig, forced: int | None = None) -> Selection:
-        """logits (1, V) raw float32 -> the next token, by argmax, by a draw, or as forced."""
+    def select(self, logits: torch.Tensor, config: DecodingConfig, forced: int | None = None,
+               expected: int | None = None) -> Selection:  # fmt: skip
+        """logits (1, V) raw float32 -> the next token, by argmax, by a draw, or as forced. `expected` (a replayed
+        link's recorded token): the token is picked as ever (a draw advances the generator as it did), and where
+        this machine's pick differs, the recorded token is kept and the pick noted (`recomputed`)."""
         self._rng_states.append(self.generator.get_state())
         processed = process(self.context, logits, config)
         probs = None
+        self.recomputed = None
         if forced is not None:
             token = torch.tensor([forced], device=logits.device)
         elif config.is_greedy:
@@ -225,6 +230,8 @@ class SingleLane:
         else:
             probs = _safe_probs(processed.scores)
             token = torch.multinomial(probs, 1, generator=self.generator)[:, 0]
+        if forced is None and expected is not None and int(token[0]) != expected:  # a replay only: one host sync
+            self.recomputed, token = int(token[0]), torch.tensor([expected], device=logits.device)
         packed = _pack_distribution(
             logits[0],
             token[0],
@@ -261,6 +268,7 @@ class SingleLane:
             forced=forced is not None,
             config=config,
             top=top,
+            recomputed=self.recomputed,
             **head,
         )
         self.steps.append(record)
@@ -361,8 +369,10 @@ class BeamLane:
     def t(self) -> int:
         return len(self.steps)
 
-    def select(self, logits: torch.Tensor, config: DecodingConfig, forced: int | None = None) -> Selection:
-        """logits (B, V) raw float32 of the running beams -> the beams of the next step."""
+    def select(self, logits: torch.Tensor, config: DecodingConfig, forced: int | None = None,
+               expected: int | None = None) -> Selection:  # fmt: skip
+        """logits (B, V) raw float32 of the running beams -> the beams of the next step (a beam search is replayed
+        from its recipe: `expected` is not used)."""
         if forced is not None:
             raise ValueError("Forcing a token is for greedy and sampled runs, not beam search.")
         s, B, t, T = self.state, self.n_rows, self.t, self.max_new_tokens

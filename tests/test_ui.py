@@ -561,3 +561,24 @@ def test_loading_a_model_sets_the_knobs_to_its_generation_config_and_says_so(opi
 def test_a_model_that_sets_no_knobs_leaves_them_as_they_are(app):
     _, status, _, *knobs = ui.api.load_model(None, "default", progress=lambda *a, **k: None)
     assert all(k == gr.skip() for k in knobs) and "generation_config" not in status
+
+
+def test_a_permalink_records_its_tokens_and_a_replay_keeps_them_saying_where_it_would_differ(app, monkeypatch):
+    """Issue 19: a forward shared with other visitors (or another machine) can flip a near-tie. The link records
+    each chosen token; the replay recomputes every step but keeps the recorded token, and says so in one line."""
+    state = step(None, n=4, strategy="sample", temperature=1.4, seed=3)[-1]
+    link = ui.permalink_query(state)
+    doc = ui.decode_permalink(link.split("=", 1)[1])
+    assert [e["t"] for e in doc["steps"]] == list(state.session.token_ids)
+    again, _ = ui.replay(doc)
+    assert list(again.session.token_ids) == list(state.session.token_ids)
+    assert not any(r.recomputed for r in again.steps) and not any("would have chosen" in n for n in again.session.notices)
+    # a link made where step 1 came out otherwise: its token is kept, the rest replayed, and it is said once
+    other = next(c.token_id for c in sorted(state.steps[1].top, key=lambda c: c.rank) if c.token_id != state.steps[1].token_id)
+    doc["steps"][1]["t"] = other
+    odd, _ = ui.replay(doc)
+    assert odd.session.token_ids[1] == other and not odd.steps[1].forced
+    assert odd.steps[1].recomputed == state.steps[1].token_id
+    notes = [n for n in odd.session.notices if "would have chosen" in n]
+    assert len(notes) == 1 and "step 1" in notes[0]
+    assert ui.api.step(odd, **controls(strategy="sample", temperature=1.4, seed=3))[0]["n_steps"] == 5  # it goes on

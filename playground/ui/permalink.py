@@ -3,7 +3,13 @@ into the page's query string, read back, and replayed.
 
 `permalink_query(state)` writes "?run=<base64url(zlib(json))>"; `decode_permalink(value)` reads the recipe back
 (ValueError, one sentence, if it cannot); `replay(recipe)` runs it again token for token (opening a link,
-rebuilding a parked run, recovering a run the server lost). This module knows nothing about the page's layout
+rebuilding a parked run, recovering a run the server lost).
+
+A link records each step's chosen token beside the recipe ("t"; "f" for a token the person forced). A step's
+logits can differ in their last bits from one machine to another, or when a forward was shared with other
+visitors (`batching`), which can flip a near-tie: so a replay recomputes each step from its recipe but keeps the
+recorded token, and says in one line where this machine would have chosen otherwise. Beam searches are
+replayed from their recipe alone. This module knows nothing about the page's layout
 or how a request is served.
 """
 
@@ -41,6 +47,8 @@ def permalink_query(state: PlaygroundState) -> str:
             entry["c"] = {k: v for k, v in r.config.to_dict().items() if v != before.get(k)}
         if r.forced:
             entry["f"] = r.token_id
+        elif not state.session.is_beam:
+            entry["t"] = r.token_id
         steps.append(entry)
         previous = r.config
     doc = {"v": 1, "prompt": state.prompt, "model": state.model, "chat": state.chat, "system": state.system,
@@ -106,7 +114,20 @@ def replay(doc: dict) -> tuple[PlaygroundState, Controls]:
         if entry.get("c"):
             current = DecodingConfig.from_dict({**current.to_dict(), **entry["c"]})
             current, _ = shared.POLICY.apply(current)
-        steps.append((current, entry.get("f")))
+        recorded = entry.get("t")
+        steps.append((current, entry.get("f"), recorded if isinstance(recorded, int) and not isinstance(recorded, bool) else None))
     state.session, records = gpu.replay(state.session, 0, steps)  # one GPU call; stops where the run ends
+    differed = [r for r in records if r.recomputed is not None]
+    if differed:
+        state.session.notices.append(recomputed_notice(differed, state.session.engine))
     last = records[-1].config if records else state.session.config
     return state, Controls.from_config(last, **identity)
+
+
+def recomputed_notice(records: list, engine) -> str:
+    """One line: where this machine chose otherwise than the link (whose tokens were kept)."""
+    first = records[0]
+    label = lambda t: repr(engine.tokenizer.decode([t], skip_special_tokens=False))  # noqa: E731
+    where = f"step {first.step}" + (f" (and {len(records) - 1} more)" if len(records) > 1 else "")
+    return (f"Replayed the link's own tokens: at {where} this machine would have chosen {label(first.recomputed)} "
+            f"instead of {label(first.token_id)} (numbers can differ in their last bits between machines).")
