@@ -1,4 +1,4 @@
-"""The command line: `python -m playground generate | compare | bench`.
+"""The command line: `python -m playground generate | compare | bench [--classroom N]`.
 
 generate runs one strategy and prints the text and a step table (or, with --json, one object: the run's
 Trace.to_dict()); compare runs greedy, beam and sampling on one prompt as one batch and prints
@@ -84,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
         bench = None
     if bench is not None and hasattr(bench, "register"):
         bench.register(sub)
+        from .measure import classroom  # `bench --classroom N`: a class of N students on the app
+
+        classroom.register(sub.choices["bench"])
     return parser
 
 
