@@ -80,6 +80,7 @@ class ClassroomSettings:
     settle_s: float = 15.0  # silence after the Run-all phase before the last memory reading
     verify: bool = True  # replay every run alone and compare tokens
     log_path: str | None = None  # the app's output (default: discarded)
+    server_env: tuple[tuple[str, str], ...] = ()  # more variables for the app (after the hosted-mode ones)
 
     def __post_init__(self) -> None:
         if self.students < 1:
@@ -238,9 +239,10 @@ class Lesson:
 
 
 def hosted_env(settings: ClassroomSettings) -> dict:
-    """The app's environment: hosted mode with its defaults, sessions parked after `park_after_s` idle."""
+    """The app's environment: hosted mode with its defaults, sessions parked after `park_after_s` idle, then
+    `server_env` (an experiment: PLAYGROUND_CONCURRENCY=2, OMP_NUM_THREADS=1, ...)."""
     return {"PLAYGROUND_HOSTED": "1", "PLAYGROUND_SESSION_IDLE_S": f"{settings.park_after_s:g}",
-            "TOKENIZERS_PARALLELISM": "false"}  # fmt: skip
+            "TOKENIZERS_PARALLELISM": "false", **dict(settings.server_env)}  # fmt: skip
 
 
 def run_classroom(settings: ClassroomSettings, progress=None) -> dict:
@@ -328,8 +330,9 @@ def run_classroom(settings: ClassroomSettings, progress=None) -> dict:
         loader.join()
         if "tools" not in replayer:
             raise RuntimeError("The model for the replay could not be loaded (see the message above).")
-        runs = [r for log in lesson.logs for r in log.runs]
+        runs, t = [r for log in lesson.logs for r in log.runs], time.perf_counter()
         result["tokens_equal_alone"] = verify_alone(runs, settings.students, *replayer["tools"])
+        result["tokens_equal_alone"]["replay_s"] = round(time.perf_counter() - t, 1)
     result["machine"] = _machine(load_before)
     result["wall_s"] = round(time.perf_counter() - started, 1)
     result["lesson_s"] = round(lesson_s, 1)
@@ -360,9 +363,9 @@ def summarize(settings: ClassroomSettings, lesson: Lesson, step_wall: float, run
         },  # fmt: skip
         "run_all": {
             "students": len(logs), "done": len(done), "tokens": sum(log.run_tokens for log in logs),
-            "first_s": round(done[0], 2) if done else None, "median_s": round(statistics.median(done), 2) if done else None,
-            "last_s": round(done[-1], 2) if done else None,
-            "first_token_median_s": round(statistics.median(first), 2) if first else None, "phase_s": round(run_wall, 1),
+            "first_s": _round(done[0] if done else None), "median_s": _round(statistics.median(done) if done else None),
+            "last_s": _round(done[-1] if done else None),
+            "first_token_median_s": _round(statistics.median(first) if first else None), "phase_s": round(run_wall, 1),
         },  # fmt: skip
         "errors": {"count": len(errors), "first": errors[:5]},
     }
@@ -386,10 +389,18 @@ def replay_alone(engine, doc: dict) -> list[int]:
 
 
 def replay_tools(model: str | None) -> tuple:
-    """(engine, the permalink decoder) for `verify_alone`: the model the app served, loaded in this process."""
+    """(engine, the permalink decoder) for `verify_alone`: the model the app served, loaded in this process.
+
+    OpenMP threads wait passively here (where torch is not loaded yet): on a busy 2-core machine, spinning
+    threads made each replayed token ~5x slower. The thread count, and so every logit, is torch's default, as
+    in the app."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    from transformers.utils import logging as hf_logging
+
     from ..loading import load_engine
     from ..ui.permalink import decode_permalink  # the app's own reader of its links
 
+    hf_logging.disable_progress_bar()  # the report is the output
     return load_engine(model, device="cpu"), decode_permalink
 
 
@@ -410,7 +421,8 @@ def verify_alone(runs: list[RunSeen], students: int, engine, decode_permalink) -
         equal_runs += same
         by_student[run.student] = by_student.get(run.student, True) and same
         if not same:
-            at = next((i for i, (a, b) in enumerate(zip(alone, run.token_ids)) if a != b), min(len(alone), len(run.token_ids)))
+            shorter = min(len(alone), len(run.token_ids))
+            at = next((i for i, (a, b) in enumerate(zip(alone, run.token_ids)) if a != b), shorter)
             mismatches.append(f"student {run.student} ({run.phase}): first differs at token {at} of "
                               f"{len(run.token_ids)} (alone {len(alone)})")  # fmt: skip
     return {"students": students, "students_compared": len(by_student),
@@ -428,7 +440,8 @@ def goals(result: dict) -> dict:
     """Each goal that applies to this class size: target, measured value, met."""
     n = result["settings"]["students"]
     measured = {"step_p95_s": result["step"]["p95_s"], "run_last_s": result["run_all"]["last_s"],
-                "errors": result["errors"]["count"], "rss_growth_mb": result.get("server", {}).get("rss_growth_mb")}  # fmt: skip
+                "errors": result["errors"]["count"],
+                "rss_growth_mb": result.get("server", {}).get("rss_growth_mb")}  # fmt: skip
     if result["run_all"]["done"] < result["run_all"]["students"]:
         measured["run_last_s"] = None  # some never finished: not met
     out = {}
@@ -447,6 +460,7 @@ def format_report(r: dict) -> str:
     s, st, ra, srv = r["settings"], r["step"], r["run_all"], r.get("server", {})
     m = r.get("machine", {})
     mix = ", ".join(f"{v} {k}" for k, v in s["mix"].items())
+    extra = "".join(f", {k}={v}" for k, v in s["server_env"])
 
     def ms(x):
         return "-" if x is None else f"{1000 * x:,.0f} ms"
@@ -459,7 +473,7 @@ def format_report(r: dict) -> str:
         f"{s['think_min_s']:g}-{s['think_max_s']:g} s, /prepare after each), then all Run to the end "
         f"({s['run_tokens']} tokens) at once; seed {s['seed']}",
         f"App: {s['model'] or 'embedded SmolLM2-135M-Instruct'}, hosted mode, sessions parked after "
-        f"{s['park_after_s']:g} s idle. Machine: {m.get('cores')} cores, load average {m.get('load_before')} -> "
+        f"{s['park_after_s']:g} s idle{extra}. Machine: {m.get('cores')} cores, load average {m.get('load_before')} -> "
         f"{m.get('load_after')} (a shared machine gives indicative numbers only)",
         f"  Step        {st['count']} answered: p50 {ms(st['p50_s'])}, p95 {ms(st['p95_s'])}, max {ms(st['max_s'])}; "
         f"{st['per_s']:.2f} steps/s served over {st['phase_s']:g} s",
@@ -471,17 +485,23 @@ def format_report(r: dict) -> str:
         rss = ", ".join(f"{k} {v:,}" for k, v in srv["rss_mb"].items())
         cores = srv["cpu_cores"]
         lines += [f"  Server RSS  {rss} MB (after idle - warm: {srv['rss_growth_mb']:+,} MB)",
-                  f"  Server CPU  {cores['steps']:.2f} cores while stepping, {cores['run']:.2f} during Run all"]  # fmt: skip
+                  f"  Server CPU  {cores['steps']:.2f} cores while stepping, "
+                  f"{cores['run']:.2f} during Run all"]  # fmt: skip
     if sim := r.get("simulator"):
         c = sim["cpu_cores"]
         lines.append(f"  Simulator   {sim['cpu_s']:.1f} CPU s: {c['steps']:.2f} cores while stepping, {c['run']:.2f} "
                      f"during Run all (its own cost, on the same machine)")  # fmt: skip
     if eq := r.get("tokens_equal_alone"):
-        lines.append(f"  Tokens      {eq['students_equal']}/{eq['students']} students got the tokens their recipe gives "
-                     f"alone ({eq['runs_equal']}/{eq['runs']} runs)" + "".join(f"\n                {x}" for x in eq["mismatches"]))  # fmt: skip
+        lines.append(f"  Tokens      {eq['students_equal']}/{eq['students']} students got the tokens their recipe "
+                     f"gives alone ({eq['runs_equal']}/{eq['runs']} runs)")  # fmt: skip
+        lines += [f"                {x}" for x in eq["mismatches"]]
     for name, g in r.get("goals", {}).items():
         lines.append(f"  Goal        {name} <= {g['target']:g}: {g['value']} -> {'met' if g['met'] else 'NOT met'}")
     return "\n".join(lines)
+
+
+def _round(x: float | None, digits: int = 2) -> float | None:
+    return None if x is None else round(x, digits)
 
 
 def _load_average() -> list[float] | None:
@@ -505,9 +525,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"run the classroom benchmark with N students (default {d.students}; {QUICK['students']} "
                         "with --quick) instead of the engine benchmark")  # fmt: skip
     g.add_argument("--duration", type=float, default=None,
-                   help=f"seconds of the stepping phase (default {d.duration_s:g}; {QUICK['duration_s']:g} with --quick)")
-    g.add_argument("--think-min", type=float, default=d.think_min_s, help=f"shortest think time, s (default {d.think_min_s:g})")
-    g.add_argument("--think-max", type=float, default=d.think_max_s, help=f"longest think time, s (default {d.think_max_s:g})")
+                   help=f"seconds of the stepping phase (default {d.duration_s:g}; {QUICK['duration_s']:g} with "
+                        "--quick)")  # fmt: skip
+    g.add_argument("--think-min", type=float, default=d.think_min_s,
+                   help=f"shortest think time, s (default {d.think_min_s:g})")
+    g.add_argument("--think-max", type=float, default=d.think_max_s,
+                   help=f"longest think time, s (default {d.think_max_s:g})")
     g.add_argument("--seed", type=int, default=d.seed, help="seed of the class and its think times (default 0)")
     g.add_argument("--run-tokens", type=int, default=d.run_tokens, help=f"tokens of every run (default {d.run_tokens})")
     g.add_argument("--park-after", type=float, default=d.park_after_s,
@@ -516,16 +539,29 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"seconds of silence before the last memory reading (default {d.settle_s:g})")
     g.add_argument("--no-verify", action="store_true", help="skip replaying every run alone")
     g.add_argument("--log", default=None, help="where the app's output goes (default: discarded)")
+    g.add_argument("--server-env", action="append", default=[], metavar="NAME=VALUE",
+                   help="one more environment variable for the app, after the hosted-mode ones (repeatable), "
+                        "e.g. PLAYGROUND_CONCURRENCY=2")  # fmt: skip
 
 
 def settings_from(args) -> ClassroomSettings:
     quick = getattr(args, "quick", False)
     students = args.classroom or (QUICK["students"] if quick else ClassroomSettings.students)
-    duration = args.duration if args.duration is not None else (QUICK["duration_s"] if quick else ClassroomSettings.duration_s)
+    duration = args.duration
+    if duration is None:
+        duration = QUICK["duration_s"] if quick else ClassroomSettings.duration_s
     return ClassroomSettings(students=students, duration_s=duration, think_min_s=args.think_min,
                              think_max_s=args.think_max, seed=args.seed, run_tokens=args.run_tokens,
                              model=args.model, park_after_s=args.park_after, settle_s=args.settle,
-                             verify=not args.no_verify, log_path=args.log)  # fmt: skip
+                             verify=not args.no_verify, log_path=args.log,
+                             server_env=tuple(_name_value(x) for x in args.server_env))  # fmt: skip
+
+
+def _name_value(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip():
+        raise ValueError(f"--server-env takes NAME=VALUE, not {text!r}.")
+    return name.strip(), value
 
 
 def main(args) -> int:
