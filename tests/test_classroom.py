@@ -1,5 +1,5 @@
 """The classroom benchmark (playground/measure/classroom.py): its class is the mix it promises, its flags reach
-it through the CLI, and a short lesson (3 students on the tiny model, ~4 s of Steps) reports real
+it through the CLI, and a short lesson (3 students on the tiny model, ~3 s of Steps) reports real
 measurements: counts from the lesson, ordered percentiles, the server's memory read, every run replayed alone.
 No timed assertions: the figures depend on the machine. ~30-40 s on 2 busy cores (the app's start most of it).
 """
@@ -63,12 +63,12 @@ def test_the_cli_routes_bench_classroom_and_quick():
 
 
 def test_a_short_lesson_reports_real_measurements(tiny_model_dir, tmp_path, capsys):
-    """Through the CLI's `main`, with --json and --out: 3 students (one of each strategy) step for 4 s, then
+    """Through the CLI's `main`, with --json and --out: 3 students (one of each strategy) step for 3 s, then
     Run together; the report's numbers come from that lesson."""
     out = tmp_path / "classroom.json"
     args = build_parser().parse_args([
-        "bench", "--classroom", "3", "--duration", "4", "--think-min", "0.2", "--think-max", "0.6",
-        "--settle", "2", "--park-after", "1", "--run-tokens", "12", "--model", tiny_model_dir,
+        "bench", "--classroom", "3", "--duration", "3", "--think-min", "0.2", "--think-max", "0.6",
+        "--settle", "1", "--park-after", "1", "--run-tokens", "12", "--model", tiny_model_dir,
         "--json", "--out", str(out), "--log", str(tmp_path / "app.log"),
     ])  # fmt: skip
     assert args.func(args) == 0
@@ -87,7 +87,7 @@ def test_a_short_lesson_reports_real_measurements(tiny_model_dir, tmp_path, caps
     assert 3 <= run_all["tokens"] <= 3 * 12
     rss = server["rss_mb"]
     assert rss["start"] > 0 and rss["peak"] >= max(v for k, v in rss.items() if k != "peak")
-    assert set(rss) >= {"start", "warm", "after steps", "after Run", "after 2 s idle", "peak"}
+    assert set(rss) >= {"start", "warm", "after steps", "after Run", "after 1 s idle", "peak"}
     assert server["answering_after_idle"]
     assert server["cpu_cores"]["steps"] > 0 and r["simulator"]["cpu_s"] > 0
     # every student's runs (the stepped one, the Run-all one) were replayed alone from their permalinks

@@ -46,7 +46,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..bench import percentile  # (moves into this package with bench.py)
-from .served import App, NamedApi, QueueClient
+from .served import App, NamedApi, QueueClient, Refused
 
 REPO = Path(__file__).resolve().parent.parent.parent
 EXAMPLES = REPO / "assets" / "examples.json"
@@ -180,12 +180,11 @@ class Lesson:
         log, cfg = self.logs[s.index], self.settings
         think = random.Random(f"think-{cfg.seed}-{s.index}")
         client = QueueClient(self.api)
-        seed, permalink = s.seed, ""
+        seed, permalink, seen = s.seed, "", None
         try:
             self.go_step.wait()
             deadline = self.step_t0 + cfg.duration_s
             time.sleep(think.uniform(0, cfg.think_max_s))  # the class opens the page over a few seconds
-            seen = None
             while time.perf_counter() < deadline:
                 t0 = time.perf_counter()
                 ok, data = client.call("/step", **s.controls(seed, cfg.run_tokens), n_steps=1, permalink=permalink)
@@ -198,18 +197,21 @@ class Lesson:
                         log.runs.append(seen)
                         seed, permalink, seen = seed + 1, "", None
                     else:
-                        client.send("/prepare")  # as the page does after a Step, not waited for
-                        log.prepares += 1
+                        try:
+                            client.send("/prepare")  # as the page does after a Step, not waited for
+                            log.prepares += 1
+                        except Refused as e:
+                            log.errors.append(f"Prepare: {str(e)[:200]}")
                 elif FINISHED in str(data):
                     seed, permalink = seed + 1, ""
                 else:
                     log.errors.append(f"Step: {str(data)[:200]}")
                 time.sleep(max(0.0, min(think.uniform(cfg.think_min_s, cfg.think_max_s),
                                         deadline - time.perf_counter())))  # fmt: skip
-            if seen is not None:
-                log.runs.append(seen)
         except Exception as e:  # noqa: BLE001 - recorded and reported; the class goes on
             log.errors.append(f"Step: {type(e).__name__}: {str(e)[:200]}")
+        if seen is not None:
+            log.runs.append(seen)
         self.stepped.wait()
         try:
             self.go_run.wait()
@@ -391,9 +393,9 @@ def replay_alone(engine, doc: dict) -> list[int]:
 def replay_tools(model: str | None) -> tuple:
     """(engine, the permalink decoder) for `verify_alone`: the model the app served, loaded in this process.
 
-    OpenMP threads wait passively here (where torch is not loaded yet): on a busy 2-core machine, spinning
-    threads made each replayed token ~5x slower. The thread count, and so every logit, is torch's default, as
-    in the app."""
+    OpenMP threads wait passively here (where torch is not loaded yet): in one try on a busy 2-core machine, 8
+    replayed tokens took 6.7 s with spinning threads and 1.5 s with passive ones. The thread count, and so
+    every logit, is torch's default, as in the app."""
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from transformers.utils import logging as hf_logging
 
