@@ -1,4 +1,4 @@
-"""The command line: `python -m playground generate | compare | bench`.
+"""The command line: `python -m playground generate | compare | bench [--classroom N]`.
 
 generate runs one strategy and prints the text and a step table (or, with --json, one object: the run's
 Trace.to_dict()); --chart PATH also saves a step's distribution chart (.png or .svg, for slides). compare runs
@@ -82,9 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("--num-samples", type=int, default=1,
                       help="sampled runs, with seeds seed, seed+1, ... (mod 2**63) (default: 1)")
     cmp_.set_defaults(func=cmd_compare)
-    from .measure import bench  # the measurement code, apart from the product: only the bench command uses it
+    from .measure import bench, classroom  # the measurement code, apart from the product: only `bench` uses it
 
     bench.register(sub)
+    classroom.register(sub.choices["bench"])  # `bench --classroom N`: a class of N students on the app
     return parser
 
 

@@ -26,9 +26,6 @@ protocol directly, as a script on the internet would).
 from __future__ import annotations
 
 import argparse
-import os
-import socket
-import subprocess
 import sys
 import threading
 import time
@@ -38,6 +35,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+
+# the app under test, `python app.py` on a free loopback port: shared with the classroom benchmark
+from playground.measure.served import App, free_port  # noqa: E402,F401 - after the sys.path line above
 
 PROMPTS = [
     "Once upon a time there was",
@@ -51,72 +51,6 @@ PROMPTS = [
 ]
 STRATEGIES = ("greedy", "sample", "beam")
 FINISHED = "The run has finished"  # what /step says when the run already ended (EOS or max_new_tokens)
-
-
-# ----------------------------------------------------------------------------------------------------------
-# The app under test
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class App:
-    """`python app.py --port P --model M` in a subprocess, on 127.0.0.1 only."""
-
-    def __init__(self, model: str, port: int | None = None, env: dict | None = None, log_path: str | None = None):
-        self.model, self.port = model, port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}/"
-        self.env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", **(env or {})}
-        self.log_path = log_path or os.devnull
-        self.proc: subprocess.Popen | None = None
-
-    def start(self, timeout: float = 240.0) -> App:
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, str(REPO / "app.py"), "--host", "127.0.0.1", "--port", str(self.port), "--model", self.model],
-            cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"app.py exited with status {self.proc.returncode} (log: {self.log_path}).")
-            if self.answers():
-                return self
-            time.sleep(0.5)
-        self.stop()
-        raise RuntimeError(f"app.py did not answer on {self.url} within {timeout:.0f} s (log: {self.log_path}).")
-
-    def answers(self, timeout: float = 5.0) -> bool:
-        import httpx
-
-        try:
-            return httpx.get(self.url + "gradio_api/info", timeout=timeout).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    def rss(self) -> int:
-        """Resident memory of the server process and its children, in bytes."""
-        import psutil
-
-        if self.proc is None:  # an app this script did not start
-            return 0
-        try:
-            proc = psutil.Process(self.proc.pid)
-            return proc.memory_info().rss + sum(c.memory_info().rss for c in proc.children(recursive=True))
-        except psutil.Error:
-            return 0
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
 
 # ----------------------------------------------------------------------------------------------------------
