@@ -217,6 +217,12 @@ class Engine:
         session's tensors start (default: the model's; "cpu" for a run that waits there between GPU calls)."""
         return Session(self, prompt_ids, config, prefill=prefill, device=device)
 
+    def start_comparison(self, prompt_ids: list[int], config: DecodingConfig, num_samples: int = 1,
+                         prefill: bool = True) -> Comparison:  # fmt: skip
+        """Greedy, beam search and `num_samples` sampled lanes of one prompt as rows of one batch, ready to step
+        (`prefill=False`: the first step makes the prefill)."""
+        return Comparison(self, prompt_ids, config, num_samples, prefill=prefill)
+
     def generate(self, prompt_ids: list[int], config: DecodingConfig) -> Trace:
         """Run one strategy to the end (EOS, max_new_tokens or a stop string)."""
         session = self.start(prompt_ids, config)

@@ -237,9 +237,7 @@ def new_session(engine, prompt_ids: list[int], config):
 
 def new_comparison(engine, prompt_ids: list[int], config, num_samples: int = 1):
     """A comparison (greedy, beam search and `num_samples` samples as rows of one batch), without a model call."""
-    from .engine import Comparison
-
-    return _leave(Comparison(engine, prompt_ids, config, num_samples, prefill=False))
+    return _leave(engine.start_comparison(prompt_ids, config, num_samples, prefill=False))
 
 
 @GPU(duration=_step_duration)
