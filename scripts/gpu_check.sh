@@ -5,6 +5,7 @@
 #   2. the architecture matrix on CUDA (tests/test_architectures.py with PLAYGROUND_TEST_DEVICE=cuda);
 #   3. `python -m playground bench --device cuda` (engine / generate(), compare, UI Step; felt speed with
 #      --browser where playwright and chromium are installed);
+#   4. the classroom on the GPU: `bench --classroom 30 --duration 30 --no-verify`, the app on cuda;
 # then writes what it found into docs/bench.md, replacing the section between the "gpu-check" markers.
 #
 #   scripts/gpu_check.sh                 # needs .venv (make test sets it up) or $PYTHON with the requirements
@@ -25,15 +26,15 @@ fi
 
 status=0
 started=$(date +%s)
-echo "== 1/3 CUDA tests" >&2
+echo "== 1/4 CUDA tests" >&2
 "$PY" -m pytest tests/test_loading.py tests/test_gpu.py -k cuda -q -rs -p no:cacheprovider >"$OUT/cuda-tests.txt" 2>&1 \
     || status=1
 tail -3 "$OUT/cuda-tests.txt" >&2
-echo "== 2/3 architecture matrix on CUDA" >&2
+echo "== 2/4 architecture matrix on CUDA" >&2
 PLAYGROUND_TEST_DEVICE=cuda "$PY" -m pytest tests/test_architectures.py -q -p no:cacheprovider >"$OUT/architectures.txt" 2>&1 \
     || status=1
 tail -3 "$OUT/architectures.txt" >&2
-echo "== 3/3 bench --device cuda" >&2
+echo "== 3/4 bench --device cuda" >&2
 browser=""
 if "$PY" -c "import playwright" 2>/dev/null && { [ -x "${PLAYGROUND_CHROMIUM:-/usr/bin/chromium}" ] || command -v chromium >/dev/null; }; then
     browser="--browser"
@@ -42,6 +43,10 @@ fi
 "$PY" -m playground bench --device cuda --repeats 5 $browser ${BENCH_ARGS:-} --out "$OUT/bench.json" \
     >"$OUT/bench.txt" 2>"$OUT/bench-progress.txt" || status=1
 cat "$OUT/bench.txt" >&2
+echo "== 4/4 the classroom, the app on cuda" >&2
+"$PY" -m playground bench --classroom 30 --duration 30 --no-verify --server-env PLAYGROUND_DEVICE=cuda \
+    --out "$OUT/classroom.json" >"$OUT/classroom.txt" 2>"$OUT/classroom-progress.txt" || status=1
+cat "$OUT/classroom.txt" >&2
 elapsed=$(( $(date +%s) - started ))
 
 "$PY" - "$OUT" "$status" "$elapsed" "$browser" <<'EOF'
@@ -62,6 +67,7 @@ def summary(name: str) -> str:
 
 
 bench = (out / "bench.txt").read_text(errors="replace").strip() if (out / "bench.txt").exists() else ""
+classroom = (out / "classroom.txt").read_text(errors="replace").strip() if (out / "classroom.txt").exists() else ""
 gpu = torch.cuda.get_device_name(0)
 section = f"""<!-- gpu-check:start (written by scripts/gpu_check.sh; edits here are replaced) -->
 ### Measured on a GPU
@@ -76,6 +82,12 @@ section = f"""<!-- gpu-check:start (written by scripts/gpu_check.sh; edits here 
 
 ```
 {bench or 'the benchmark did not finish: see bench-progress.txt'}
+```
+
+- the classroom, the app on the GPU (`bench --classroom 30 --duration 30 --no-verify --server-env PLAYGROUND_DEVICE=cuda`):
+
+```
+{classroom or 'the classroom did not finish: see classroom-progress.txt'}
 ```
 <!-- gpu-check:end -->"""
 doc = Path("docs/bench.md")
