@@ -146,22 +146,33 @@ def step_alternatives(record: StepRecord, n_alternatives: int = 5) -> dict:
     }  # fmt: skip
 
 
+def token_spans_html(steps: list[StepRecord], selected_step: int | None = None) -> str:
+    """Each generated token of `steps` as its coloured span (what the coloured text shows after the prompt)."""
+    return "".join(
+        _token_span(r.token, r.prob, step_alternatives(r), step=r.step, forced=r.forced,
+                    selected=selected_step is not None and r.step == selected_step)  # fmt: skip
+        for r in steps
+    )
+
+
+# A streamed run's part of the coloured text: the page drops its tokens from step K on and puts these instead.
+TEXT_FROM_MARK = "<!--dp-from:{}-->"
+
+
+def colored_text_increment(steps: list[StepRecord], from_step: int, selected_step: int | None = None) -> str:
+    """The coloured text's tokens from step `from_step` on, marked (TEXT_FROM_MARK): what a streamed run sends
+    instead of the whole text, which the page has up to there. Each one holds every token from `from_step`, so
+    it stands alone (an update the page merged with the next loses nothing), and, unselected, each is the one
+    before it with the new tokens appended, which Gradio's stream sends as just those."""
+    return TEXT_FROM_MARK.format(from_step) + token_spans_html(steps[from_step:], selected_step)
+
+
 def colored_text_html(prompt_text: str, steps: list[StepRecord], selected_step: int | None = None) -> str:
     """The prompt (muted) followed by each generated token coloured by its probability after the knobs; each
     token carries `data-step`, its alternatives for the popover (`step_alternatives`), a mark when forced and
     an outline when selected."""
     prompt = html.escape(prompt_text or "")
-    spans = [
-        _token_span(
-            r.token,
-            r.prob,
-            step_alternatives(r),
-            step=r.step,
-            forced=r.forced,
-            selected=selected_step is not None and r.step == selected_step,
-        )
-        for r in steps
-    ]
+    spans = [token_spans_html(steps, selected_step)]
     if not steps:
         spans.append('<span class="dp-hint" style="opacity:.6"> (no tokens yet: take a step)</span>')
     return (

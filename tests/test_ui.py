@@ -582,3 +582,21 @@ def test_a_permalink_records_its_tokens_and_a_replay_keeps_them_saying_where_it_
     notes = [n for n in odd.session.notices if "would have chosen" in n]
     assert len(notes) == 1 and "step 1" in notes[0]
     assert ui.api.step(odd, **controls(strategy="sample", temperature=1.4, seed=3))[0]["n_steps"] == 5  # it goes on
+
+
+def test_a_streamed_run_sends_the_page_only_its_new_tokens(app):
+    """Issue 19: a streamed Run re-sent the whole coloured text at every token. The page's variant sends the text
+    whole once, then the run's tokens from its first step on, each update the one before with the new tokens
+    appended (what Gradio's stream sends as just those); the API's /run still gets the whole text."""
+    state = step(None, n=2, max_new_tokens=10)[-1]
+    updates = list(ui.page_api.run(state, **controls(max_new_tokens=10)))
+    texts = [u[1] for u in updates]
+    assert "dp-prompt" in texts[0] and all(t.startswith("<!--dp-from:2-->") for t in texts[1:])
+    assert all(b.startswith(a) for a, b in zip(texts[1:-2], texts[2:-1]))  # appended to, until the last update
+    final, last = updates[-1][9], len(updates[-1][9].steps) - 1
+    # what the page's script makes of them (drop its tokens from step 2 on, put the update's): the whole text
+    kept = views.token_spans_html(final.steps[:2])
+    assert kept in texts[0] and texts[-1] == "<!--dp-from:2-->" + views.token_spans_html(final.steps[2:], last)
+    assert kept + views.token_spans_html(final.steps[2:], last) == views.token_spans_html(final.steps, last)
+    api = list(ui.api.run(step(None, n=2, max_new_tokens=10)[-1], **controls(max_new_tokens=10)))
+    assert all("dp-prompt" in u[1] for u in api)

@@ -78,18 +78,20 @@ def on_run(run, controls: Controls) -> Iterator[dict]:
     run.changed()
     run.stop = False
     drawn = 0.0  # when the distribution chart was last sent
+    base, shown = len(run.steps), None  # the page's text is sent whole once, then from the run's first step on
     # the first call always runs (a finished run raises its one-sentence message, or extends); Stop is heard
     # between calls
     for run.session, _ in gpu.run(run.session, config, stop=lambda: run.stop):
-        # the text streams every call's tokens; the chart a few times a second; table and trajectory at the end
+        # the text streams every call's new tokens; the chart a few times a second; table and trajectory at the end
         heavy = time.perf_counter() - drawn >= STREAM_CHART_EVERY_S
-        yield step_outputs(run, controls.top_n, full=False, figures=heavy)
+        yield step_outputs(run, controls.top_n, full=False, figures=heavy, text_from=shown)
+        shown = base
         if heavy:
             drawn = time.perf_counter()
     if run.stop and not run.session.done:
         n = len(run.steps)
         run.notices.append(f"Stopped after {n} token{'s' if n != 1 else ''}: Step or Run carries on from here.")
-    yield step_outputs(run, controls.top_n)
+    yield step_outputs(run, controls.top_n, text_from=shown)
 
 
 def on_stop(run) -> dict:

@@ -37,6 +37,23 @@ TABLE_COLUMN_WIDTHS = ["64px", "300px", "130px", "84px", "100px"] + ["150px"] * 
 # <body> so a re-render leaves it open), and the server is told which step to inspect. A click elsewhere or
 # Escape closes it.
 TOKEN_JS = """
+// The text is drawn here from the component's value: the whole text, or (a streamed run) the tokens from step K
+// on, marked <!--dp-from:K-->, which replace the page's tokens from K (views.colored_text_increment).
+const host = element.querySelector('.dp-text-host') || element;
+const FROM = /^<!--dp-from:(\\d+)-->/;
+function render() {
+  const value = props.value || '';
+  const m = FROM.exec(value);
+  const tokens = host.querySelector('.dp-tokens');
+  if (!m || !tokens) { host.innerHTML = value; return; }
+  const from = Number(m[1]);
+  for (const t of [...tokens.querySelectorAll('[data-step]')]) { if (Number(t.dataset.step) >= from) t.remove(); }
+  const hint = tokens.querySelector('.dp-hint');
+  if (hint) { hint.remove(); }
+  tokens.insertAdjacentHTML('beforeend', value.slice(m[0].length));
+}
+watch('value', render);
+render();
 let pop = document.getElementById('dp-popover');
 if (!pop) {
   pop = document.createElement('div');
@@ -266,7 +283,8 @@ def _step_tab(c: dict) -> None:
         c["end_note"] = gr.HTML("", visible=False, elem_id="dp-end")
         c["carry_on"] = gr.Button(f"Carry on (+{CARRY_ON_TOKENS} tokens)", visible=False, scale=0, min_width=200,
                                   elem_id="dp-carry-on")  # fmt: skip
-    c["text"] = gr.HTML(views.colored_text_html(DEFAULT_PROMPT, []), elem_id="dp-text", js_on_load=TOKEN_JS)
+    c["text"] = gr.HTML(views.colored_text_html(DEFAULT_PROMPT, []), elem_id="dp-text", js_on_load=TOKEN_JS,
+                        html_template='<div class="dp-text-host"></div>')  # the script draws the value
     c["status"] = gr.HTML(status_html(PlaygroundState()), elem_id="dp-status")
     # drawn by the browser from the step's data, its legend worded for the strategy; a click on a row forces it
     c["distribution"] = live_chart(elem_id="dp-dist")

@@ -109,8 +109,13 @@ def candidate_choices(record: StepRecord | None, top_n: int) -> list[tuple[str, 
             for c in sorted(record.top, key=lambda c: c.rank)[: max(1, top_n)]]  # fmt: skip
 
 
-def step_outputs(state: PlaygroundState, top_n=10, full: bool = True, figures: bool = True) -> dict:
+def step_outputs(state: PlaygroundState, top_n=10, full: bool = True, figures: bool = True,
+                 text_from: int | None = None) -> dict:  # fmt: skip
     """{result, text, distribution, table, trajectory, status, inspect, candidates, permalink, state}.
+
+    `text_from` (a streamed run: the page has the text up to that step): also "text_increment", the tokens from
+    there on (outlined only in the last update, `full`), which the page's variant sends instead of the whole
+    text (`requests.serve`).
 
     `full=False` leaves the step table and the trajectory as they are (they did not change, or a streamed run
     sends them at its end); the trajectory is drawn only while its tab is on screen (`show_trajectory`).
@@ -125,6 +130,8 @@ def step_outputs(state: PlaygroundState, top_n=10, full: bool = True, figures: b
     result = api_result(state)
     out = {"result": result, "text": views.colored_text_html(state.prompt_text, steps, selected_step=sel),
            "status": status_html(state), "state": state}  # fmt: skip
+    if text_from is not None and text_from <= len(steps):
+        out["text_increment"] = views.colored_text_increment(steps, text_from, selected_step=sel if full else None)
     if not figures:
         return out
     out["distribution"] = distribution_chart(state, top_n)

@@ -104,6 +104,8 @@ def serve(endpoint: Endpoint, for_page: bool = False, fixed: Mapping[str, object
         return kwargs
 
     def shown(result: dict) -> tuple | object:
+        if for_page and "text_increment" in result:  # the page has the text up to there: only what is new
+            result = {**result, "text": result["text_increment"]}
         if for_page and endpoint.run_controls and isinstance(result.get("state"), PlaygroundState):
             result = {**result, **page.changed_run_controls(result["state"])}
         return _ordered(result, outputs)
