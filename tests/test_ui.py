@@ -600,3 +600,15 @@ def test_a_streamed_run_sends_the_page_only_its_new_tokens(app):
     assert kept + views.token_spans_html(final.steps[2:], last) == views.token_spans_html(final.steps, last)
     api = list(ui.api.run(step(None, n=2, max_new_tokens=10)[-1], **controls(max_new_tokens=10)))
     assert all("dp-prompt" in u[1] for u in api)
+
+
+def test_a_streamed_runs_last_update_holds_every_run_control(app):
+    """The page merges stream updates that come together, the later winning: a Run's end-of-run note and its
+    Run button turned off, sent one update before the last, were lost in 3 runs of 12 in Chromium (the run done,
+    Run still on). The last update now carries every run control, changed or not."""
+    updates = list(ui.page_api.run(None, **controls(max_new_tokens=4)))
+    assert len(updates) >= 2
+    step_btn, step_n, run, note, carry, force = updates[-1][-6:]
+    assert gr.skip() not in updates[-1][-6:]
+    assert run.interactive is False and "max new tokens" in note.value and note.visible
+    assert updates[-2][-6:][2] != gr.skip()  # the update before had them too (the run ended there): both hold them

@@ -24,7 +24,7 @@ from .. import gpu, plots, views
 from ..engine import Engine
 from . import exports, shared
 from .controls import CONTROL_NAMES, DEFAULT_MODEL, KNOBS, Controls, as_int
-from .outputs import FINISH, N_TABLE_CHOICES, distribution_chart, empty_outputs, rendered, shown_record, step_outputs, trajectory_chart  # fmt: skip
+from .outputs import ENDS_STREAM, FINISH, N_TABLE_CHOICES, distribution_chart, empty_outputs, rendered, shown_record, step_outputs, trajectory_chart  # fmt: skip
 from .page import carry_on_tokens
 from .permalink import PERMALINK_PARAM, decode_permalink, permalink_query, replay
 from .state import PlaygroundState, UserError, as_run, friendly, next_config, prepare
@@ -91,7 +91,7 @@ def on_run(run, controls: Controls) -> Iterator[dict]:
     if run.stop and not run.session.done:
         n = len(run.steps)
         run.notices.append(f"Stopped after {n} token{'s' if n != 1 else ''}: Step or Run carries on from here.")
-    yield step_outputs(run, controls.top_n, text_from=shown)
+    yield {**step_outputs(run, controls.top_n, text_from=shown), ENDS_STREAM: True}  # holds all the page ends with
 
 
 def on_stop(run) -> dict:

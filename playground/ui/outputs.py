@@ -27,6 +27,12 @@ from .permalink import permalink_query
 from .state import PlaygroundState, as_run
 
 N_TABLE_CHOICES = 5
+# A streaming handler's last update says so (`{**outputs, ENDS_STREAM: True}`); the page's variant then sends
+# every run control in it, not only those that changed. The page applies a stream's updates as they come, but
+# two that come together are merged, the later winning, and an output the later one leaves as it is (gr.skip)
+# loses the earlier one's change: a Run's end-of-run note and its Run button turned off were seen lost that way
+# (3 runs in 12). So a stream's last update must hold everything the page is to end with.
+ENDS_STREAM = "ends_stream"
 PLOT_FORMAT = "png"  # how the charts reach the page: PNG encodes faster than Gradio's default WebP here
 # what step_outputs returns, by name (the endpoints' table wires the page's components of these names)
 STEP_OUTPUTS = ("result", "text", "distribution", "table", "trajectory", "status", "inspect", "candidates",

@@ -28,6 +28,7 @@ import gradio as gr
 
 from . import page, sessions
 from .controls import CONTROL_NAMES, DEFAULTS, Controls
+from .outputs import ENDS_STREAM
 from .permalink import PERMALINK_PARAM, decode_permalink, replay
 from .state import PlaygroundState, friendly
 
@@ -108,6 +109,8 @@ def serve(endpoint: Endpoint, for_page: bool = False, fixed: Mapping[str, object
             result = {**result, "text": result["text_increment"]}
         if for_page and endpoint.run_controls and isinstance(result.get("state"), PlaygroundState):
             result = {**result, **page.changed_run_controls(result["state"])}
+            if result.get(ENDS_STREAM):  # every run control, not only those that changed: see ENDS_STREAM
+                result.update(page.run_controls(result["state"]))
         return _ordered(result, outputs)
 
     def refused(e: Exception):
