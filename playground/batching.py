@@ -274,6 +274,11 @@ class ForwardBatcher:
                 own.keys, own.values = k, v
             request.logits = logits[start : start + request.rows].clone()  # (R, V), not a view of the batch's
 
+    def waiting(self) -> int:
+        """Requests queued for the next forward now (not counting one in flight)."""
+        with self._cond:
+            return len(self._queue)
+
     # -- counters --------------------------------------------------------------------------------------------
 
     def stats(self) -> SharingStats:
