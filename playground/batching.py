@@ -5,8 +5,9 @@ Every `Session` (and `Comparison`) of an engine feeds its rows one token at a ti
 several visitors step at once, their forwards queue here and the first in line (the *leader*, a caller's own
 thread: no worker thread, no hand-off when alone) makes one forward for all of them:
 
-    collect   the requests queued when the model is free, up to `max_rows` rows, waiting at most `window_ms`
-              from the oldest one's arrival (it has usually waited that long already, behind the forward in flight)
+    collect   the requests queued when the model is free, up to `max_rows` rows and `max_tokens` rows x padded
+              length (the rest wait for the next forward), waiting at most `window_ms` from the oldest one's
+              arrival (it has usually waited that long already, behind the forward in flight)
     stack     every request's cache rows, left-padded with zeros to the longest: keys and values (B, H, Lmax, D)
               per layer, an attention mask (B, Lmax + 1) with the padding off, each row's own position (B, 1)
     forward   once, through the engine (`forward_padded`)
@@ -51,11 +52,15 @@ class SharingSettings:
     PLAYGROUND_SHARE_WINDOW_MS=5     how long a leader that found others waiting waits for more, counted from
                                      the oldest request's arrival (a request alone never waits)
     PLAYGROUND_SHARE_MAX_ROWS=64     rows in one shared forward at most (a beam run brings one per beam)
+    PLAYGROUND_SHARE_MAX_TOKENS=16384  rows x padded length of one shared forward at most: the stacked cache's
+                                     size (SmolLM2-135M: 46 KB a position), so that one long prompt among
+                                     short ones does not pad them all to its length beyond this
     """
 
     enabled: bool = True
     window_ms: float = 5.0
     max_rows: int = 64
+    max_tokens: int = 16384
 
     def __post_init__(self):
         if not isinstance(self.enabled, bool):
@@ -64,6 +69,8 @@ class SharingSettings:
             raise ValueError(f"window_ms must be a number of milliseconds in [0, 100], got {self.window_ms!r}.")
         if isinstance(self.max_rows, bool) or not isinstance(self.max_rows, int) or self.max_rows < 1:
             raise ValueError(f"max_rows must be a positive integer, got {self.max_rows!r}.")
+        if isinstance(self.max_tokens, bool) or not isinstance(self.max_tokens, int) or self.max_tokens < 1:
+            raise ValueError(f"max_tokens must be a positive integer, got {self.max_tokens!r}.")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> SharingSettings:
@@ -75,9 +82,10 @@ class SharingSettings:
         try:
             window = float(env.get("PLAYGROUND_SHARE_WINDOW_MS", "5"))
             rows = int(env.get("PLAYGROUND_SHARE_MAX_ROWS", "64"))
+            tokens = int(env.get("PLAYGROUND_SHARE_MAX_TOKENS", "16384"))
         except ValueError as e:
-            raise ValueError(f"PLAYGROUND_SHARE_WINDOW_MS / PLAYGROUND_SHARE_MAX_ROWS must be numbers: {e}") from e
-        return cls(enabled=flag in TRUE, window_ms=window, max_rows=rows)
+            raise ValueError(f"PLAYGROUND_SHARE_WINDOW_MS / _MAX_ROWS / _MAX_TOKENS must be numbers: {e}") from e
+        return cls(enabled=flag in TRUE, window_ms=window, max_rows=rows, max_tokens=tokens)
 
 
 @dataclass(frozen=True)
@@ -184,7 +192,7 @@ class ForwardBatcher:
 
     def _wait_turn(self, request: _Request) -> list[_Request]:
         """Under the lock: wait until a leader has served `request` (returns []) or it is first in line with the
-        model free; then collect the batch it leads (at most `max_rows` rows, within the window)."""
+        model free; then collect the batch it leads (within `max_rows`, `max_tokens` and the window)."""
         while True:
             if request.done:
                 return []
@@ -195,10 +203,14 @@ class ForwardBatcher:
         deadline = request.arrived + self.settings.window_ms / 1e3
         while sum(r.rows for r in self._queue) < self.settings.max_rows and (left := deadline - self.clock()) > 0:
             self._cond.wait(left)
-        batch, rows = [], 0
-        while self._queue and (not batch or rows + self._queue[0].rows <= self.settings.max_rows):
-            batch.append(self._queue.pop(0))
-            rows += batch[-1].rows
+        batch, rows, longest = [], 0, 0
+        for waiting in list(self._queue):  # in arrival order; one that would not fit waits for the next forward
+            grown_rows, grown_length = rows + waiting.rows, max(longest, waiting.length + 1)
+            if batch and (grown_rows > self.settings.max_rows or grown_rows * grown_length > self.settings.max_tokens):
+                continue
+            self._queue.remove(waiting)
+            batch.append(waiting)
+            rows, longest = grown_rows, grown_length
         return batch
 
     def _lead(self, batch: list[_Request]) -> None:

@@ -124,15 +124,18 @@ def logit_drift(engine, sizes: tuple[int, ...] = (2, 8, 16, 32), warmup_steps: i
     absolute logit difference, and how many rows' argmax moved (with the smallest top-2 margin among the rows)."""
     results = []
     for size in sizes:
-        runs = [engine.start(_prompt(engine, i), DecodingConfig(max_new_tokens=warmup_steps + 2)) for i in range(size)]
+        config = DecodingConfig(max_new_tokens=warmup_steps + 2)
+        runs = [engine.start(_prompt(engine, i), config) for i in range(size)]
         saved = engine.share_forwards
         engine.share_forwards = False
         try:
             for run in runs:
                 for _ in range(warmup_steps):
-                    run.step()
+                    if not run.done:
+                        run.step()
         finally:
             engine.share_forwards = saved
+        runs = [run for run in runs if not run.done]  # a run that ended (EOS) has no next forward
         batches = [run._batch for run in runs]
         items = [(b.pending[:, None], b.cache) for b in batches]  # each run's next forward: (R, 1) after its cache
         alone = [engine._forward_alone(ids, copy.deepcopy(cache))[0] for ids, cache in items]  # (R, V) each
@@ -140,7 +143,7 @@ def logit_drift(engine, sizes: tuple[int, ...] = (2, 8, 16, 32), warmup_steps: i
         diff = max((a - s).abs().max().item() for a, s in zip(alone, shared))
         moved = sum(int((a.argmax(-1) != s.argmax(-1)).any()) for a, s in zip(alone, shared))
         margin = min((a.topk(2).values[:, 0] - a.topk(2).values[:, 1]).min().item() for a in alone)
-        results.append({"batch": size, "max_abs_logit_diff": diff, "argmax_moved": moved, "smallest_margin": margin})
+        results.append({"batch": len(runs), "max_abs_logit_diff": diff, "argmax_moved": moved, "smallest_margin": margin})
     return results
 
 

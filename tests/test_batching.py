@@ -326,14 +326,16 @@ def test_off_switch_and_settings(tiny_engine, monkeypatch):
     assert SharingSettings.from_env({"PLAYGROUND_SHARE_WINDOW_MS": "2.5", "PLAYGROUND_SHARE_MAX_ROWS": "8"}) == (
         SharingSettings(enabled=True, window_ms=2.5, max_rows=8)
     )
-    for bad in ({"window_ms": -1}, {"window_ms": 1000}, {"max_rows": 0}, {"enabled": "yes"}):
+    for bad in ({"window_ms": -1}, {"window_ms": 1000}, {"max_rows": 0}, {"max_tokens": 0}, {"enabled": "yes"}):
         with pytest.raises(ValueError):
             SharingSettings(**bad)
 
 
-def test_max_rows_splits_the_queue(tiny_engine):
-    """With max_rows 2, four queued one-row runs take two shared forwards of two rows."""
-    engine = _engine(tiny_engine, max_rows=2)
+@pytest.mark.parametrize(("limits", "expected"), [({"max_rows": 2}, [1, 2, 2]), ({"max_tokens": 1}, [1, 1, 1, 1, 1])])
+def test_limits_split_the_queue(tiny_engine, limits, expected):
+    """With max_rows 2, four queued one-row runs take two shared forwards of two rows; with a padded-size budget
+    of one position, each goes alone."""
+    engine = _engine(tiny_engine, **limits)
     runs = [_stepped(engine, p, 1) for p in PROMPTS]
     engine.batcher.reset_stats()
     blocker = _stepped(engine, "Hello", 1)
@@ -342,7 +344,7 @@ def test_max_rows_splits_the_queue(tiny_engine):
             join = _in_threads([run.step for run in runs])
             wait_queued(4)
         assert join()[1] == [None] * 4
-    assert calls == [1, 2, 2]
+    assert calls == expected
 
 
 @pytest.mark.parametrize("architecture", ["GPT-2", "GPT-NeoX", "OPT", "Falcon", "Gemma"])
