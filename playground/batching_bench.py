@@ -4,7 +4,9 @@ shared forward's logits drift from a lone one's.
     python -m playground.batching_bench [--sessions 1 8 16 32] [--steps 16] [--threads 2]
 
 `concurrent_steps` starts N threads, each with its own greedy `Session` of a different prompt, and lets them step
-together: forwards made per second, steps served per second and the per-step latency (p50/p95/max). `lone_step`
+together: forwards made per second, steps served per second, the per-step latency (p50/p95/max) and the
+process's CPU time per step (the fair figure on a machine shared with other jobs, where more threads get more
+of the cores). `lone_step`
 times one run stepping with nobody else, sharing on and off: what the batcher adds when a visitor is alone.
 `logit_drift` makes the same next forwards of B runs (prompts of different lengths) alone and shared, and reports
 the largest logit difference and whether the argmax moved. The figures are indicative on a shared machine.
@@ -76,7 +78,8 @@ def concurrent_steps(engine, sessions: int, steps: int = 16, share: bool = True)
             latencies.extend(mine)
 
     threads = [threading.Thread(target=step_all, args=(run,)) for run in runs]
-    start = time.perf_counter()
+    cpu = time.process_time()  # CPU seconds of this process: on a machine shared with other jobs, more threads
+    start = time.perf_counter()  # get a bigger share of the cores, so wall time alone flatters sharing off
     try:
         for t in threads:
             t.start()
@@ -85,6 +88,7 @@ def concurrent_steps(engine, sessions: int, steps: int = 16, share: bool = True)
     finally:
         engine.share_forwards = saved
     wall = time.perf_counter() - start
+    cpu = time.process_time() - cpu
     stats = engine.batcher.stats()
     forwards = stats.forwards if share else len(latencies)
     return {
@@ -92,6 +96,7 @@ def concurrent_steps(engine, sessions: int, steps: int = 16, share: bool = True)
         "forwards": forwards, "forwards_per_s": forwards / wall, "steps_per_s": len(latencies) / wall,
         "rows_per_forward": stats.rows_per_forward if share else 1.0,
         "mean_wait_ms": stats.mean_wait_ms if share else 0.0,
+        "cpu_ms_per_step": 1e3 * cpu / max(len(latencies), 1),
         **_quantiles(latencies),
     }
 
@@ -114,7 +119,24 @@ def lone_step(engine, steps: int = 24, repeats: int = 3) -> dict:
     finally:
         engine.share_forwards = saved
     on, off = (1e3 * statistics.median(times[s]) for s in (True, False))
-    return {"step_ms_sharing_on": on, "step_ms_sharing_off": off, "added_ms": on - off}
+    return {"step_ms_sharing_on": on, "step_ms_sharing_off": off, "added_ms": on - off,
+            "path_overhead_us": path_overhead(engine)}
+
+
+def path_overhead(engine, calls: int = 5000) -> float:
+    """What the batcher's path costs a lone forward, in microseconds, without the forward itself (a step's noise
+    on a shared machine hides it): `stackable` on a real cache and the batcher's bookkeeping, around a no-op."""
+    from .batching import ForwardBatcher, stackable
+
+    run = engine.start(_prompt(engine, 0), DecodingConfig(max_new_tokens=4))
+    run.step()
+    ids, cache = run._batch.pending[:, None], run._batch.cache  # (1, 1) and the real cache
+    batcher = ForwardBatcher(lambda i, c: (i, c), lambda *a: None)
+    start = time.perf_counter()
+    for _ in range(calls):
+        if stackable(ids, cache):
+            batcher.forward(ids, cache)
+    return (time.perf_counter() - start) / calls * 1e6
 
 
 @torch.inference_mode()
@@ -163,15 +185,15 @@ def main(argv: list[str] | None = None) -> None:
           f"{engine.sharing.window_ms} ms, max rows {engine.sharing.max_rows}")
     lone = lone_step(engine)
     print(f"lone step: {lone['step_ms_sharing_off']:.1f} ms sharing off, {lone['step_ms_sharing_on']:.1f} ms on "
-          f"({lone['added_ms']:+.2f} ms)")
+          f"({lone['added_ms']:+.2f} ms); the batcher's path alone {lone['path_overhead_us']:.0f} us a forward")
     print(f"{'sessions':>8} {'share':>5} {'forwards/s':>10} {'steps/s':>8} {'rows/fwd':>8} {'wait ms':>8} "
-          f"{'p50 ms':>7} {'p95 ms':>7} {'max ms':>7}")
+          f"{'p50 ms':>7} {'p95 ms':>7} {'max ms':>7} {'CPU ms/step':>11}")
     for n in args.sessions:
         for share in (False, True):
             r = concurrent_steps(engine, n, args.steps, share)
             print(f"{n:>8} {'on' if share else 'off':>5} {r['forwards_per_s']:>10.1f} {r['steps_per_s']:>8.1f} "
                   f"{r['rows_per_forward']:>8.1f} {r['mean_wait_ms']:>8.1f} {r['p50_ms']:>7.0f} {r['p95_ms']:>7.0f} "
-                  f"{r['max_ms']:>7.0f}")
+                  f"{r['max_ms']:>7.0f} {r['cpu_ms_per_step']:>11.1f}")
     if args.drift:
         print(f"{'batch':>5} {'max |logit diff|':>17} {'argmax moved':>12} {'smallest margin':>15}")
         for r in logit_drift(engine, tuple(args.drift)):
