@@ -6,8 +6,9 @@ several visitors step at once, their forwards queue here and the first in line (
 thread: no worker thread, no hand-off when alone) makes one forward for all of them:
 
     collect   the requests queued when the model is free, up to `max_rows` rows and `max_tokens` rows x padded
-              length (the rest wait for the next forward), waiting at most `window_ms` from the oldest one's
-              arrival (it has usually waited that long already, behind the forward in flight)
+              length (the rest wait for the next forward), waiting at most `window_ms`: from the oldest one's
+              arrival (it has usually waited that long already, behind the forward in flight), or, while fewer
+              are queued than the last forward served (the others are still taking their step), from now
     stack     every request's cache rows, left-padded with zeros to the longest: keys and values (B, H, Lmax, D)
               per layer, an attention mask (B, Lmax + 1) with the padding off, each row's own position (B, 1)
     forward   once, through the engine (`forward_padded`)
@@ -166,6 +167,7 @@ class ForwardBatcher:
         self._cond = threading.Condition()
         self._queue: list[_Request] = []
         self._busy = False  # a forward of this batcher is running (its leader holds the model)
+        self._served_last = 0  # requests the last forward served
         self._stats = _Counters()
 
     # -- the caller's side -----------------------------------------------------------------------------------
@@ -200,7 +202,10 @@ class ForwardBatcher:
                 break
             self._cond.wait()
         self._busy = True  # the model is this leader's from now on: requests that arrive queue behind it
-        deadline = request.arrived + self.settings.window_ms / 1e3
+        window = self.settings.window_ms / 1e3
+        # the runs the last forward served are mostly still taking their step (the lane's pick, the record): while
+        # fewer are queued, wait up to one window from now for them; else up to one window from the oldest arrival
+        deadline = (self.clock() if len(self._queue) < self._served_last else request.arrived) + window
         while sum(r.rows for r in self._queue) < self.settings.max_rows and (left := deadline - self.clock()) > 0:
             self._cond.wait(left)
         batch, rows, longest = [], 0, 0
@@ -234,6 +239,7 @@ class ForwardBatcher:
         finally:
             with self._cond:
                 self._stats.add(batch, start, shared_failed)
+                self._served_last = len(batch)
                 for request in batch:
                     request.done = True
                 self._busy = False
