@@ -101,26 +101,31 @@ def concurrent_steps(engine, sessions: int, steps: int = 16, share: bool = True)
     }
 
 
-def lone_step(engine, steps: int = 24, repeats: int = 3) -> dict:
-    """One run alone stepping `steps` times, sharing on and off, interleaved `repeats` times -> the median step of
-    each (ms) and the difference: what going through the batcher costs a visitor with no company."""
+def lone_step(engine, steps: int = 24, repeats: int = 4) -> dict:
+    """One run alone stepping `steps` times, sharing switched on and off at alternate steps (`repeats` runs, each
+    starting with the other setting) -> the median step of each (ms), their difference, and the longest a lone
+    request waited in the batcher: what going through it costs a visitor with no company. (Whole runs alternated
+    instead pick up whatever the machine does meanwhile: on a shared machine that drowns the difference.)"""
     config = DecodingConfig(max_new_tokens=steps)
     times: dict[bool, list[float]] = {True: [], False: []}
     saved = engine.share_forwards
+    engine.batcher.reset_stats()
     try:
-        for _ in range(repeats):
-            for share in (False, True):
+        for repeat in range(repeats):
+            run = engine.start(_prompt(engine, 0), config)
+            i = 0
+            while not run.done:
+                share = (i + repeat) % 2 == 0
                 engine.share_forwards = share
-                run = engine.start(_prompt(engine, 0), config)
-                while not run.done:
-                    start = time.perf_counter()
-                    run.step()
-                    times[share].append(time.perf_counter() - start)
+                start = time.perf_counter()
+                run.step()
+                times[share].append(time.perf_counter() - start)
+                i += 1
     finally:
         engine.share_forwards = saved
     on, off = (1e3 * statistics.median(times[s]) for s in (True, False))
     return {"step_ms_sharing_on": on, "step_ms_sharing_off": off, "added_ms": on - off,
-            "path_overhead_us": path_overhead(engine)}
+            "wait_ms_max": 1e3 * engine.batcher.stats().wait_s_max, "path_overhead_us": path_overhead(engine)}
 
 
 def path_overhead(engine, calls: int = 5000) -> float:
@@ -185,7 +190,8 @@ def main(argv: list[str] | None = None) -> None:
           f"{engine.sharing.window_ms} ms, max rows {engine.sharing.max_rows}")
     lone = lone_step(engine)
     print(f"lone step: {lone['step_ms_sharing_off']:.1f} ms sharing off, {lone['step_ms_sharing_on']:.1f} ms on "
-          f"({lone['added_ms']:+.2f} ms); the batcher's path alone {lone['path_overhead_us']:.0f} us a forward")
+          f"({lone['added_ms']:+.2f} ms; longest wait in the batcher {lone['wait_ms_max']:.3f} ms); the batcher's path "
+          f"alone {lone['path_overhead_us']:.0f} us a forward")
     print(f"{'sessions':>8} {'share':>5} {'forwards/s':>10} {'steps/s':>8} {'rows/fwd':>8} {'wait ms':>8} "
           f"{'p50 ms':>7} {'p95 ms':>7} {'max ms':>7} {'CPU ms/step':>11}")
     for n in args.sessions:
