@@ -66,7 +66,8 @@ class SharingSettings:
     def __post_init__(self):
         if not isinstance(self.enabled, bool):
             raise ValueError(f"enabled must be True or False, got {self.enabled!r}.")
-        if isinstance(self.window_ms, bool) or not isinstance(self.window_ms, (int, float)) or not 0 <= self.window_ms <= 100:
+        window = self.window_ms
+        if isinstance(window, bool) or not isinstance(window, (int, float)) or not 0 <= window <= 100:
             raise ValueError(f"window_ms must be a number of milliseconds in [0, 100], got {self.window_ms!r}.")
         if isinstance(self.max_rows, bool) or not isinstance(self.max_rows, int) or self.max_rows < 1:
             raise ValueError(f"max_rows must be a positive integer, got {self.max_rows!r}.")
@@ -270,7 +271,8 @@ class ForwardBatcher:
 
         # one buffer per kind, (layers, B, H, Lmax + 1, D), zeros in the padding (finite: masked out, and never NaN
         # times a zero weight); the forward writes the last column in place
-        keys, values = _buffer([l.keys for l in first], total, longest + 1), _buffer([l.values for l in first], total, longest + 1)
+        keys = _buffer([layer.keys for layer in first], total, longest + 1)
+        values = _buffer([layer.values for layer in first], total, longest + 1)
         for request, pad, start in zip(batch, pads, offsets):
             for i, own in enumerate(request.cache.layers):
                 keys[i][start : start + request.rows, :, pad:longest] = own.keys
@@ -313,7 +315,8 @@ def _buffer(like: list[torch.Tensor], rows: int, length: int) -> torch.Tensor | 
     (layers, rows, H, length, D) tensor when every layer is alike (the usual case), else one tensor per layer."""
     first = like[0]
     if all(t.shape[1:] == first.shape[1:] and t.dtype == first.dtype for t in like):
-        return torch.zeros((len(like), rows, first.shape[1], length, first.shape[3]), dtype=first.dtype, device=first.device)
+        shape = (len(like), rows, first.shape[1], length, first.shape[3])
+        return torch.zeros(shape, dtype=first.dtype, device=first.device)
     return [torch.zeros((rows, t.shape[1], length, t.shape[3]), dtype=t.dtype, device=t.device) for t in like]
 
 

@@ -170,7 +170,9 @@ def logit_drift(engine, sizes: tuple[int, ...] = (2, 8, 16, 32), warmup_steps: i
         diff = max((a - s).abs().max().item() for a, s in zip(alone, shared))
         moved = sum(int((a.argmax(-1) != s.argmax(-1)).any()) for a, s in zip(alone, shared))
         margin = min((a.topk(2).values[:, 0] - a.topk(2).values[:, 1]).min().item() for a in alone)
-        results.append({"batch": len(runs), "max_abs_logit_diff": diff, "argmax_moved": moved, "smallest_margin": margin})
+        results.append(
+            {"batch": len(runs), "max_abs_logit_diff": diff, "argmax_moved": moved, "smallest_margin": margin}
+        )
     return results
 
 
@@ -203,7 +205,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.drift:
         print(f"{'batch':>5} {'max |logit diff|':>17} {'argmax moved':>12} {'smallest margin':>15}")
         for r in logit_drift(engine, tuple(args.drift)):
-            print(f"{r['batch']:>5} {r['max_abs_logit_diff']:>17.2e} {r['argmax_moved']:>12} {r['smallest_margin']:>15.3f}")
+            print(f"{r['batch']:>5} {r['max_abs_logit_diff']:>17.2e} {r['argmax_moved']:>12} "
+                  f"{r['smallest_margin']:>15.3f}")
 
 
 if __name__ == "__main__":

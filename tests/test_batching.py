@@ -243,7 +243,8 @@ def test_beam_and_comparison_rows_share_with_plain_runs(tiny_engine):
     for twin in twins:
         finish(twin)()
     assert runs[0].token_ids == twins[0].token_ids
-    assert {k: t.token_ids for k, t in runs[1].traces().items()} == {k: t.token_ids for k, t in twins[1].traces().items()}
+    shared, lone = runs[1].traces(), twins[1].traces()
+    assert {k: t.token_ids for k, t in shared.items()} == {k: t.token_ids for k, t in lone.items()}
     for run, twin in zip(runs[2:], twins[2:]):
         _same_run(run, twin)
 
@@ -352,7 +353,8 @@ def test_architectures_share_exactly(tiny_engine, architecture):
     """Other position schemes (learned, rotary partial, from the mask) under a left-padded shared forward: each
     row's logits within 1e-4 of its lone forward. A sliding-window cache is not stackable: it goes alone."""
     tokenizer = tiny_engine.tokenizer
-    engine = Engine(build_tiny_model(architecture, len(tokenizer), tokenizer.eos_token_id), tokenizer, name=architecture)
+    model = build_tiny_model(architecture, len(tokenizer), tokenizer.eos_token_id)
+    engine = Engine(model, tokenizer, name=architecture)
     engine.share_forwards = False
     runs = [_stepped(engine, p, n) for p, n in zip(PROMPTS[:3], (1, 3, 2))]
     items = [(r._batch.pending[:, None], r._batch.cache) for r in runs]
