@@ -11,6 +11,10 @@ Phases, one function each:
     Session.rewind  back to an earlier step: crop the cache where it can be cropped exactly, else rebuild it
                     (the prompt, then each kept token as it was first fed) at the next forward
 
+Every forward goes through `Engine.forward`. With `share_forwards` on (the default; PLAYGROUND_SHARE_FORWARDS=0 or
+`engine.share_forwards = False` turns it off), the one-token forwards of different runs that wait at the same moment
+are made as one batch (batching.py); a run alone is forwarded at once, exactly as without it.
+
 A `Session` is one strategy stepped by a caller (the app's step mode): settings may change between steps, a
 token may be forced, and any step may be rewound. A `Comparison` runs greedy, beam and sampled lanes of one
 prompt as rows of one batch: one prefill, one forward per step for all of them.
@@ -35,7 +39,8 @@ from functools import lru_cache
 
 import torch
 
-from . import gpu, processors
+from . import batching, gpu, processors
+from .batching import ForwardBatcher, SharingSettings, SharingStats
 from .config import MODEL_SETTINGS, DecodingConfig, describe_settings, model_defaults
 from .records import Candidate, Exploration, KnobView, StepRecord, TemperatureView, Trace
 from .strategies import BeamLane, DecodingError, SingleLane, move_tensors
@@ -117,7 +122,7 @@ class Engine:
     Each engine has a `key`, unique in its process (and in the processes forked from it, as ZeroGPU's calls are).
     An engine pickles as that key, never as its model: unpickling it gives the process's engine of that key."""
 
-    def __init__(self, model, tokenizer, name: str = "model"):
+    def __init__(self, model, tokenizer, name: str = "model", sharing: SharingSettings | None = None):
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.name = name
@@ -135,7 +140,14 @@ class Engine:
         self.model_defaults, self.model_defaults_notices = model_defaults(
             {name: getattr(generation, name, None) for name in ("do_sample", *MODEL_SETTINGS)}
         )
-        self._logits_to_keep = "logits_to_keep" in inspect.signature(model.forward).parameters
+        parameters = inspect.signature(model.forward).parameters
+        self._logits_to_keep = "logits_to_keep" in parameters
+        # visitors' one-token forwards shared across runs (batching.py); only for a model that takes a padding mask
+        # and explicit positions, and off where forwards must stay in the caller (ZeroGPU: `share_forwards = False`)
+        self._can_share = "attention_mask" in parameters and "position_ids" in parameters
+        self.sharing = SharingSettings.from_env() if sharing is None else sharing
+        self.batcher = ForwardBatcher(self._forward_alone, self._forward_padded, self.sharing)
+        self.share_forwards = self.sharing.enabled
 
     def __reduce__(self):
         return _engine_by_key, (self.key,)
@@ -240,19 +252,54 @@ class Engine:
     # -- the model -----------------------------------------------------------------------------------------
 
     def forward(self, input_ids: torch.Tensor, cache) -> tuple[torch.Tensor, object]:
-        """input_ids (R, T) after `cache` -> next-token logits (R, V) float32 and the grown cache."""
+        """input_ids (R, T) after `cache` -> next-token logits (R, V) float32 and the grown cache.
+
+        With `share_forwards` on, a one-token forward after a plain cache goes through the batcher: alone it is
+        made at once, exactly as below; when other runs wait at the same moment it shares their forward (its
+        logits then differ from a lone forward's in the last bits; the cache it gets back has the same shapes).
+        Never under ZeroGPU, where each request's forward is its own process's."""
         gpu.check_forward(self.name)  # under ZeroGPU's emulation, only inside a GPU call
+        if self.share_forwards and not gpu.ZEROGPU and self._can_share and batching.stackable(input_ids, cache):
+            return self.batcher.forward(input_ids, cache)
+        return self._forward_alone(input_ids, cache)
+
+    def _forward_alone(self, input_ids: torch.Tensor, cache) -> tuple[torch.Tensor, object]:
+        """The forward of one run's rows: no mask, positions from the cache."""
         kwargs = {"logits_to_keep": 1} if self._logits_to_keep else {}
         try:
             out = self.model(input_ids=input_ids, past_key_values=cache, use_cache=True, **kwargs)
         except torch.OutOfMemoryError as e:
-            if self.device.type == "cuda":
-                torch.cuda.empty_cache()
-            raise ModelMemoryError(
-                f"Out of memory on {self.device} running {self.name} on {input_ids.shape[0]} rows of "
-                f"{input_ids.shape[1]} tokens: try fewer beams, fewer new tokens or a shorter prompt."
-            ) from e
+            self._out_of_memory(input_ids, e)
         return out.logits[:, -1, :].float(), out.past_key_values  # (R, V)
+
+    @torch.inference_mode()
+    def _forward_padded(
+        self, input_ids: torch.Tensor, cache, attention_mask: torch.Tensor | None, position_ids: torch.Tensor
+    ) -> tuple[torch.Tensor, object]:
+        """The shared forward of several runs' rows (batching.py): input_ids (B, 1) after `cache`, whose rows are
+        left-padded to one length; attention_mask (B, L + 1) marks the padding (None: there is none), position_ids
+        (B, 1) each row's own position -> logits (B, V) float32 and the grown cache."""
+        kwargs = {"logits_to_keep": 1} if self._logits_to_keep else {}
+        try:
+            out = self.model(
+                input_ids=input_ids, past_key_values=cache, attention_mask=attention_mask, position_ids=position_ids,
+                use_cache=True, **kwargs,
+            )
+        except torch.OutOfMemoryError as e:
+            self._out_of_memory(input_ids, e)
+        return out.logits[:, -1, :].float(), out.past_key_values  # (B, V)
+
+    def _out_of_memory(self, input_ids: torch.Tensor, error: BaseException):
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        raise ModelMemoryError(
+            f"Out of memory on {self.device} running {self.name} on {input_ids.shape[0]} rows of "
+            f"{input_ids.shape[1]} tokens: try fewer beams, fewer new tokens or a shorter prompt."
+        ) from error
+
+    def sharing_stats(self) -> SharingStats:
+        """How the one-token forwards were shared so far: forwards made, rows per forward, wait (batching.py)."""
+        return self.batcher.stats()
 
     def prompt_tensor(self, prompt_ids: list[int], device=None) -> torch.Tensor:
         return torch.tensor([prompt_ids], dtype=torch.long, device=self.device if device is None else device)  # (1, P)
