@@ -7,5 +7,6 @@ the product imports it except the CLI's `bench` command (`python -m playground b
     classroom.py  a class of N students on one app in hosted mode (`python -m playground bench --classroom 30`)
     served.py     the app started as a server (`python app.py` on loopback) and its named API spoken over HTTP
     ui_step.py    one Step of the web UI, server-side
+    batching_bench.py  visitors' forwards shared or not: steps/s and latency for N runs at once
     stats.py      paired alternating rounds, percentiles
 """

@@ -1,7 +1,7 @@
 """Micro-benchmark of shared forwards (batching.py): N runs stepping at once, sharing on and off, and how far a
 shared forward's logits drift from a lone one's.
 
-    python -m playground.batching_bench [--sessions 1 8 16 32] [--steps 16] [--threads 2]
+    python -m playground.measure.batching_bench [--sessions 1 8 16 32] [--steps 16] [--threads 2]
 
 `concurrent_steps` starts N threads, each with its own greedy `Session` of a different prompt, and lets them step
 together: forwards made per second, steps served per second, the per-step latency (p50/p95/max) and the
@@ -24,7 +24,7 @@ import time
 
 import torch
 
-from .config import DecodingConfig
+from ..config import DecodingConfig
 
 PROMPTS = [
     "The capital of France is",
@@ -131,7 +131,7 @@ def lone_step(engine, steps: int = 24, repeats: int = 4) -> dict:
 def path_overhead(engine, calls: int = 5000) -> float:
     """What the batcher's path costs a lone forward, in microseconds, without the forward itself (a step's noise
     on a shared machine hides it): `stackable` on a real cache and the batcher's bookkeeping, around a no-op."""
-    from .batching import ForwardBatcher, stackable
+    from ..batching import ForwardBatcher, stackable
 
     run = engine.start(_prompt(engine, 0), DecodingConfig(max_new_tokens=4))
     run.step()
@@ -177,14 +177,14 @@ def logit_drift(engine, sizes: tuple[int, ...] = (2, 8, 16, 32), warmup_steps: i
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m playground.batching_bench", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m playground.measure.batching_bench", description=__doc__.split("\n")[0])
     parser.add_argument("--sessions", type=int, nargs="+", default=[1, 8, 16, 32])
     parser.add_argument("--steps", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2, a free CPU Space)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--drift", type=int, nargs="*", default=[2, 8, 16, 32], help="batch sizes for logit drift")
     args = parser.parse_args(argv)
-    from .loading import load_engine
+    from ..loading import load_engine
 
     torch.set_num_threads(args.threads)
     engine = load_engine(None, device=args.device)
