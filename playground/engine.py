@@ -21,6 +21,7 @@ This is the only module that calls the model. It knows nothing about Gradio, HTM
 from __future__ import annotations
 
 import inspect
+import math
 import time
 from collections.abc import Iterator
 from functools import lru_cache
@@ -28,7 +29,7 @@ from functools import lru_cache
 import torch
 
 from . import processors
-from .config import MODEL_SETTINGS, DecodingConfig, describe_settings, model_defaults
+from .config import GENERATE_FALLBACKS, MODEL_SETTINGS, DecodingConfig, describe_settings, model_defaults
 from .records import Candidate, Exploration, KnobView, StepRecord, TemperatureView, Trace
 from .strategies import BeamLane, DecodingError, SingleLane
 
@@ -36,6 +37,7 @@ __all__ = ["Engine", "Session", "Comparison", "DecodingError", "ModelMemoryError
 
 
 ONE_BEAM_NOTICE = "One beam is greedy search, as in generate(num_beams=1): this run is greedy."
+ONE_BEAM_SAMPLE_NOTICE = "Beam sampling with one beam is no beam search, as in generate(num_beams=1): this run is {mode}."
 
 
 class ModelMemoryError(RuntimeError):
@@ -102,12 +104,26 @@ class Engine:
         self.model_defaults, self.model_defaults_notices = model_defaults(
             {name: getattr(generation, name, None) for name in ("do_sample", *MODEL_SETTINGS)}
         )
-        self._logits_to_keep = "logits_to_keep" in inspect.signature(model.forward).parameters
+        for name in ("bad_words_ids", "sequence_bias", "suppress_tokens"):  # token ids this vocabulary lacks
+            if name in self.model_defaults:
+                try:
+                    self.check_ids(DecodingConfig(**{name: self.model_defaults[name]}))
+                except ValueError as e:
+                    del self.model_defaults[name]
+                    self.model_defaults_notices.append(f"The model's generation_config sets {name}, which the playground cannot use: {e}")
+        # the pad id generate() masks a prompt's pad tokens by (its generation_config's; never an EOS id)
+        pad = generation.pad_token_id
+        self.pad_id = pad if isinstance(pad, int) and pad not in self.vocab.eos_ids else None
+        parameters = inspect.signature(model.forward).parameters
+        self._logits_to_keep = "logits_to_keep" in parameters
+        self._takes_mask = "attention_mask" in parameters
+        self._takes_positions = "position_ids" in parameters
 
     def default_config(self, **given) -> DecodingConfig:
         """DecodingConfig from the settings `given` (DecodingConfig's field names); each one that is None or not
-        given takes the model's value (`model_defaults`), else the playground's default -- as generate() does."""
-        return DecodingConfig.starting_from(self.model_defaults, **given)
+        given takes the model's value (`model_defaults`), else generate()'s own fallback (GENERATE_FALLBACKS: top_k
+        50), else DecodingConfig's default (every other knob's fallback is "off" in both) -- as generate() does."""
+        return DecodingConfig.starting_from({**GENERATE_FALLBACKS, **self.model_defaults}, **given)
 
     def model_defaults_notice(self) -> str | None:
         """One sentence saying which settings the model's generation_config sets (None if it sets none)."""
@@ -143,6 +159,51 @@ class Engine:
 
     def decode(self, token_ids: list[int]) -> str:
         return self.vocab.decode(token_ids)
+
+    # -- words as token ids (bad_words_ids, sequence_bias) ---------------------------------------------------
+
+    def word_ids(self, word: str) -> tuple[tuple[int, ...], ...]:
+        """The token sequences a word can take, as a person means "this word": as written (at the start of a
+        line) and after a space (mid-sentence), each once. A word that encodes to no tokens is refused."""
+        word = word.strip() if isinstance(word, str) else word
+        if not isinstance(word, str) or not word:
+            raise ValueError("A banned or biased word is empty: write at least one character.")
+        forms = []
+        for text in (word, " " + word):
+            ids = tuple(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+            if ids and ids not in forms:
+                forms.append(ids)
+        if not forms:
+            raise ValueError(f"The word {word!r} encodes to no tokens in {self.name}'s vocabulary, so it cannot be banned or biased.")
+        return tuple(forms)
+
+    def bad_words_ids(self, words) -> tuple[tuple[int, ...], ...]:
+        """generate()'s bad_words_ids for `words` (from `config.parse_words`), each in every form of `word_ids`."""
+        return tuple(dict.fromkeys(ids for word in words for ids in self.word_ids(word)))
+
+    def sequence_bias(self, biases) -> tuple[tuple[tuple[int, ...], float], ...]:
+        """generate()'s sequence_bias for (word, bias) pairs (from `config.parse_word_biases`): every form of each
+        word (`word_ids`) takes its bias; a word given twice takes its last bias."""
+        pairs: dict[tuple[int, ...], float] = {}
+        for word, bias in biases:
+            for ids in self.word_ids(word):
+                pairs[ids] = bias
+        return tuple(pairs.items())
+
+    def check_ids(self, config: DecodingConfig) -> DecodingConfig:
+        """`config`, when every token id its banned, biased and suppressed tokens name is in the vocabulary; else
+        a ValueError saying which one is not."""
+        for name, sequences in (
+            ("bad_words_ids", config.bad_words_ids),
+            ("sequence_bias", [ids for ids, _ in config.sequence_bias]),
+            ("suppress_tokens", [config.suppress_tokens]),
+        ):
+            for ids in sequences:
+                for token_id in ids:
+                    if token_id >= self.vocab_size:
+                        raise ValueError(f"{name} names token id {token_id}, but {self.name}'s vocabulary has ids 0 "
+                                         f"to {self.vocab_size - 1}.")  # fmt: skip
+        return config
 
     def fit_context(self, prompt_ids: list[int], config: DecodingConfig) -> tuple[list[int], DecodingConfig, list[str]]:
         """Make prompt + max_new_tokens fit the model's context: drop the prompt's oldest tokens if it alone is
@@ -186,9 +247,36 @@ class Engine:
 
     # -- the model -----------------------------------------------------------------------------------------
 
-    def forward(self, input_ids: torch.Tensor, cache) -> tuple[torch.Tensor, object]:
-        """input_ids (R, T) after `cache` -> next-token logits (R, V) float32 and the grown cache."""
+    def prompt_mask(self, prompt: torch.Tensor) -> torch.Tensor | None:
+        """(1, P) the attention mask generate() infers for a prompt (1, P) that holds the pad token (where the pad
+        id is not an EOS id): 0 on every pad token, 1 elsewhere. None where generate() attends to every token."""
+        if self.pad_id is None or not self._takes_mask or not bool((prompt == self.pad_id).any()):
+            return None
+        return prompt.ne(self.pad_id).long()
+
+    @staticmethod
+    def penalty_skip(prompt_mask: torch.Tensor | None) -> int:
+        """The prompt's leading tokens generate()'s repetition penalty leaves out when it masks pad tokens: those
+        before the first attended one (none when nothing is masked)."""
+        return 0 if prompt_mask is None else int((prompt_mask[0] != 0).int().argmax())
+
+    def forward(
+        self, input_ids: torch.Tensor, cache, prompt_mask: torch.Tensor | None = None, past: int = 0
+    ) -> tuple[torch.Tensor, object]:
+        """input_ids (R, T) after `cache` (holding `past` positions) -> next-token logits (R, V) float32 and the
+        grown cache. With a `prompt_mask` (1, P) the model gets generate()'s attention mask (the prompt's, then
+        ones) and position ids (the count of attended prompt tokens before each position; new tokens follow the
+        prompt's last position one by one)."""
         kwargs = {"logits_to_keep": 1} if self._logits_to_keep else {}
+        if prompt_mask is not None:
+            rows, total = input_ids.shape[0], past + input_ids.shape[1]
+            n_prompt = prompt_mask.shape[1]
+            prompt_positions = (prompt_mask.cumsum(-1) - 1).masked_fill(prompt_mask == 0, 0)  # (1, P)
+            after = prompt_positions[:, -1:] + torch.arange(1, total - n_prompt + 1, device=self.device)  # (1, total - P)
+            mask = torch.cat([prompt_mask, torch.ones_like(after)], dim=1)  # (1, total)
+            kwargs["attention_mask"] = mask.expand(rows, -1)
+            if self._takes_positions:
+                kwargs["position_ids"] = torch.cat([prompt_positions, after], dim=1)[:, past:].expand(rows, -1)
         try:
             out = self.model(input_ids=input_ids, past_key_values=cache, use_cache=True, **kwargs)
         except torch.OutOfMemoryError as e:
@@ -228,7 +316,8 @@ class _Batch:
         self.lanes = lanes
         self.prompt = prompt  # (1, P)
         self.prompt_len = prompt.shape[1]
-        self.prefill_logits, self.cache = engine.forward(self.prompt, None)  # (1, V)
+        self.prompt_mask = engine.prompt_mask(prompt)  # (1, P) where generate() masks the prompt's pad tokens
+        self.prefill_logits, self.cache = engine.forward(self.prompt, None, self.prompt_mask)  # (1, V)
         self.fed = torch.zeros((1, 0), dtype=torch.long, device=engine.device)  # (R, t)
         self.cached = 0  # columns of `fed` the cache holds (when there is a cache)
         self._reset_rows()
@@ -260,7 +349,7 @@ class _Batch:
         """Make the cache hold the prompt and every column of `fed`: rebuild it if it was dropped, then feed the
         columns it lacks one at a time, as they were first fed (the same numbers as the run that fed them)."""
         if self.cache is None:
-            _, cache = self.engine.forward(self.prompt, None)
+            _, cache = self.engine.forward(self.prompt, None, self.prompt_mask)
             if self.fed.shape[0] != 1:  # every row starts from the prompt
                 cache.reorder_cache(torch.zeros(self.fed.shape[0], dtype=torch.long, device=self.engine.device))
             self.cache, self.cached = cache, 0
@@ -273,7 +362,7 @@ class _Batch:
         (out of memory) has grown the first layers and not the rest: they are cut back, or the cache dropped."""
         length = self.prompt_len + self.cached
         try:
-            logits, self.cache = self.engine.forward(tokens[:, None], self.cache)
+            logits, self.cache = self.engine.forward(tokens[:, None], self.cache, self.prompt_mask, length)
         except ModelMemoryError:
             self._cut(length)
             raise
@@ -371,8 +460,8 @@ def _shared_columns(a: torch.Tensor, b: torch.Tensor) -> int:
 
 
 def _lane(label: str, config: DecodingConfig, prompt: torch.Tensor, engine: Engine):
-    cls = BeamLane if config.generation_mode == "beam" else SingleLane
-    return cls(label, config, prompt, engine.vocab)
+    cls = BeamLane if config.is_beam else SingleLane
+    return cls(label, config, prompt, engine.vocab, penalty_skip=engine.penalty_skip(engine.prompt_mask(prompt)))
 
 
 def _trace(engine: Engine, lane, prompt_ids: list[int], elapsed: float, notices: list[str]) -> Trace:
@@ -380,6 +469,9 @@ def _trace(engine: Engine, lane, prompt_ids: list[int], elapsed: float, notices:
     strategy = lane.config.strategy
     if strategy == "beam" and not isinstance(lane, BeamLane):  # what ran; the settings keep what was asked
         strategy, notices = "greedy", [*notices, ONE_BEAM_NOTICE]
+    elif strategy == "beam-sample" and not isinstance(lane, BeamLane):
+        strategy = lane.config.generation_mode
+        notices = [*notices, ONE_BEAM_SAMPLE_NOTICE.format(mode="greedy" if strategy == "greedy" else "sampled")]
     return Trace(
         model=engine.name,
         strategy=strategy,
@@ -406,6 +498,7 @@ class Session:
         if not prompt_ids:
             raise ValueError("The prompt is empty: type some text for the model to continue.")
         self.engine = engine
+        engine.check_ids(config)
         self.prompt_ids, self.config, self.notices = engine.fit_context(list(prompt_ids), config)
         start = time.perf_counter()
         prompt = engine.prompt_tensor(self.prompt_ids)
@@ -509,7 +602,9 @@ class Session:
         config: DecodingConfig | None = None,
     ) -> Exploration:
         """The teaching views of the distribution behind step `step` (default: the next step, not yet taken):
-        the same logits at several temperatures, and what top-k, top-p and min-p would each keep.
+        the same logits at several temperatures, and what each cutting knob alone would keep (top-k, top-p and
+        min-p always; top-h, typical-p, epsilon, eta, the n-gram and min-new-tokens rules and the banned and
+        suppressed tokens when they are on: `processors.explained_knobs`).
 
         The context is the prompt and the tokens before that step (for beams, the best beam's); its logits are
         recomputed in one forward without the cache, so exploring never disturbs the run.
@@ -522,8 +617,11 @@ class Session:
             raise ValueError("Temperatures to explore must be numbers in (0, 100].")
         config = config or (self.steps[step].config if step < n else self.config)
         context = self.engine.prompt_tensor(self.prompt_ids + self.token_ids[:step])
-        logits, _ = self.engine.forward(context, None)
-        t = {k: v.tolist() for k, v in processors.explain(context, logits, config, tuple(temperatures), top_n).items()}
+        prompt_mask = self._batch.prompt_mask
+        logits, _ = self.engine.forward(context, None, prompt_mask)
+        explained = processors.explain(context, logits, config, tuple(temperatures), top_n, prompt_len=len(self.prompt_ids),
+                                       eos_ids=self.engine.vocab.eos_ids, penalty_skip=self.engine.penalty_skip(prompt_mask))  # fmt: skip
+        t = {k: v.tolist() for k, v in explained.items()}
         token_str = self.engine.vocab.token_str
         candidates = [
             Candidate(
@@ -539,13 +637,13 @@ class Session:
             TemperatureView(temperature=float(temp), probs=row[:k], rest=max(0.0, row[k]), entropy=row[k + 1])
             for temp, row in zip(temperatures, t["temperatures"])
         ]
-        settings = {"top_k": config.top_k, "top_p": config.top_p, "min_p": config.min_p}
         knobs = [
             KnobView(
-                knob=name, setting=settings[name], kept=[x > 0 for x in row[:k]], kept_count=int(row[k]),
-                kept_mass=row[k + 1], threshold=None if name == "top_k" else row[k + 2],
+                knob=name, setting=_setting(getattr(config, name)), kept=[x > 0 for x in row[:k]], kept_count=int(row[k]),
+                kept_mass=row[k + 1], threshold=None if math.isnan(row[k + 2]) else row[k + 2],
+                label=processors.CUT_LABELS[name],
             )
-            for name, row in zip(("top_k", "top_p", "min_p"), t["knobs"])
+            for name, row in zip(processors.explained_knobs(config), t["knobs"])
         ]
         return Exploration(step=step, candidates=candidates, cumulative=t["cumulative"], temperatures=temps,
                            knobs=knobs, config=config)
@@ -554,7 +652,8 @@ class Session:
         if config is None:
             return self.config
         old = self.config
-        beam, was_beam = config.generation_mode == "beam", old.generation_mode == "beam"
+        self.engine.check_ids(config)
+        beam, was_beam = config.is_beam, old.is_beam
         if beam != was_beam or (
             beam and (config.num_beams, config.max_new_tokens) != (old.num_beams, old.max_new_tokens)
         ):
@@ -564,6 +663,11 @@ class Session:
         if self.engine.context_length and len(self.prompt_ids) + config.max_new_tokens > self.engine.context_length:
             config = config.replace(max_new_tokens=self.engine.context_length - len(self.prompt_ids))
         return config
+
+
+def _setting(value):
+    """A knob's value as a KnobView shows it: a number, or for a list of token ids (banned, suppressed) the count."""
+    return value if isinstance(value, (int, float)) else len(value)
 
 
 def sample_seed(seed: int, i: int) -> int:
@@ -583,6 +687,7 @@ class Comparison:
         if isinstance(num_samples, bool) or not isinstance(num_samples, int) or not 0 <= num_samples <= 8:
             raise ValueError(f"num_samples must be an integer from 0 to 8, got {num_samples!r}.")
         self.engine = engine
+        engine.check_ids(config)
         self.prompt_ids, config, self.notices = engine.fit_context(list(prompt_ids), config)
         start = time.perf_counter()
         prompt = engine.prompt_tensor(self.prompt_ids)

@@ -11,6 +11,8 @@ one transfer:
 Shaping the distribution is `processors.process`; lanes only pick. Beam search follows `generate()`'s
 implementation (transformers 5.x `_beam_search`) line for line, for one prompt, so its output is the same
 token for token. Lanes know token ids and a `Vocab` for display strings; they never call the model.
+Beam sampling (`generation_mode` "beam-sample") is the beam lane with its 2B continuations drawn, without
+replacement, from the softmax of the beams' accumulated scores (the run's own generator), as generate() draws them.
 """
 
 from __future__ import annotations
@@ -170,13 +172,14 @@ class SingleLane:
 
     n_rows = 1
 
-    def __init__(self, label: str, config: DecodingConfig, prompt_ids: torch.Tensor, vocab: Vocab):
-        if config.generation_mode == "beam":
+    def __init__(self, label: str, config: DecodingConfig, prompt_ids: torch.Tensor, vocab: Vocab, penalty_skip: int = 0):
+        if config.is_beam:
             raise ValueError("SingleLane decodes greedy or sampled runs; use BeamLane for beam search.")
         self.label = label
         self.config = config
         self.vocab = vocab
         self.prompt_ids = prompt_ids  # (1, P) on the model's device
+        self.penalty_skip = penalty_skip  # the prompt's leading tokens the repetition penalty leaves out (pads)
         self.context = prompt_ids  # (1, P + t): prompt and generated tokens, for the repetition penalty
         self.generator = torch.Generator(device=prompt_ids.device).manual_seed(config.seed)
         self.token_ids: list[int] = []
@@ -189,7 +192,8 @@ class SingleLane:
     def select(self, logits: torch.Tensor, config: DecodingConfig, forced: int | None = None) -> Selection:
         """logits (1, V) raw float32 -> the next token, by argmax, by a draw, or as forced."""
         self._rng_states.append(self.generator.get_state())
-        processed = process(self.context, logits, config)
+        processed = process(self.context, logits, config, prompt_len=self.prompt_ids.shape[1],
+                            eos_ids=self.vocab.eos_ids, penalty_skip=self.penalty_skip)  # fmt: skip
         probs = None
         if forced is not None:
             token = torch.tensor([forced], device=logits.device)
@@ -206,7 +210,7 @@ class SingleLane:
             scores=None if processed.scores is processed.shaped else processed.scores[0],
             probs=None if probs is None else probs[0],
             cut_stage_at=(lambda ids: processed.cut_stage_at(0, ids)) if processed.stages else None,
-            top_p_input=processed.top_p_input[0] if processed.stages and config.top_p < 1 else None,
+            top_p_input=processed.top_p_input[0] if processed.top_p_input is not None and config.top_p < 1 else None,
             top_k=config.top_k,
         )
         self.context = torch.cat([self.context, token[:, None]], dim=-1)
@@ -274,16 +278,19 @@ class BeamLane:
     continuations of a step (1, 2B, ...), finished hypotheses (1, B, ...).
     """
 
-    def __init__(self, label: str, config: DecodingConfig, prompt_ids: torch.Tensor, vocab: Vocab):
-        if config.generation_mode != "beam":
+    def __init__(self, label: str, config: DecodingConfig, prompt_ids: torch.Tensor, vocab: Vocab, penalty_skip: int = 0):
+        if not config.is_beam:
             raise ValueError("BeamLane runs beam search with 2 or more beams; use SingleLane for greedy or sampled runs.")
         self.label = label
         self.config = config
         self.vocab = vocab
+        self.penalty_skip = penalty_skip  # the prompt's leading tokens the repetition penalty leaves out (pads)
         self.n_rows = B = config.num_beams
         self.prompt_ids = prompt_ids  # (1, P)
         self.max_new_tokens = T = config.max_new_tokens
         dev = prompt_ids.device
+        # beam sampling draws the continuations (generate() draws them from the global generator; here the run's own)
+        self.generator = torch.Generator(device=dev).manual_seed(config.seed)
         n_eos = len(vocab.eos_ids)
         self.beams_to_keep = max(2, 1 + n_eos) * B
         self.top_num_beam_mask = torch.cat(
@@ -317,16 +324,29 @@ class BeamLane:
         if forced is not None:
             raise ValueError("Forcing a token is for greedy and sampled runs, not beam search.")
         s, B, t, T = self.state, self.n_rows, self.t, self.max_new_tokens
-        self._history.append(dict(s))  # no state tensor is ever written in place: references suffice
+        # no state tensor is ever written in place: references suffice (and the generator's state, for a rewind)
+        self._history.append({**s, "generator": self.generator.get_state()})
         V = logits.shape[-1]
         context = torch.cat([self.prompt_ids.expand(B, -1), s["running_seqs"][0, :, :t]], dim=-1)  # (B, P + t)
-        processed = process(context, logits, config)  # log-softmaxed and penalised scores
-        # (B, V) the model's own log-probabilities: what process() gave, unless a penalty changed them
-        raw_logp = processed.shaped if config.repetition_penalty == 1.0 else torch.log_softmax(logits, dim=-1)
+        processed = process(context, logits, config, prompt_len=self.prompt_ids.shape[1], eos_ids=self.vocab.eos_ids,
+                            penalty_skip=self.penalty_skip)  # log-softmaxed, then the knobs  # fmt: skip
+        raw_logp = processed.start  # (B, V) the model's own log-probabilities
 
         acc = processed.scores[None] + s["running_scores"][:, :, None]  # (1, B, V)
         acc = acc.reshape(1, -1)  # (1, B * V)
-        topk_scores, topk_idx = torch.topk(acc, k=self.beams_to_keep)  # (1, 2B)
+        if config.generation_mode == "beam-sample":  # draw 2B continuations without replacement, as generate()
+            probs = torch.softmax(acc, dim=-1)
+            available = int((probs > 0).sum())
+            if available < self.beams_to_keep:
+                self.generator.set_state(self._history.pop()["generator"])
+                raise ValueError(
+                    f"Beam sampling draws {self.beams_to_keep} continuations a step, but the knobs left only "
+                    f"{available} with any probability: loosen top-k, top-p or the other cuts, or use fewer beams."
+                )
+            topk_idx = torch.multinomial(probs, num_samples=self.beams_to_keep, generator=self.generator)  # (1, 2B)
+            topk_scores = torch.gather(acc, 1, topk_idx)
+        else:
+            topk_scores, topk_idx = torch.topk(acc, k=self.beams_to_keep)  # (1, 2B)
         parent = topk_idx // V
         tokens = topk_idx % V
         topk_seqs = s["running_seqs"][0][parent]  # (1, 2B, T)
@@ -401,7 +421,9 @@ class BeamLane:
             [
                 go_on.float()[None],
                 _pack_distribution(
-                    logits[p0], new_running_seqs[0, 0, t], config.top_n, raw_logp=raw_logp[p0], shaped=processed.shaped[p0]
+                    logits[p0], new_running_seqs[0, 0, t], config.top_n, raw_logp=raw_logp[p0], shaped=processed.shaped[p0],
+                    scores=None if processed.scores is processed.shaped else processed.scores[p0],
+                    cut_stage_at=(lambda ids: processed.cut_stage_at(p0, ids)) if processed.stages else None,
                 ),
                 parent[0].float(),
                 tokens[0].float(),
@@ -421,8 +443,8 @@ class BeamLane:
         dist, beam_cols = values[: len(values) - 6 * k], values[len(values) - 6 * k :]
         try:
             head, top = _unpack_distribution(dist, self.vocab, step)
-        except DecodingError:  # the step did not happen: keep the beams as they were
-            self._history.pop()
+        except DecodingError:  # the step did not happen: keep the beams (and the generator) as they were
+            self.generator.set_state(self._history.pop()["generator"])
             raise
         self.state = self._pending
         parent, tokens, scores, slot, entered, normalized = (beam_cols[i * k : (i + 1) * k] for i in range(6))
@@ -466,7 +488,8 @@ class BeamLane:
 
     def rewind(self, n_steps: int) -> None:
         if n_steps < self.t:
-            self.state = self._history[n_steps]
+            self.state = dict(self._history[n_steps])
+            self.generator.set_state(self.state.pop("generator"))
         del self._history[n_steps:], self.steps[n_steps:]
         self.done, self.finish_reason = False, ""
 
