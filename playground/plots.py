@@ -37,6 +37,8 @@ __all__ = [
     "AFTER",
     "CUT",
     "CUT_STYLE",
+    "CUT_PHRASES",
+    "cut_phrase",
     "CHOSEN",
     "FORCED",
     "DISTRIBUTION_LEGEND",
@@ -59,10 +61,18 @@ __all__ = [
 RAW = "#5b8fd0"  # the model's raw probabilities
 AFTER = "#f28e2b"  # after the knobs
 CUT = "#9ca3af"  # removed by a truncation knob (grey); each knob has its own colour below
-CUT_STYLE = {  # knob -> colour: the three cuts stay distinguishable in every chart
+CUT_STYLE = {  # cut label (processors.CUT_BY) -> colour: the cuts stay distinguishable in every chart
     "top_k": "#6b7280",
     "top_p": "#7b4fb8",
     "min_p": "#b45309",
+    "top_h": "#0e7490",
+    "typical": "#be185d",
+    "epsilon": "#4d7c0f",
+    "eta": "#1d4ed8",
+    "ngram": "#92400e",
+    "banned": "#b91c1c",
+    "min_new_tokens": "#475569",
+    "suppress": "#334155",
 }
 CHOSEN = "#111827"  # outline and label of the chosen token
 FORCED = "#7c3aed"  # ... of a token the user forced (the coloured text underlines it in the same colour)
@@ -70,12 +80,24 @@ CUMULATIVE = "#7b4fb8"  # top-p's running sum
 ENTROPY = "#2a9d8f"
 BEAM_COLORS = {"kept": "#4e79a7", "finished": "#59a14f", "pruned": "#c7c9cc"}
 WINNER = "#e15759"
-KNOB_NAMES = {"top_k": "top-k", "top_p": "top-p", "min_p": "min-p"}
+KNOB_NAMES = {"top_k": "top-k", "top_p": "top-p", "min_p": "min-p", "top_h": "top-h", "typical": "typical",
+              "epsilon": "ε", "eta": "η", "ngram": "no-repeat n-gram", "banned": "bad words",
+              "min_new_tokens": "min new tokens", "suppress": "suppress tokens"}  # fmt: skip
+# What a cut row says: "cut by <knob>", except where a plainer word says it better.
+CUT_PHRASES = {"banned": "banned", "suppress": "suppressed", "ngram": "repeats an n-gram",
+               "min_new_tokens": "EOS before min new tokens"}  # fmt: skip
+
+
+def cut_phrase(label: str) -> str:
+    """What the chart says of a token cut by `label` (a record's cut_by): "cut by typical", "cut by ε", "banned"."""
+    return CUT_PHRASES.get(label, f"cut by {KNOB_NAMES.get(label, label)}")
+
+
 # The page draws these legends once, beside the charts, instead of in every figure: (label, colour, mark)
 DISTRIBUTION_LEGEND = [
     ("model (raw)", RAW, "bar"),
     ("after knobs (greedy: its pick)", AFTER, "bar"),
-    *((f"cut by {KNOB_NAMES[k]}", c, "shade") for k, c in CUT_STYLE.items()),
+    *((cut_phrase(k), CUT_STYLE[k], "shade") for k in ("top_k", "top_p", "min_p")),
     ("cumulative: what top-p sees", CUMULATIVE, "line"),
     ("chosen", CHOSEN, "outline"),
     ("forced", FORCED, "outline"),
@@ -303,9 +325,9 @@ def distribution_figure(record: StepRecord, max_tokens: int = 15, log_scale: boo
     for knob, color in CUT_STYLE.items():  # cut rows are shaded whatever their height: always visible
         for y0, y1 in _runs([k == knob for k in d.cut_by]):
             ax.axhspan(y0 - 0.5, y1 + 0.5, facecolor=color, alpha=0.16, linewidth=0, gid=f"cut:{knob}")
-            _bar_note(ax, f"✂ cut by {KNOB_NAMES[knob]}", max(d.raw[y0], d.after[y0]), y0, color, f"cut-label:{knob}")
+            _bar_note(ax, f"✂ {cut_phrase(knob)}", max(d.raw[y0], d.after[y0]), y0, color, f"cut-label:{knob}")
         if knob in d.cut_by:
-            handles.append(Patch(facecolor=color, alpha=0.3, edgecolor=color, label=f"cut by {KNOB_NAMES[knob]}"))
+            handles.append(Patch(facecolor=color, alpha=0.3, edgecolor=color, label=cut_phrase(knob)))
 
     if d.cumulative is not None:  # a staircase: row i spans from the mass above it to its running sum
         (line,) = ax.plot([0.0, *d.cumulative], [0, *ys], color=CUMULATIVE, marker="o", markersize=4, markevery=slice(1, None),
@@ -473,9 +495,10 @@ def temperature_figure(exploration: Exploration) -> Figure:
 
 
 def _knob_title(knob) -> str:
-    name = KNOB_NAMES.get(knob.knob, knob.knob)
-    off = {"top_k": knob.setting == 0, "top_p": knob.setting >= 1, "min_p": knob.setting <= 0}.get(knob.knob, False)
-    setting = f"{int(knob.setting)}" if knob.knob == "top_k" else f"{knob.setting:g}"
+    label = knob.label or knob.knob
+    name = KNOB_NAMES.get(label, label)
+    off = knob.setting >= 1 if knob.knob in ("top_p", "typical_p") else knob.setting <= 0
+    setting = f"{int(knob.setting)}" if isinstance(knob.setting, int) or knob.knob == "top_k" else f"{knob.setting:g}"
     return f"{name} = {setting}{' (off)' if off else ''}\nkeeps {knob.kept_count:,} ({knob.kept_mass:.0%})"
 
 
@@ -499,7 +522,7 @@ def knobs_figure(exploration: Exploration) -> Figure:
     top = max(values) if values else 1.0
     for ax, knob in zip(axes, knobs):
         _style(ax)
-        color = CUT_STYLE.get(knob.knob, CUT)
+        color = CUT_STYLE.get(knob.label or knob.knob, CUT)
         kept = [knob.kept[i] for i in order]
         ax.barh(ys, values, color=[AFTER if k else color for k in kept], gid=knob.knob)
         for y0, y1 in _runs([not k for k in kept]):  # cut rows shaded whatever their height
@@ -514,7 +537,7 @@ def knobs_figure(exploration: Exploration) -> Figure:
                 ax.axvline(knob.threshold, color=CUMULATIVE, linestyle="--", linewidth=1.2, gid="threshold")
         else:
             ax.set_xlim(0, top * 1.15)
-            if knob.knob == "min_p" and knob.threshold:
+            if knob.knob in ("min_p", "epsilon_cutoff", "eta_cutoff") and knob.threshold:
                 ax.axvline(knob.threshold, color=color, linestyle="--", linewidth=1.2, gid="threshold")
             elif knob.knob == "top_k" and 0 < sum(kept) < len(kept):
                 ax.axhline(sum(kept) - 0.5, color=color, linestyle="--", linewidth=1.2, gid="threshold")
@@ -525,7 +548,8 @@ def knobs_figure(exploration: Exploration) -> Figure:
     fig.suptitle(f"Step {exploration.step}: what each knob keeps on its own", fontsize=FONT, x=0.01, y=0.995, ha="left",
                  va="top")  # fmt: skip
     handles = [Patch(color=AFTER, label="kept")] + [
-        Patch(color=CUT_STYLE[k.knob], label=f"cut by {KNOB_NAMES[k.knob]}") for k in knobs if k.knob in CUT_STYLE
+        Patch(color=CUT_STYLE[k.label or k.knob], label=cut_phrase(k.label or k.knob)) for k in knobs
+        if (k.label or k.knob) in CUT_STYLE
     ]
     handles.append(axes[0].plot([], [], color=CUMULATIVE, marker="o", label="cumulative (top-p)")[0])
     _legend(fig, handles, 3)

@@ -340,3 +340,39 @@ def test_compare_sample_lanes_take_the_new_knobs(tiny_engine):
     for label, seed in (("sample", 3), ("sample 2", 4)):
         lone = tiny_engine.generate(ids, config.replace(strategy="sample", seed=seed))
         assert traces[label].token_ids == lone.token_ids and traces[label].config.typical_p == 0.6
+
+
+def test_hosted_mode_caps_the_lists_and_the_ngram_size_with_a_notice_each():
+    from playground.hosting import HostingPolicy
+
+    config = DecodingConfig(no_repeat_ngram_size=50, bad_words_ids=tuple((i,) for i in range(40)),
+                            sequence_bias=tuple(((i,), 1.0) for i in range(33)), suppress_tokens=tuple(range(300)))  # fmt: skip
+    capped, notices = HostingPolicy.from_env({"PLAYGROUND_HOSTED": "1"}).apply(config)
+    assert (capped.no_repeat_ngram_size, len(capped.bad_words_ids), len(capped.sequence_bias), len(capped.suppress_tokens)) == (10, 32, 32, 256)
+    assert capped.bad_words_ids == config.bad_words_ids[:32] and len(notices) == 4
+    assert all(n.endswith(".") for n in notices)
+    assert HostingPolicy().apply(config) == (config, [])  # a local app caps nothing
+    small = HostingPolicy.from_env({"PLAYGROUND_HOSTED": "1", "PLAYGROUND_MAX_NGRAM": "3", "PLAYGROUND_MAX_WORD_ENTRIES": "2"})
+    assert small.apply(config)[0].no_repeat_ngram_size == 3 and len(small.apply(config)[0].sequence_bias) == 2
+
+
+def test_the_chart_names_each_new_cut(tiny_engine):
+    """The distribution chart shades a row each new knob cut in that knob's colour and says which knob it was:
+    "cut by typical", "cut by ε", "banned", ... (the page's Step chart is this figure)."""
+    from playground import plots
+
+    ids = tiny_engine.encode(PROMPT)
+    plain = tiny_engine.generate(ids, DecodingConfig(max_new_tokens=1))
+    config = DecodingConfig(strategy="sample", epsilon_cutoff=0.05, bad_words_ids=((plain.token_ids[0],),),
+                            max_new_tokens=1, top_n=50)  # fmt: skip
+    record = tiny_engine.generate(ids, config).steps[0]
+    fig = plots.distribution_figure(record, max_tokens=50)
+    texts = {t.get_text() for ax in fig.axes for t in ax.texts}
+    for label in ("banned", "epsilon"):
+        assert f"✂ {plots.cut_phrase(label)}" in texts
+        assert any(a.get_gid() == f"cut:{label}" for ax in fig.axes for a in ax.patches)
+    assert plots.cut_phrase("epsilon") == "cut by ε" and plots.cut_phrase("typical") == "cut by typical"
+    x = tiny_engine.start(ids, config).explore()
+    assert [k.knob for k in x.knobs] == ["bad_words_ids", "top_k", "top_p", "min_p", "epsilon_cutoff"]
+    panels = plots.knobs_figure(x)
+    assert {c.patches[0].get_gid() for ax in panels.axes for c in ax.containers} >= {"bad_words_ids", "epsilon_cutoff"}
