@@ -317,10 +317,16 @@ class _Batch:
         self.prompt = prompt  # (1, P)
         self.prompt_len = prompt.shape[1]
         self.prompt_mask = engine.prompt_mask(prompt)  # (1, P) where generate() masks the prompt's pad tokens
-        self.prefill_logits, self.cache = engine.forward(self.prompt, None, self.prompt_mask)  # (1, V)
+        self.prefill_logits, self.cache = self._forward(self.prompt, None)  # (1, V)
         self.fed = torch.zeros((1, 0), dtype=torch.long, device=engine.device)  # (R, t)
         self.cached = 0  # columns of `fed` the cache holds (when there is a cache)
         self._reset_rows()
+
+    def _forward(self, input_ids: torch.Tensor, cache, past: int = 0):
+        """The engine's forward, with generate()'s mask and positions where the prompt holds pad tokens."""
+        if self.prompt_mask is None:
+            return self.engine.forward(input_ids, cache)
+        return self.engine.forward(input_ids, cache, self.prompt_mask, past)
 
     def _reset_rows(self) -> None:
         """Back to just after prefill: the prefill's logits, which every lane row starts from."""
@@ -349,7 +355,7 @@ class _Batch:
         """Make the cache hold the prompt and every column of `fed`: rebuild it if it was dropped, then feed the
         columns it lacks one at a time, as they were first fed (the same numbers as the run that fed them)."""
         if self.cache is None:
-            _, cache = self.engine.forward(self.prompt, None, self.prompt_mask)
+            _, cache = self._forward(self.prompt, None)
             if self.fed.shape[0] != 1:  # every row starts from the prompt
                 cache.reorder_cache(torch.zeros(self.fed.shape[0], dtype=torch.long, device=self.engine.device))
             self.cache, self.cached = cache, 0
@@ -362,7 +368,7 @@ class _Batch:
         (out of memory) has grown the first layers and not the rest: they are cut back, or the cache dropped."""
         length = self.prompt_len + self.cached
         try:
-            logits, self.cache = self.engine.forward(tokens[:, None], self.cache, self.prompt_mask, length)
+            logits, self.cache = self._forward(tokens[:, None], self.cache, length)
         except ModelMemoryError:
             self._cut(length)
             raise
@@ -618,7 +624,7 @@ class Session:
         config = config or (self.steps[step].config if step < n else self.config)
         context = self.engine.prompt_tensor(self.prompt_ids + self.token_ids[:step])
         prompt_mask = self._batch.prompt_mask
-        logits, _ = self.engine.forward(context, None, prompt_mask)
+        logits, _ = self.engine.forward(context, None, *(() if prompt_mask is None else (prompt_mask,)))
         explained = processors.explain(context, logits, config, tuple(temperatures), top_n, prompt_len=len(self.prompt_ids),
                                        eos_ids=self.engine.vocab.eos_ids, penalty_skip=self.engine.penalty_skip(prompt_mask))  # fmt: skip
         t = {k: v.tolist() for k, v in explained.items()}

@@ -767,7 +767,7 @@ def beam_tree_figure(trace: Trace) -> Figure:
     its height grows with the steps up to a cap (`BEAM_TREE_MAX_IN`); every label is drawn whole inside the plot."""
     if trace.config.strategy == "beam" and trace.config.num_beams == 1:
         return _empty("Beam search tree", "One beam is greedy search (as in generate()): use 2 or more beams for a tree.")
-    if trace.strategy != "beam" or any(r.beams is None for r in trace.steps):
+    if trace.strategy not in ("beam", "beam-sample") or any(r.beams is None for r in trace.steps):
         return _empty("Beam search tree", "The beam tree is drawn for beam search runs: choose strategy = beam.")
     if not trace.steps:
         return _empty("Beam search tree", "No steps yet: run beam search to see its tree.")

@@ -243,7 +243,7 @@ def _trace_tokens_html(trace: Trace) -> str:
     for i, (token, logprob) in enumerate(zip(trace.token_strings, trace.token_logprobs)):
         p = math.exp(logprob) if math.isfinite(logprob) else 0.0
         title = f"token {i}: {token_label(token)} — {_pct(p)} under the model"
-        if trace.strategy != "beam" and i < len(trace.steps) and trace.steps[i].token_id == trace.token_ids[i]:
+        if trace.strategy not in ("beam", "beam-sample") and i < len(trace.steps) and trace.steps[i].token_id == trace.token_ids[i]:
             title += f", {_pct(trace.steps[i].prob)} after the knobs"
         spans.append(_token_span(token, p, title, step=i))
     if not spans:
@@ -253,7 +253,9 @@ def _trace_tokens_html(trace: Trace) -> str:
 
 def _card_html(trace: Trace) -> str:
     c = trace.config
-    if trace.strategy == "beam":
+    if trace.strategy == "beam-sample":
+        settings = f"{c.num_beams} beams sampled at T={c.temperature:g}, length penalty {c.length_penalty:g}"
+    elif trace.strategy == "beam":
         settings = f"{c.num_beams} beams, length penalty {c.length_penalty:g}"
     elif c.is_greedy:
         settings = "argmax" + (f", repetition penalty {c.repetition_penalty:g}" if c.repetition_penalty != 1 else "")

@@ -163,7 +163,8 @@ def test_every_knob_equals_generate(engine, strategy):
     if strategy in ("sample", "beam-sample"):
         knobs.update(SAMPLING, **SAMPLING_MORE)
     if strategy == "beam-sample":  # it draws 2 x 3 continuations a step: keep enough tokens to draw them from
-        knobs.update(top_k=40, min_p=0.0)
+        knobs.update(temperature=1.5, top_k=40, top_p=0.99, min_p=0.0, top_h=0.0, typical_p=0.99, epsilon_cutoff=1e-4,
+                     eta_cutoff=1e-4)  # fmt: skip
     if strategy in ("beam", "beam-sample"):
         knobs.update(BEAMS)
     config = DecodingConfig(strategy=strategy, seed=5, max_new_tokens=MAX_NEW, **knobs)
