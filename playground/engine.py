@@ -190,6 +190,17 @@ class Engine:
                 pairs[ids] = bias
         return tuple(pairs.items())
 
+    def words_text(self, bad_words_ids) -> str:
+        """bad_words_ids back as the text `config.parse_words` reads ('cake, pie'): each sequence decoded, spaces
+        around it dropped, each word once (for a box a permalink or a model's defaults fill)."""
+        words = dict.fromkeys(self.tokenizer.decode(list(ids)).strip() for ids in bad_words_ids)
+        return ", ".join(w for w in words if w)
+
+    def biases_text(self, sequence_bias) -> str:
+        """sequence_bias back as the text `config.parse_word_biases` reads ('dragon=3, sea=-2.5')."""
+        pairs = {self.tokenizer.decode(list(ids)).strip(): bias for ids, bias in sequence_bias}
+        return ", ".join(f"{word}={bias:g}" for word, bias in pairs.items() if word)
+
     def check_ids(self, config: DecodingConfig) -> DecodingConfig:
         """`config`, when every token id its banned, biased and suppressed tokens name is in the vocabulary; else
         a ValueError saying which one is not."""

@@ -68,7 +68,7 @@ def test_every_knob_matches_generate_token_for_token(smol_engine, case_id, promp
     if biases:
         ours["sequence_bias"] = smol_engine.sequence_bias(biases)
     ids = smol_engine.encode(prompt)
-    config = DecodingConfig(max_new_tokens=16, **ours)
+    config = DecodingConfig(max_new_tokens=12, **ours)
     trace = smol_engine.generate(ids, config)
     if config.is_sampling:
         torch.manual_seed(config.seed)

@@ -106,7 +106,7 @@ def test_process_is_generates_own_processor_list_in_its_order(case):
     assert torch.equal(cut > 0, torch.isneginf(ours.scores[0]) & ~torch.isneginf(ours.shaped[0]))
 
 
-@SETTINGS
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(case=cases())
 def test_process_never_mutates_its_input_and_keeps_a_distribution(case):
     logits, context, prompt_len, eos_ids, config = case
@@ -173,6 +173,10 @@ def test_words_become_every_form_of_their_tokens_and_an_empty_one_is_refused(tin
     assert tiny_engine.sequence_bias([("fox", 1.0), ("fox", -2.0)]) == tuple((ids, -2.0) for ids in forms)
     with pytest.raises(ValueError, match="empty"):
         tiny_engine.word_ids("   ")
+    # and back to text, for a box a permalink fills
+    assert parse_words(tiny_engine.words_text(tiny_engine.bad_words_ids(["fox", "quick"]))) == ("fox", "quick")
+    biases = tiny_engine.sequence_bias([("fox", 1.5), ("lazy dog", -2.0)])
+    assert parse_word_biases(tiny_engine.biases_text(biases)) == (("fox", 1.5), ("lazy dog", -2.0))
     ids = tiny_engine.encode(PROMPT)
     for name, value in (("bad_words_ids", ((tiny_engine.vocab_size,),)), ("suppress_tokens", (10**6,)),
                         ("sequence_bias", (((tiny_engine.vocab_size + 3,), 1.0),))):  # fmt: skip
