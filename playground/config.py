@@ -28,24 +28,25 @@ TokenIds = tuple[int, ...]
 @dataclass(frozen=True)
 class DecodingConfig:
     strategy: Strategy = "greedy"
-    # --- the knobs, applied in the order of processors.PIPELINE ---
+    # --- the knobs (processors.PIPELINE is the order they apply in; 0, 1 or () turns each off) ---
     repetition_penalty: float = 1.0  # >1 discourages tokens already in the context (CTRL paper); 1 = off
     temperature: float = 1.0  # <1 sharpens, >1 flattens; 0 means "greedy" (argmax)
     top_k: int = 0  # keep the k most likely tokens; 0 = off
     top_p: float = 1.0  # keep the smallest set whose probability reaches p; 1 = off
     min_p: float = 0.0  # drop tokens below min_p x (probability of the top token); 0 = off
+    # sampling (and beam sampling) only, as in generate():
     top_h: float = 0.0  # keep top tokens while their entropy stays within top_h x the whole entropy; 0 = off
     typical_p: float = 1.0  # keep the tokens whose surprise is closest to the entropy, up to this mass; 1 = off
     epsilon_cutoff: float = 0.0  # drop tokens whose probability is below epsilon; 0 = off
     eta_cutoff: float = 0.0  # drop tokens below min(eta, sqrt(eta) x exp(-entropy)); 0 = off
-    # --- the knobs every strategy uses (applied before temperature, in PIPELINE order) ---
+    # every strategy, as the repetition penalty (applied before temperature):
     sequence_bias: tuple[tuple[TokenIds, float], ...] = ()  # add the bias to a sequence's last token when it completes it
     no_repeat_ngram_size: int = 0  # no n-gram of this size occurs twice (the prompt counts); 0 = off
     bad_words_ids: tuple[TokenIds, ...] = ()  # token sequences that are never completed (banned)
     min_new_tokens: int = 0  # EOS is impossible before this many new tokens; 0 = off
     suppress_tokens: TokenIds = ()  # token ids that are never generated
     # --- beam search ---
-    num_beams: int = 4  # used only by strategy="beam"; one beam is greedy search, as in generate()
+    num_beams: int = 4  # used by "beam" and "beam-sample"; one beam is no beam search, as in generate()
     length_penalty: float = 1.0  # finished beams are scored sum(logprob) / length**length_penalty
     early_stopping: bool | Literal["never"] = False  # as in generate()
     # --- the run ---

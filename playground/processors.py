@@ -159,7 +159,8 @@ def top_h_filter(scores: torch.Tensor, top_h: float) -> torch.Tensor:
     if top_h == 0:
         return scores
     top_logits, top_idx = torch.topk(scores, min(100, scores.shape[-1]), dim=-1, largest=True, sorted=True)  # (R, n)
-    dist = torch.distributions.Categorical(logits=top_logits)
+    # (no argument check: a row the bans cut whole stays cut, where transformers' warper raises on its NaNs)
+    dist = torch.distributions.Categorical(logits=top_logits, validate_args=False)
     probs = dist.probs
     tau = (dist.entropy() * top_h).unsqueeze(-1)  # (R, 1)
     cumulative = torch.cumsum(-probs * torch.log(probs), dim=-1)  # (R, n)

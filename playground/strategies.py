@@ -121,6 +121,11 @@ def _neg_entropy(p: torch.Tensor, logp: torch.Tensor) -> torch.Tensor:
 
 def _unpack_distribution(values: list[float], vocab: Vocab, step: int) -> tuple[dict, list[Candidate]]:
     token, raw_logprob, logprob, raw_neg_h, neg_h = values[:_HEAD]
+    if math.isnan(neg_h) and not math.isnan(raw_neg_h):  # the model's numbers were fine: the knobs cut every token
+        raise DecodingError(
+            f"The knobs cut every token at step {step} (banned or suppressed tokens, the n-gram rule, min new tokens "
+            "or the cutoffs), so there is nothing to choose from: loosen them."
+        )
     if math.isnan(raw_neg_h) or math.isnan(neg_h):
         raise DecodingError(
             f"The model produced NaN or infinite logits at step {step} (in float16 this is often an overflow; "
