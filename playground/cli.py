@@ -154,6 +154,10 @@ def _prepare(args, strategy: str | None):
     notices = list(engine.model_defaults_notices)
     if taken:
         notices.append(f"From the model's generation_config (no flag given): {describe_settings(taken)}.")
+    fallen = {name: value for name, value in GENERATE_FALLBACKS.items()
+              if given.get(name) is None and name not in engine.model_defaults}  # fmt: skip
+    if fallen and config.is_sampling:
+        notices.append(f"generate()'s own fallback, as neither a flag nor the model sets it: {describe_settings(fallen)}.")
     return engine, engine.encode(prompt, chat=args.chat, system=args.system), config, notices
 
 

@@ -192,6 +192,7 @@ def test_every_knob_flag_is_generates_kwarg(tiny_model_dir, tmp_path):
     with torch.no_grad():
         out = engine.model.generate(torch.tensor([ids]), **config.generate_kwargs())
     assert d["strategy"] == "beam-sample" and d["token_ids"] == out[0, len(ids) :].tolist()
+    assert any("fallback" in notice and "top_k 50" in notice for notice in d["notices"])
 
     folder = tmp_path / "opinionated"
     shutil.copytree(tiny_model_dir, folder)
