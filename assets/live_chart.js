@@ -26,7 +26,6 @@ const el = (tag, cls, text) => {
 };
 const pct = (p) => (p === null || p === undefined || !isFinite(p)) ? 'n/a' : (100 * p).toFixed(2) + '%';
 const pctFine = (p) => (p > 0 && p < 1e-4) ? (100 * p).toPrecision(2) + '%' : pct(p);
-const KNOB = {top_k: 'top-k', top_p: 'top-p', min_p: 'min-p'};
 
 const root = el('div', 'dp-lc');
 root.setAttribute('data-testid', 'dp-live-chart');
@@ -91,7 +90,7 @@ function noteWords(r) {
     const w = data.pending ? (data.greedy ? 'will pick' : 'would draw') : (r.forced ? 'forced' : 'chosen');
     words.push('\u25c0 ' + w);
   }
-  if (r.cut_by && r.cutFirst) { words.push('\u2702 cut by ' + KNOB[r.cut_by]); }
+  if (r.cut && r.cutFirst) { words.push('\u2702 ' + r.cut); }
   return words.join(' \u00b7 ');
 }
 
@@ -141,7 +140,7 @@ function take(tokenId) {
 
 function rowText(r) {
   let s = `${r.text}: model ${pct(r.raw)}, after the knobs ${pct(r.after)}`;
-  if (r.cut_by) { s += `, cut by ${KNOB[r.cut_by]}`; }
+  if (r.cut) { s += `, ${r.cut}`; }
   if (r.chosen) { s += r.forced ? ', forced' : ', chosen'; }
   return s;
 }
@@ -157,7 +156,7 @@ function showTip(tokenId, withButton) {
   const id = el('div', '', `token id ${r.token_id} \u00b7 the model's #${r.rank + 1}`);
   const nums = el('div', '', `model ${pctFine(r.raw)} \u2192 after the knobs ${pctFine(r.after)}`);
   tip.append(tok, id, nums);
-  if (r.cut_by) { tip.appendChild(el('div', '', `cut by ${KNOB[r.cut_by]}`)); }
+  if (r.cut) { tip.appendChild(el('div', '', r.cut)); }
   if (r.cumulative !== null && r.cumulative !== undefined) {
     tip.appendChild(el('div', '', `top-p's running sum ${pct(r.cumulative_start)} \u2192 ${pct(r.cumulative)} ` +
                                   `(p = ${data.top_p})`));
@@ -408,7 +407,7 @@ function draw() {
     const th = el('th', '', r.text);
     th.scope = 'row';
     tr.appendChild(th);
-    const cells = [String(r.token_id), pct(r.raw), pct(r.after), r.cut_by ? KNOB[r.cut_by] : '',
+    const cells = [String(r.token_id), pct(r.raw), pct(r.after), r.cut || '',
                    (r.cumulative === null || r.cumulative === undefined) ? '' : pct(r.cumulative),
                    r.chosen ? (r.forced ? 'forced' : 'chosen') : ''];
     for (const c of cells) { tr.appendChild(el('td', '', c)); }

@@ -2,8 +2,9 @@
 
 generate runs one strategy and prints the text and a step table (or, with --json, one object: the run's
 Trace.to_dict()); --chart PATH also saves a step's distribution chart (.png or .svg, for slides). compare runs
-greedy, beam and sampling on one prompt as one batch and prints {"greedy": ..., "beam": ..., "sample": ...}. A decoding flag that is not given takes the model's value from its
-generation_config, as generate() does, else the playground's default. Bad flags or input exit with status 2 and
+greedy, beam and sampling on one prompt as one batch and prints {"greedy": ..., "beam": ..., "sample": ...}. A
+decoding flag that is not given takes the model's value from its generation_config, as generate() does, else
+generate()'s own fallback (top-k 50; every other knob off). Bad flags or input exit with status 2 and
 one line on stderr, never a traceback. This module parses and prints; decoding is the engine's, loading is
 loading's.
 """
@@ -14,7 +15,8 @@ import argparse
 import json
 import sys
 
-from .config import MAX_BEAMS, STRATEGIES, DecodingConfig, describe_settings
+from .config import (GENERATE_FALLBACKS, MAX_BEAMS, STRATEGIES, DecodingConfig, describe_settings, parse_token_ids,
+                     parse_word_biases, parse_words)  # fmt: skip
 
 
 class _Parser(argparse.ArgumentParser):
@@ -31,19 +33,36 @@ def _add_run_flags(p: argparse.ArgumentParser, with_strategy: bool) -> None:
     p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
     p.add_argument("--dtype", default="auto", help="auto (float32 on CPU, bfloat16 on CUDA), float32, bfloat16, float16")
     # The decoding flags default to None: "the model's value" (its generation_config, as generate() uses it), else
-    # the playground's default, which --help names.
-    d = DecodingConfig()
+    # generate()'s own fallback, which --help names.
+    d = DecodingConfig(**GENERATE_FALLBACKS)
     model = "default: the model's, else"
     if with_strategy:
         p.add_argument("--strategy", choices=STRATEGIES, default=None,
-                       help=f"how to pick each token ({model} greedy; the model's is sample if its generation_config "
-                            "sets do_sample, beam if it sets num_beams > 1)")  # fmt: skip
+                       help=f"how to pick each token; beam-sample is beam sampling, generate(do_sample=True, num_beams>1) "
+                            f"({model} greedy; the model's is sample if its generation_config sets do_sample, beam if it "
+                            "sets num_beams > 1, beam-sample if both)")  # fmt: skip
     p.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens, help=f"tokens to generate at most (default: {d.max_new_tokens})")
     p.add_argument("--temperature", type=float, default=None, help=f"sampling temperature; 0 = greedy ({model} {d.temperature})")
     p.add_argument("--top-k", type=int, default=None, help=f"keep the k most likely tokens; 0 = off ({model} {d.top_k})")
     p.add_argument("--top-p", type=float, default=None, help=f"nucleus: keep the smallest set reaching probability p, in (0, 1]; 1 = off ({model} {d.top_p})")
     p.add_argument("--min-p", type=float, default=None, help=f"drop tokens below min_p x the top probability, in [0, 1]; 0 = off ({model} {d.min_p})")
+    p.add_argument("--top-h", type=float, default=None, help=f"top-H: keep top tokens while their entropy stays within top_h x the whole, in [0, 1]; 0 = off ({model} {d.top_h})")
+    p.add_argument("--typical-p", type=float, default=None, help=f"typical sampling: keep the tokens nearest the entropy up to this mass, in (0, 1]; 1 = off ({model} {d.typical_p})")
+    p.add_argument("--epsilon-cutoff", type=float, default=None, help=f"drop tokens less likely than this, in [0, 1); 0 = off ({model} {d.epsilon_cutoff})")
+    p.add_argument("--eta-cutoff", type=float, default=None, help=f"drop tokens below min(eta, sqrt(eta) x exp(-entropy)), in [0, 1); 0 = off ({model} {d.eta_cutoff})")
     p.add_argument("--repetition-penalty", type=float, default=None, help=f"> 1 discourages repeats; 1 = off ({model} {d.repetition_penalty})")
+    p.add_argument("--no-repeat-ngram-size", type=int, default=None, help=f"no n-gram of this many tokens occurs twice, the prompt's included; 0 = off ({model} {d.no_repeat_ngram_size})")
+    p.add_argument("--min-new-tokens", type=int, default=None, help=f"EOS cannot come before this many new tokens; 0 = off ({model} {d.min_new_tokens})")
+    p.add_argument("--bad-words", default=None, metavar="WORDS",
+                   help="never generate these words: 'cake, New York; pie' (commas, semicolons or new lines between "
+                        "them), each banned as written and after a space, as generate(bad_words_ids=...) bans their "
+                        f"tokens; '' = none ({model} none)")  # fmt: skip
+    p.add_argument("--sequence-bias", default=None, metavar="WORD=BIAS,...",
+                   help="add BIAS to a word's logit as it completes: 'cake=-5, dragon=3' (commas, semicolons or new "
+                        "lines between pairs), each word as written and after a space, as generate(sequence_bias=...); "
+                        f"'' = none ({model} none)")  # fmt: skip
+    p.add_argument("--suppress-tokens", default=None, metavar="IDS",
+                   help=f"never generate these token ids: '13, 198', as generate(suppress_tokens=...); '' = none ({model} none)")
     p.add_argument("--num-beams", type=int, default=None, help=f"beams for beam search, 1-{MAX_BEAMS}; 1 is greedy search ({model} {d.num_beams})")
     p.add_argument("--length-penalty", type=float, default=None, help=f"beam score = logprob / length**penalty ({model} {d.length_penalty})")
     p.add_argument("--early-stopping", type=_early_stopping, default=None, metavar="{true,false,never}",
@@ -98,6 +117,13 @@ def _given(args, strategy: str | None) -> dict:
         top_p=args.top_p,
         min_p=args.min_p,
         repetition_penalty=args.repetition_penalty,
+        top_h=args.top_h,
+        typical_p=args.typical_p,
+        epsilon_cutoff=args.epsilon_cutoff,
+        eta_cutoff=args.eta_cutoff,
+        no_repeat_ngram_size=args.no_repeat_ngram_size,
+        min_new_tokens=args.min_new_tokens,
+        suppress_tokens=None if args.suppress_tokens is None else parse_token_ids(args.suppress_tokens),
         num_beams=args.num_beams,
         length_penalty=args.length_penalty,
         early_stopping=args.early_stopping,
@@ -113,6 +139,8 @@ def _prepare(args, strategy: str | None):
     given over the model's defaults. Returns (engine, prompt ids, config, notices about the model's settings)."""
     given = _given(args, strategy)
     DecodingConfig.starting_from(None, **given)  # a bad flag fails now, before the model loads
+    bad_words = None if args.bad_words is None else parse_words(args.bad_words)
+    biases = None if args.sequence_bias is None else parse_word_biases(args.sequence_bias)
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
     if not prompt.strip():
         raise ValueError("The prompt is empty: give some text with --prompt.")
@@ -120,11 +148,19 @@ def _prepare(args, strategy: str | None):
 
     _quiet_transformers()
     engine = load_engine(args.model, device=args.device, dtype=args.dtype, progress=_stderr if not args.json else None)
+    if bad_words is not None:  # words become token ids with the model's tokenizer
+        given["bad_words_ids"] = engine.bad_words_ids(bad_words)
+    if biases is not None:
+        given["sequence_bias"] = engine.sequence_bias(biases)
     config = engine.default_config(**given)
     taken = {name: value for name, value in engine.model_defaults.items() if given.get(name) is None}
     notices = list(engine.model_defaults_notices)
     if taken:
         notices.append(f"From the model's generation_config (no flag given): {describe_settings(taken)}.")
+    fallen = {name: value for name, value in GENERATE_FALLBACKS.items()
+              if given.get(name) is None and name not in engine.model_defaults}  # fmt: skip
+    if fallen and config.is_sampling:
+        notices.append(f"generate()'s own fallback, as neither a flag nor the model sets it: {describe_settings(fallen)}.")
     return engine, engine.encode(prompt, chat=args.chat, system=args.system), config, notices
 
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import inspect
 import itertools
+import math
 import time
 import weakref
 from collections.abc import Iterator
@@ -41,7 +42,7 @@ import torch
 
 from . import batching, gpu, processors
 from .batching import ForwardBatcher, SharingSettings, SharingStats
-from .config import MODEL_SETTINGS, DecodingConfig, describe_settings, model_defaults
+from .config import GENERATE_FALLBACKS, MODEL_SETTINGS, DecodingConfig, describe_settings, model_defaults
 from .records import Candidate, Exploration, KnobView, StepRecord, TemperatureView, Trace
 from .strategies import BeamLane, DecodingError, SingleLane, move_tensors
 
@@ -49,6 +50,7 @@ __all__ = ["Engine", "Session", "Comparison", "DecodingError", "ModelMemoryError
 
 
 ONE_BEAM_NOTICE = "One beam is greedy search, as in generate(num_beams=1): this run is greedy."
+ONE_BEAM_SAMPLE_NOTICE = "Beam sampling with one beam is no beam search, as in generate(num_beams=1): this run is {mode}."
 
 
 class ModelMemoryError(RuntimeError):
@@ -140,11 +142,23 @@ class Engine:
         self.model_defaults, self.model_defaults_notices = model_defaults(
             {name: getattr(generation, name, None) for name in ("do_sample", *MODEL_SETTINGS)}
         )
+        for name in ("bad_words_ids", "sequence_bias", "suppress_tokens"):  # token ids this vocabulary lacks
+            if name in self.model_defaults:
+                try:
+                    self.check_ids(DecodingConfig(**{name: self.model_defaults[name]}))
+                except ValueError as e:
+                    del self.model_defaults[name]
+                    self.model_defaults_notices.append(f"The model's generation_config sets {name}, which the playground cannot use: {e}")
+        # the pad id generate() masks a prompt's pad tokens by (its generation_config's; never an EOS id)
+        pad = generation.pad_token_id
+        self.pad_id = pad if isinstance(pad, int) and pad not in self.vocab.eos_ids else None
         parameters = inspect.signature(model.forward).parameters
         self._logits_to_keep = "logits_to_keep" in parameters
+        self._takes_mask = "attention_mask" in parameters
+        self._takes_positions = "position_ids" in parameters
         # visitors' one-token forwards shared across runs (batching.py); only for a model that takes a padding mask
-        # and explicit positions, and off where forwards must stay in the caller (ZeroGPU: `share_forwards = False`)
-        self._can_share = "attention_mask" in parameters and "position_ids" in parameters
+        # and explicit positions, and never under ZeroGPU (each request's forward is its own process's)
+        self._can_share = self._takes_mask and self._takes_positions
         self.sharing = SharingSettings.from_env() if sharing is None else sharing
         self.batcher = ForwardBatcher(self._forward_alone, self._forward_padded, self.sharing)
         self.share_forwards = self.sharing.enabled
@@ -163,8 +177,9 @@ class Engine:
 
     def default_config(self, **given) -> DecodingConfig:
         """DecodingConfig from the settings `given` (DecodingConfig's field names); each one that is None or not
-        given takes the model's value (`model_defaults`), else the playground's default -- as generate() does."""
-        return DecodingConfig.starting_from(self.model_defaults, **given)
+        given takes the model's value (`model_defaults`), else generate()'s own fallback (GENERATE_FALLBACKS: top_k
+        50), else DecodingConfig's default (every other knob's fallback is "off" in both) -- as generate() does."""
+        return DecodingConfig.starting_from({**GENERATE_FALLBACKS, **self.model_defaults}, **given)
 
     def model_defaults_notice(self) -> str | None:
         """One sentence saying which settings the model's generation_config sets (None if it sets none)."""
@@ -200,6 +215,62 @@ class Engine:
 
     def decode(self, token_ids: list[int]) -> str:
         return self.vocab.decode(token_ids)
+
+    # -- words as token ids (bad_words_ids, sequence_bias) ---------------------------------------------------
+
+    def word_ids(self, word: str) -> tuple[tuple[int, ...], ...]:
+        """The token sequences a word can take, as a person means "this word": as written (at the start of a
+        line) and after a space (mid-sentence), each once. A word that encodes to no tokens is refused."""
+        word = word.strip() if isinstance(word, str) else word
+        if not isinstance(word, str) or not word:
+            raise ValueError("A banned or biased word is empty: write at least one character.")
+        forms = []
+        for text in (word, " " + word):
+            ids = tuple(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+            if ids and ids not in forms:
+                forms.append(ids)
+        if not forms:
+            raise ValueError(f"The word {word!r} encodes to no tokens in {self.name}'s vocabulary, so it cannot be banned or biased.")
+        return tuple(forms)
+
+    def bad_words_ids(self, words) -> tuple[tuple[int, ...], ...]:
+        """generate()'s bad_words_ids for `words` (from `config.parse_words`), each in every form of `word_ids`."""
+        return tuple(dict.fromkeys(ids for word in words for ids in self.word_ids(word)))
+
+    def sequence_bias(self, biases) -> tuple[tuple[tuple[int, ...], float], ...]:
+        """generate()'s sequence_bias for (word, bias) pairs (from `config.parse_word_biases`): every form of each
+        word (`word_ids`) takes its bias; a word given twice takes its last bias."""
+        pairs: dict[tuple[int, ...], float] = {}
+        for word, bias in biases:
+            for ids in self.word_ids(word):
+                pairs[ids] = bias
+        return tuple(pairs.items())
+
+    def words_text(self, bad_words_ids) -> str:
+        """bad_words_ids back as the text `config.parse_words` reads ('cake, pie'): each sequence decoded, spaces
+        around it dropped, each word once (for a box a permalink or a model's defaults fill)."""
+        words = dict.fromkeys(self.tokenizer.decode(list(ids)).strip() for ids in bad_words_ids)
+        return ", ".join(w for w in words if w)
+
+    def biases_text(self, sequence_bias) -> str:
+        """sequence_bias back as the text `config.parse_word_biases` reads ('dragon=3, sea=-2.5')."""
+        pairs = {self.tokenizer.decode(list(ids)).strip(): bias for ids, bias in sequence_bias}
+        return ", ".join(f"{word}={bias:g}" for word, bias in pairs.items() if word)
+
+    def check_ids(self, config: DecodingConfig) -> DecodingConfig:
+        """`config`, when every token id its banned, biased and suppressed tokens name is in the vocabulary; else
+        a ValueError saying which one is not."""
+        for name, sequences in (
+            ("bad_words_ids", config.bad_words_ids),
+            ("sequence_bias", [ids for ids, _ in config.sequence_bias]),
+            ("suppress_tokens", [config.suppress_tokens]),
+        ):
+            for ids in sequences:
+                for token_id in ids:
+                    if token_id >= self.vocab_size:
+                        raise ValueError(f"{name} names token id {token_id}, but {self.name}'s vocabulary has ids 0 "
+                                         f"to {self.vocab_size - 1}.")  # fmt: skip
+        return config
 
     def fit_context(self, prompt_ids: list[int], config: DecodingConfig) -> tuple[list[int], DecodingConfig, list[str]]:
         """Make prompt + max_new_tokens fit the model's context: drop the prompt's oldest tokens if it alone is
@@ -251,21 +322,52 @@ class Engine:
 
     # -- the model -----------------------------------------------------------------------------------------
 
-    def forward(self, input_ids: torch.Tensor, cache) -> tuple[torch.Tensor, object]:
-        """input_ids (R, T) after `cache` -> next-token logits (R, V) float32 and the grown cache.
+    def prompt_mask(self, prompt: torch.Tensor) -> torch.Tensor | None:
+        """(1, P) the attention mask generate() infers for a prompt (1, P) that holds the pad token (where the pad
+        id is not an EOS id): 0 on every pad token, 1 elsewhere. None where generate() attends to every token."""
+        if self.pad_id is None or not self._takes_mask or not bool((prompt == self.pad_id).any()):
+            return None
+        return prompt.ne(self.pad_id).long()
+
+    @staticmethod
+    def penalty_skip(prompt_mask: torch.Tensor | None) -> int:
+        """The prompt's leading tokens generate()'s repetition penalty leaves out when it masks pad tokens: those
+        before the first attended one (none when nothing is masked)."""
+        return 0 if prompt_mask is None else int((prompt_mask[0] != 0).int().argmax())
+
+    def forward(
+        self, input_ids: torch.Tensor, cache, prompt_mask: torch.Tensor | None = None, past: int = 0
+    ) -> tuple[torch.Tensor, object]:
+        """input_ids (R, T) after `cache` (holding `past` positions) -> next-token logits (R, V) float32 and the
+        grown cache.
 
         With `share_forwards` on, a one-token forward after a plain cache goes through the batcher: alone it is
-        made at once, exactly as below; when other runs wait at the same moment it shares their forward (its
-        logits then differ from a lone forward's in the last bits; the cache it gets back has the same shapes).
-        Never under ZeroGPU, where each request's forward is its own process's."""
+        made at once, exactly as `_forward_alone`; when other runs wait at the same moment it shares their forward
+        (its logits then differ from a lone forward's in the last bits; the cache it gets back has the same
+        shapes). Never under ZeroGPU, where each request's forward is its own process's, nor for a prompt whose
+        pad tokens are masked (`prompt_mask`), which goes alone."""
         gpu.check_forward(self.name)  # under ZeroGPU's emulation, only inside a GPU call
-        if self.share_forwards and not gpu.ZEROGPU and self._can_share and batching.stackable(input_ids, cache):
+        if (prompt_mask is None and self.share_forwards and not gpu.ZEROGPU and self._can_share
+                and batching.stackable(input_ids, cache)):  # fmt: skip
             return self.batcher.forward(input_ids, cache)
-        return self._forward_alone(input_ids, cache)
+        return self._forward_alone(input_ids, cache, prompt_mask, past)
 
-    def _forward_alone(self, input_ids: torch.Tensor, cache) -> tuple[torch.Tensor, object]:
-        """The forward of one run's rows: no mask, positions from the cache."""
+    def _forward_alone(
+        self, input_ids: torch.Tensor, cache, prompt_mask: torch.Tensor | None = None, past: int = 0
+    ) -> tuple[torch.Tensor, object]:
+        """The forward of one run's rows: positions from the cache; with a `prompt_mask` (1, P) the model gets
+        generate()'s attention mask (the prompt's, then ones) and position ids (the count of attended prompt
+        tokens before each position; new tokens follow the prompt's last position one by one)."""
         kwargs = {"logits_to_keep": 1} if self._logits_to_keep else {}
+        if prompt_mask is not None:
+            rows, total = input_ids.shape[0], past + input_ids.shape[1]
+            n_prompt = prompt_mask.shape[1]
+            prompt_positions = (prompt_mask.cumsum(-1) - 1).masked_fill(prompt_mask == 0, 0)  # (1, P)
+            after = prompt_positions[:, -1:] + torch.arange(1, total - n_prompt + 1, device=self.device)  # (1, total - P)
+            mask = torch.cat([prompt_mask, torch.ones_like(after)], dim=1)  # (1, total)
+            kwargs["attention_mask"] = mask.expand(rows, -1)
+            if self._takes_positions:
+                kwargs["position_ids"] = torch.cat([prompt_positions, after], dim=1)[:, past:].expand(rows, -1)
         try:
             out = self.model(input_ids=input_ids, past_key_values=cache, use_cache=True, **kwargs)
         except torch.OutOfMemoryError as e:
@@ -329,6 +431,7 @@ class _Batch:
         self.lanes = lanes
         self.prompt = prompt  # (1, P)
         self.prompt_len = prompt.shape[1]
+        self.prompt_mask = engine.prompt_mask(prompt)  # (1, P) where generate() masks the prompt's pad tokens
         self.prefill_logits: torch.Tensor | None = None  # (1, V), once the prompt is prefilled
         self.cache = None
         self.fed = torch.zeros((1, 0), dtype=torch.long, device=prompt.device)  # (R, t)
@@ -339,10 +442,16 @@ class _Batch:
 
     def _prefill(self) -> None:
         """The prompt's forward, once: the logits every lane row starts from, and the cache."""
-        self.prefill_logits, self.cache = self.engine.forward(self.prompt, None)  # (1, V)
+        self.prefill_logits, self.cache = self._forward(self.prompt, None)  # (1, V)
         self.cached = 0
         if self.pending is None and not self.fed.shape[1]:
             self.logits = self.prefill_logits
+
+    def _forward(self, input_ids: torch.Tensor, cache, past: int = 0):
+        """The engine's forward, with generate()'s mask and positions where the prompt holds pad tokens."""
+        if self.prompt_mask is None:
+            return self.engine.forward(input_ids, cache)
+        return self.engine.forward(input_ids, cache, self.prompt_mask, past)
 
     def _reset_rows(self) -> None:
         """Back to just after prefill: the prefill's logits, which every lane row starts from."""
@@ -374,7 +483,7 @@ class _Batch:
         """Make the cache hold the prompt and every column of `fed`: rebuild it if it was dropped, then feed the
         columns it lacks one at a time, as they were first fed (the same numbers as the run that fed them)."""
         if self.cache is None:
-            _, cache = self.engine.forward(self.prompt, None)
+            _, cache = self._forward(self.prompt, None)
             if self.fed.shape[0] != 1:  # every row starts from the prompt
                 cache.reorder_cache(torch.zeros(self.fed.shape[0], dtype=torch.long, device=self.prompt.device))
             self.cache, self.cached = cache, 0
@@ -387,7 +496,7 @@ class _Batch:
         (out of memory) has grown the first layers and not the rest: they are cut back, or the cache dropped."""
         length = self.prompt_len + self.cached
         try:
-            logits, self.cache = self.engine.forward(tokens[:, None], self.cache)
+            logits, self.cache = self._forward(tokens[:, None], self.cache, length)
         except ModelMemoryError:
             self._cut(length)
             raise
@@ -462,7 +571,7 @@ class _Batch:
             self.cache, self.cached = None, 0
         elif self.cache is not None:
             _move_cache(self.cache, None if device is None else home)
-        for name in ("prompt", "prefill_logits", "fed", "logits", "rows", "pending", "reorder"):
+        for name in ("prompt", "prompt_mask", "prefill_logits", "fed", "logits", "rows", "pending", "reorder"):
             setattr(self, name, move_tensors(getattr(self, name), home, memo))
         for lane in self.lanes:
             lane.to(home, memo)
@@ -525,9 +634,10 @@ def _shared_columns(a: torch.Tensor, b: torch.Tensor) -> int:
 
 
 def _lane(label: str, config: DecodingConfig, prompt: torch.Tensor, engine: Engine):
-    if config.generation_mode == "beam":
-        return BeamLane(label, config, prompt, engine.vocab)
-    return SingleLane(label, config, prompt, engine.vocab, draws_on=engine.device.type)
+    skip = engine.penalty_skip(engine.prompt_mask(prompt))
+    if config.is_beam:
+        return BeamLane(label, config, prompt, engine.vocab, draws_on=engine.device.type, penalty_skip=skip)
+    return SingleLane(label, config, prompt, engine.vocab, draws_on=engine.device.type, penalty_skip=skip)
 
 
 def _trace(engine: Engine, lane, prompt_ids: list[int], elapsed: float, notices: list[str]) -> Trace:
@@ -535,6 +645,9 @@ def _trace(engine: Engine, lane, prompt_ids: list[int], elapsed: float, notices:
     strategy = lane.config.strategy
     if strategy == "beam" and not isinstance(lane, BeamLane):  # what ran; the settings keep what was asked
         strategy, notices = "greedy", [*notices, ONE_BEAM_NOTICE]
+    elif strategy == "beam-sample" and not isinstance(lane, BeamLane):
+        strategy = lane.config.generation_mode
+        notices = [*notices, ONE_BEAM_SAMPLE_NOTICE.format(mode="greedy" if strategy == "greedy" else "sampled")]
     return Trace(
         model=engine.name,
         strategy=strategy,
@@ -562,6 +675,7 @@ class Session:
         if not prompt_ids:
             raise ValueError("The prompt is empty: type some text for the model to continue.")
         self.engine = engine
+        engine.check_ids(config)
         self.prompt_ids, self.config, self.notices = engine.fit_context(list(prompt_ids), config)
         start = time.perf_counter()
         prompt = engine.prompt_tensor(self.prompt_ids, device)
@@ -690,7 +804,9 @@ class Session:
         config: DecodingConfig | None = None,
     ) -> Exploration:
         """The teaching views of the distribution behind step `step` (default: the next step, not yet taken):
-        the same logits at several temperatures, and what top-k, top-p and min-p would each keep.
+        the same logits at several temperatures, and what each cutting knob alone would keep (top-k, top-p and
+        min-p always; top-h, typical-p, epsilon, eta, the n-gram and min-new-tokens rules and the banned and
+        suppressed tokens when they are on: `processors.explained_knobs`).
 
         The context is the prompt and the tokens before that step (for beams, the best beam's); its logits are
         recomputed in one forward without the cache, so exploring never disturbs the run.
@@ -703,8 +819,11 @@ class Session:
             raise ValueError("Temperatures to explore must be numbers in (0, 100].")
         config = config or (self.steps[step].config if step < n else self.config)
         context = self.engine.prompt_tensor(self.prompt_ids + self.token_ids[:step])
-        logits, _ = self.engine.forward(context, None)
-        t = {k: v.tolist() for k, v in processors.explain(context, logits, config, tuple(temperatures), top_n).items()}
+        prompt_mask = self._batch.prompt_mask
+        logits, _ = self.engine.forward(context, None, *(() if prompt_mask is None else (prompt_mask,)))
+        explained = processors.explain(context, logits, config, tuple(temperatures), top_n, prompt_len=len(self.prompt_ids),
+                                       eos_ids=self.engine.vocab.eos_ids, penalty_skip=self.engine.penalty_skip(prompt_mask))  # fmt: skip
+        t = {k: v.tolist() for k, v in explained.items()}
         token_str = self.engine.vocab.token_str
         candidates = [
             Candidate(
@@ -720,13 +839,13 @@ class Session:
             TemperatureView(temperature=float(temp), probs=row[:k], rest=max(0.0, row[k]), entropy=row[k + 1])
             for temp, row in zip(temperatures, t["temperatures"])
         ]
-        settings = {"top_k": config.top_k, "top_p": config.top_p, "min_p": config.min_p}
         knobs = [
             KnobView(
-                knob=name, setting=settings[name], kept=[x > 0 for x in row[:k]], kept_count=int(row[k]),
-                kept_mass=row[k + 1], threshold=None if name == "top_k" else row[k + 2],
+                knob=name, setting=_setting(getattr(config, name)), kept=[x > 0 for x in row[:k]], kept_count=int(row[k]),
+                kept_mass=row[k + 1], threshold=None if math.isnan(row[k + 2]) else row[k + 2],
+                label=processors.CUT_LABELS[name],
             )
-            for name, row in zip(("top_k", "top_p", "min_p"), t["knobs"])
+            for name, row in zip(processors.explained_knobs(config), t["knobs"])
         ]
         return Exploration(step=step, candidates=candidates, cumulative=t["cumulative"], temperatures=temps,
                            knobs=knobs, config=config)
@@ -735,7 +854,8 @@ class Session:
         if config is None:
             return self.config
         old = self.config
-        beam, was_beam = config.generation_mode == "beam", old.generation_mode == "beam"
+        self.engine.check_ids(config)
+        beam, was_beam = config.is_beam, old.is_beam
         if beam != was_beam or (
             beam and (config.num_beams, config.max_new_tokens) != (old.num_beams, old.max_new_tokens)
         ):
@@ -745,6 +865,11 @@ class Session:
         if self.engine.context_length and len(self.prompt_ids) + config.max_new_tokens > self.engine.context_length:
             config = config.replace(max_new_tokens=self.engine.context_length - len(self.prompt_ids))
         return config
+
+
+def _setting(value):
+    """A knob's value as a KnobView shows it: a number, or for a list of token ids (banned, suppressed) the count."""
+    return value if isinstance(value, (int, float)) else len(value)
 
 
 def sample_seed(seed: int, i: int) -> int:
@@ -765,6 +890,7 @@ class Comparison:
         if isinstance(num_samples, bool) or not isinstance(num_samples, int) or not 0 <= num_samples <= 8:
             raise ValueError(f"num_samples must be an integer from 0 to 8, got {num_samples!r}.")
         self.engine = engine
+        engine.check_ids(config)
         self.prompt_ids, config, self.notices = engine.fit_context(list(prompt_ids), config)
         start = time.perf_counter()
         prompt = engine.prompt_tensor(self.prompt_ids, device)

@@ -11,6 +11,10 @@ Per-request caps, enforced only in hosted mode (a local app has none of them):
     PLAYGROUND_MAX_PROMPT_CHARS=8000 prompt + system message length, checked before tokenizing (0 = no cap)
     PLAYGROUND_MAX_PROMPT_TOKENS=1024  the prompt's tokens, chat template included, checked before the
                                      prefill (0 = no cap; the model's context is the limit either way)
+    PLAYGROUND_MAX_WORD_ENTRIES=32   banned token sequences (bad_words_ids) and sequence-bias entries, each
+    PLAYGROUND_MAX_SUPPRESS=256      suppressed token ids
+    PLAYGROUND_MAX_NGRAM=10          cap on no_repeat_ngram_size (each step compares every window of this
+                                     size in the context: a cost that grows with it, for no use past a few)
     "Candidates shown" (top_n) is capped at 50, the slider's end, for API clients and permalinks too.
 
 Protection of the server, in both modes; hosted mode changes the defaults (hosted / local):
@@ -61,6 +65,9 @@ class HostingPolicy:
     max_prompt_chars: int | None = 8000  # None: no cap
     max_prompt_tokens: int | None = 1024
     max_top_n: int = MAX_TOP_N
+    max_word_entries: int = 32  # bad_words_ids sequences, and sequence_bias entries, each
+    max_suppress: int = 256
+    max_ngram: int = 10
     # protection of the server (both modes); the defaults here are the local ones, from_env picks by mode
     concurrency: int = 4
     queue_size: int | None = None
@@ -89,6 +96,9 @@ class HostingPolicy:
             allowed_models=models or (DEFAULT_HUB_MODEL,),
             max_prompt_chars=_limit(env, "PLAYGROUND_MAX_PROMPT_CHARS", 8000),
             max_prompt_tokens=_limit(env, "PLAYGROUND_MAX_PROMPT_TOKENS", 1024),
+            max_word_entries=_positive_int(env, "PLAYGROUND_MAX_WORD_ENTRIES", 32),
+            max_suppress=_positive_int(env, "PLAYGROUND_MAX_SUPPRESS", 256),
+            max_ngram=_positive_int(env, "PLAYGROUND_MAX_NGRAM", 10),
             concurrency=_positive_int(env, "PLAYGROUND_CONCURRENCY", 4),
             queue_size=_limit(env, "PLAYGROUND_QUEUE_SIZE", by_mode(64, None)),
             session_queue=_limit(env, "PLAYGROUND_SESSION_QUEUE", by_mode(6, None)),
@@ -135,6 +145,18 @@ class HostingPolicy:
         if config.top_n > self.max_top_n:
             notices.append(f"Candidates shown are capped at {self.max_top_n} here (asked for {config.top_n}).")
             config = config.replace(top_n=self.max_top_n)
+        if config.no_repeat_ngram_size > self.max_ngram:
+            notices.append(f"No-repeat n-gram size is capped at {self.max_ngram} here (asked for {config.no_repeat_ngram_size}).")
+            config = config.replace(no_repeat_ngram_size=self.max_ngram)
+        for name, what, cap in (
+            ("bad_words_ids", "Banned token sequences", self.max_word_entries),
+            ("sequence_bias", "Sequence-bias entries", self.max_word_entries),
+            ("suppress_tokens", "Suppressed tokens", self.max_suppress),
+        ):
+            entries = getattr(config, name)
+            if len(entries) > cap:
+                notices.append(f"{what} are capped at {cap} here (asked for {len(entries)}): the first {cap} are used.")
+                config = config.replace(**{name: entries[:cap]})
         return config, notices
 
     def cap_samples(self, num_samples: int) -> tuple[int, list[str]]:

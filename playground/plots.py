@@ -33,7 +33,7 @@ from matplotlib.ticker import FuncFormatter, MaxNLocator
 from matplotlib.transforms import offset_copy
 
 from .records import Candidate, Exploration, StepRecord, Trace
-from .views import (LABEL_CHARS, LOG_FLOOR, FinalBeam, after_knobs, axis_labels, beam_parents,
+from .views import (CUT_PHRASES, CUT_STYLE, KNOB_NAMES, LABEL_CHARS, cut_phrase, LOG_FLOOR, FinalBeam, after_knobs, axis_labels, beam_parents,
                     chart_candidates, distribution_title, final_beams, short_label, token_label, top_p_applies)  # fmt: skip
 
 __all__ = [
@@ -41,6 +41,8 @@ __all__ = [
     "AFTER",
     "CUT",
     "CUT_STYLE",
+    "CUT_PHRASES",
+    "cut_phrase",
     "CHOSEN",
     "FORCED",
     "DISTRIBUTION_LEGEND",
@@ -64,23 +66,17 @@ __all__ = [
 RAW = "#5b8fd0"  # the model's raw probabilities
 AFTER = "#f28e2b"  # after the knobs
 CUT = "#9ca3af"  # removed by a truncation knob (grey); each knob has its own colour below
-CUT_STYLE = {  # knob -> colour: the three cuts stay distinguishable in every chart
-    "top_k": "#6b7280",
-    "top_p": "#7b4fb8",
-    "min_p": "#b45309",
-}
 CHOSEN = "#111827"  # outline and label of the chosen token
 FORCED = "#7c3aed"  # ... of a token the user forced (the coloured text underlines it in the same colour)
 CUMULATIVE = "#7b4fb8"  # top-p's running sum
 ENTROPY = "#2a9d8f"
 BEAM_COLORS = {"kept": "#4e79a7", "finished": "#59a14f", "pruned": "#c7c9cc"}
 WINNER = "#e15759"
-KNOB_NAMES = {"top_k": "top-k", "top_p": "top-p", "min_p": "min-p"}
 # The page draws these legends once, beside the charts, instead of in every figure: (label, colour, mark)
 DISTRIBUTION_LEGEND = [
     ("model (raw)", RAW, "bar"),
     ("after knobs (greedy: its pick)", AFTER, "bar"),
-    *((f"cut by {KNOB_NAMES[k]}", c, "shade") for k, c in CUT_STYLE.items()),
+    *((cut_phrase(k), CUT_STYLE[k], "shade") for k in ("top_k", "top_p", "min_p")),
     ("cumulative: what top-p sees", CUMULATIVE, "line"),
     ("chosen", CHOSEN, "outline"),
     ("forced", FORCED, "outline"),
@@ -195,7 +191,7 @@ def distribution_data(record: StepRecord, max_tokens: int = 15) -> DistributionD
     greedy = cfg.is_greedy  # greedy, or sampling at temperature 0
     after = after_knobs(record, cands)  # for a greedy step, the one-hot choice its argmax makes
     top_p_on = top_p_applies(cfg)
-    extra = len(cands) > max(1, int(max_tokens))
+    extra = len(cands) > min(max(1, int(max_tokens)), len(record.top))  # the chosen token appended below the rows
     cumulative = start = None
     regular = cands[: len(cands) - extra]
     if top_p_on and all(c.cumulative is not None for c in regular):
@@ -268,9 +264,9 @@ def distribution_figure(record: StepRecord, max_tokens: int = 15, log_scale: boo
     for knob, color in CUT_STYLE.items():  # cut rows are shaded whatever their height: always visible
         for y0, y1 in _runs([k == knob for k in d.cut_by]):
             ax.axhspan(y0 - 0.5, y1 + 0.5, facecolor=color, alpha=0.16, linewidth=0, gid=f"cut:{knob}")
-            _bar_note(ax, f"✂ cut by {KNOB_NAMES[knob]}", max(d.raw[y0], d.after[y0]), y0, color, f"cut-label:{knob}")
+            _bar_note(ax, f"✂ {cut_phrase(knob)}", max(d.raw[y0], d.after[y0]), y0, color, f"cut-label:{knob}")
         if knob in d.cut_by:
-            handles.append(Patch(facecolor=color, alpha=0.3, edgecolor=color, label=f"cut by {KNOB_NAMES[knob]}"))
+            handles.append(Patch(facecolor=color, alpha=0.3, edgecolor=color, label=cut_phrase(knob)))
 
     if d.cumulative is not None:  # a staircase: row i spans from the mass above it to its running sum
         k = n - d.extra  # an extra row (the chosen token, ranked lower) gets its own step, apart
@@ -456,9 +452,10 @@ def temperature_figure(exploration: Exploration) -> Figure:
 
 
 def _knob_title(knob) -> str:
-    name = KNOB_NAMES.get(knob.knob, knob.knob)
-    off = {"top_k": knob.setting == 0, "top_p": knob.setting >= 1, "min_p": knob.setting <= 0}.get(knob.knob, False)
-    setting = f"{int(knob.setting)}" if knob.knob == "top_k" else f"{knob.setting:g}"
+    label = knob.label or knob.knob
+    name = KNOB_NAMES.get(label, label)
+    off = knob.setting >= 1 if knob.knob in ("top_p", "typical_p") else knob.setting <= 0
+    setting = f"{int(knob.setting)}" if isinstance(knob.setting, int) or knob.knob == "top_k" else f"{knob.setting:g}"
     return f"{name} = {setting}{' (off)' if off else ''}\nkeeps {knob.kept_count:,} ({knob.kept_mass:.0%})"
 
 
@@ -482,7 +479,7 @@ def knobs_figure(exploration: Exploration) -> Figure:
     top = max(values) if values else 1.0
     for ax, knob in zip(axes, knobs):
         _style(ax)
-        color = CUT_STYLE.get(knob.knob, CUT)
+        color = CUT_STYLE.get(knob.label or knob.knob, CUT)
         kept = [knob.kept[i] for i in order]
         ax.barh(ys, values, color=[AFTER if k else color for k in kept], gid=knob.knob)
         for y0, y1 in _runs([not k for k in kept]):  # cut rows shaded whatever their height
@@ -497,7 +494,7 @@ def knobs_figure(exploration: Exploration) -> Figure:
                 ax.axvline(knob.threshold, color=CUMULATIVE, linestyle="--", linewidth=1.2, gid="threshold")
         else:
             ax.set_xlim(0, top * 1.15)
-            if knob.knob == "min_p" and knob.threshold:
+            if knob.knob in ("min_p", "epsilon_cutoff", "eta_cutoff") and knob.threshold:
                 ax.axvline(knob.threshold, color=color, linestyle="--", linewidth=1.2, gid="threshold")
             elif knob.knob == "top_k" and 0 < sum(kept) < len(kept):
                 ax.axhline(sum(kept) - 0.5, color=color, linestyle="--", linewidth=1.2, gid="threshold")
@@ -508,7 +505,8 @@ def knobs_figure(exploration: Exploration) -> Figure:
     fig.suptitle(f"Step {exploration.step}: what each knob keeps on its own", fontsize=FONT, x=0.01, y=0.995, ha="left",
                  va="top")  # fmt: skip
     handles = [Patch(color=AFTER, label="kept")] + [
-        Patch(color=CUT_STYLE[k.knob], label=f"cut by {KNOB_NAMES[k.knob]}") for k in knobs if k.knob in CUT_STYLE
+        Patch(color=CUT_STYLE[k.label or k.knob], label=cut_phrase(k.label or k.knob)) for k in knobs
+        if (k.label or k.knob) in CUT_STYLE
     ]
     handles.append(axes[0].plot([], [], color=CUMULATIVE, marker="o", label="cumulative (top-p)")[0])
     _legend(fig, handles, 3)
@@ -726,7 +724,7 @@ def beam_tree_figure(trace: Trace) -> Figure:
     its height grows with the steps up to a cap (`BEAM_TREE_MAX_IN`); every label is drawn whole inside the plot."""
     if trace.config.strategy == "beam" and trace.config.num_beams == 1:
         return _empty("Beam search tree", "One beam is greedy search (as in generate()): use 2 or more beams for a tree.")
-    if trace.strategy != "beam" or any(r.beams is None for r in trace.steps):
+    if trace.strategy not in ("beam", "beam-sample") or any(r.beams is None for r in trace.steps):
         return _empty("Beam search tree", "The beam tree is drawn for beam search runs: choose strategy = beam.")
     if not trace.steps:
         return _empty("Beam search tree", "No steps yet: run beam search to see its tree.")

@@ -26,7 +26,9 @@ class Candidate:
     shaped_prob: float  # after repetition penalty and temperature, before truncation
     prob: float  # after every knob: what the sampler draws from (0 if cut)
     kept: bool
-    cut_by: str | None  # "top_k", "top_p", "min_p" or None
+    # the step that cut it (processors.CUT_BY): "top_k", "top_p", "min_p", "top_h", "typical", "epsilon", "eta",
+    # "ngram", "banned", "min_new_tokens", "suppress"; None when kept
+    cut_by: str | None
     # top-p's running sum at this token: the probability, in the distribution top-p sees (after penalty,
     # temperature and top-k, renormalised; over the whole vocabulary), of this token and every token more
     # likely than it. Top-p keeps a token while the sum before it is below p. None when top-p was off.
@@ -172,7 +174,13 @@ def _knobs(config: DecodingConfig) -> dict:
     return {
         k: getattr(config, k)
         for k in ("strategy", "temperature", "top_k", "top_p", "min_p", "repetition_penalty", "num_beams")
-    }
+    } | {k: v for k, v in config.to_dict().items() if k in _NEW_KNOBS and v != _OFF[k]}
+
+
+# the knobs a step's "settings" list only when they are on (so a record of a plain run stays as short as before)
+_NEW_KNOBS = ("top_h", "typical_p", "epsilon_cutoff", "eta_cutoff", "sequence_bias", "no_repeat_ngram_size",
+              "bad_words_ids", "min_new_tokens", "suppress_tokens")  # fmt: skip
+_OFF = {k: v for k, v in DecodingConfig().to_dict().items() if k in _NEW_KNOBS}
 
 
 def _num(x: float) -> float | str | None:
@@ -196,12 +204,15 @@ class TemperatureView:
 class KnobView:
     """What one truncation knob, alone, keeps of the step's (penalised, temperature-scaled) distribution."""
 
-    knob: str  # "top_k", "top_p" or "min_p"
-    setting: float  # its value (an "off" value keeps everything)
+    knob: str  # DecodingConfig's name for it: "top_k", "top_p", "min_p", "typical_p", "bad_words_ids", ...
+    setting: float  # its value (an "off" value keeps everything); for token lists, how many sequences or ids
     kept: list[bool]  # one per Exploration.candidates
     kept_count: int  # tokens kept in the whole vocabulary
     kept_mass: float  # their probability before truncation
-    threshold: float | None  # top_p: the cumulative line; min_p: min_p x top probability; top_k: None
+    # top_p: the cumulative line; min_p: min_p x top probability; epsilon_cutoff: epsilon; eta_cutoff: its
+    # entropy-dependent cutoff; the others: None
+    threshold: float | None
+    label: str = ""  # what a token it cuts says it was cut by (processors.CUT_LABELS): "top_k", "typical", "banned", ...
 
 
 @dataclass(frozen=True)

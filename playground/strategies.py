@@ -12,6 +12,8 @@ Shaping the distribution is `processors.process`; lanes only pick. Beam search f
 implementation (transformers 5.x `_beam_search`) line for line, for one prompt, so its output is the same
 token for token. Lanes know token ids and a `Vocab` for display strings; they never call the model. `to(device)` moves a
 lane's tensors (between GPU calls a run may wait on the CPU); a sampled lane's draws go on where they were.
+Beam sampling (`generation_mode` "beam-sample") is the beam lane with its 2B continuations drawn, without
+replacement, from the softmax of the beams' accumulated scores (the run's own generator), as generate() draws them.
 """
 
 from __future__ import annotations
@@ -138,6 +140,11 @@ def _neg_entropy(p: torch.Tensor, logp: torch.Tensor) -> torch.Tensor:
 
 def _unpack_distribution(values: list[float], vocab: Vocab, step: int) -> tuple[dict, list[Candidate]]:
     token, raw_logprob, logprob, raw_neg_h, neg_h = values[:_HEAD]
+    if math.isnan(neg_h) and not math.isnan(raw_neg_h):  # the model's numbers were fine: the knobs cut every token
+        raise DecodingError(
+            f"The knobs cut every token at step {step} (banned or suppressed tokens, the n-gram rule, min new tokens "
+            "or the cutoffs), so there is nothing to choose from: loosen them."
+        )
     if math.isnan(raw_neg_h) or math.isnan(neg_h):
         raise DecodingError(
             f"The model produced NaN or infinite logits at step {step} (in float16 this is often an overflow; "
@@ -190,13 +197,14 @@ class SingleLane:
     n_rows = 1
 
     def __init__(self, label: str, config: DecodingConfig, prompt_ids: torch.Tensor, vocab: Vocab,
-                 draws_on: str | None = None):
-        if config.generation_mode == "beam":
+                 draws_on: str | None = None, penalty_skip: int = 0):
+        if config.is_beam:
             raise ValueError("SingleLane decodes greedy or sampled runs; use BeamLane for beam search.")
         self.label = label
         self.config = config
         self.vocab = vocab
         self.prompt_ids = prompt_ids  # (1, P) on the model's device
+        self.penalty_skip = penalty_skip  # the prompt's leading tokens the repetition penalty leaves out (pads)
         self.context = prompt_ids  # (1, P + t): prompt and generated tokens, for the repetition penalty
         # the generator draws on the model's kind of device (`draws_on`; its state means nothing elsewhere); a lane
         # made elsewhere (on the CPU, to wait between GPU calls) makes it when it gets there, from the seed
@@ -220,7 +228,8 @@ class SingleLane:
         link's recorded token): the token is picked as ever (a draw advances the generator as it did), and where
         this machine's pick differs, the recorded token is kept and the pick noted (`recomputed`)."""
         self._rng_states.append(self.generator.get_state())
-        processed = process(self.context, logits, config)
+        processed = process(self.context, logits, config, prompt_len=self.prompt_ids.shape[1],
+                            eos_ids=self.vocab.eos_ids, penalty_skip=self.penalty_skip)  # fmt: skip
         probs = None
         self.recomputed = None
         if forced is not None:
@@ -240,7 +249,7 @@ class SingleLane:
             scores=None if processed.scores is processed.shaped else processed.scores[0],
             probs=None if probs is None else probs[0],
             cut_stage_at=(lambda ids: processed.cut_stage_at(0, ids)) if processed.stages else None,
-            top_p_input=processed.top_p_input[0] if processed.stages and config.top_p < 1 else None,
+            top_p_input=processed.top_p_input[0] if processed.top_p_input is not None and config.top_p < 1 else None,
             top_k=config.top_k,
         )
         self.context = torch.cat([self.context, token[:, None]], dim=-1)
@@ -308,17 +317,24 @@ class SingleLane:
         memo = {} if memo is None else memo
         self.prompt_ids = move_tensors(self.prompt_ids, device, memo)
         self.context = move_tensors(self.context, device, memo)
-        state = self.generator.get_state() if self.generator is not None else self._parked_rng
-        if device.type == self._draws_on:
-            if self.generator is None or self.generator.device != device:
-                self.generator = torch.Generator(device=device)
-                if state is None:  # never drawn from yet: as seeded
-                    self.generator.manual_seed(self._seed)
-                else:
-                    self.generator.set_state(state)
-            self._parked_rng = None
-        else:
-            self.generator, self._parked_rng = None, state
+        _move_generator(self, device)
+
+
+def _move_generator(lane, device: torch.device) -> None:
+    """A lane's generator goes along where it can draw there (the same kind of device as `lane._draws_on`: a CPU
+    generator's state is not a CUDA generator's); elsewhere its state is kept aside (`_parked_rng`), and it is made
+    again, in that state, when the lane comes back (from the seed if it never drew)."""
+    state = lane.generator.get_state() if lane.generator is not None else lane._parked_rng
+    if device.type == lane._draws_on:
+        if lane.generator is None or lane.generator.device != device:
+            lane.generator = torch.Generator(device=device)
+            if state is None:  # never drawn from yet: as seeded
+                lane.generator.manual_seed(lane._seed)
+            else:
+                lane.generator.set_state(state)
+        lane._parked_rng = None
+    else:
+        lane.generator, lane._parked_rng = None, state
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -331,16 +347,22 @@ class BeamLane:
     continuations of a step (1, 2B, ...), finished hypotheses (1, B, ...).
     """
 
-    def __init__(self, label: str, config: DecodingConfig, prompt_ids: torch.Tensor, vocab: Vocab):
-        if config.generation_mode != "beam":
+    def __init__(self, label: str, config: DecodingConfig, prompt_ids: torch.Tensor, vocab: Vocab,
+                 draws_on: str | None = None, penalty_skip: int = 0):
+        if not config.is_beam:
             raise ValueError("BeamLane runs beam search with 2 or more beams; use SingleLane for greedy or sampled runs.")
         self.label = label
         self.config = config
         self.vocab = vocab
+        self.penalty_skip = penalty_skip  # the prompt's leading tokens the repetition penalty leaves out (pads)
         self.n_rows = B = config.num_beams
         self.prompt_ids = prompt_ids  # (1, P)
         self.max_new_tokens = T = config.max_new_tokens
         dev = prompt_ids.device
+        # beam sampling draws the continuations (generate() draws them from the global generator; here the run's own,
+        # on the model's kind of device, made there from the seed when the lane was made elsewhere: `_move_generator`)
+        self._draws_on, self._seed, self._parked_rng = draws_on or dev.type, config.seed, None
+        self.generator = torch.Generator(device=dev).manual_seed(config.seed) if dev.type == self._draws_on else None
         n_eos = len(vocab.eos_ids)
         self.beams_to_keep = max(2, 1 + n_eos) * B
         self.top_num_beam_mask = torch.cat(
@@ -376,16 +398,29 @@ class BeamLane:
         if forced is not None:
             raise ValueError("Forcing a token is for greedy and sampled runs, not beam search.")
         s, B, t, T = self.state, self.n_rows, self.t, self.max_new_tokens
-        self._history.append(dict(s))  # no state tensor is ever written in place: references suffice
+        # no state tensor is ever written in place: references suffice (and the generator's state, for a rewind)
+        self._history.append({**s, "generator": self.generator.get_state()})
         V = logits.shape[-1]
         context = torch.cat([self.prompt_ids.expand(B, -1), s["running_seqs"][0, :, :t]], dim=-1)  # (B, P + t)
-        processed = process(context, logits, config)  # log-softmaxed and penalised scores
-        # (B, V) the model's own log-probabilities: what process() gave, unless a penalty changed them
-        raw_logp = processed.shaped if config.repetition_penalty == 1.0 else torch.log_softmax(logits, dim=-1)
+        processed = process(context, logits, config, prompt_len=self.prompt_ids.shape[1], eos_ids=self.vocab.eos_ids,
+                            penalty_skip=self.penalty_skip)  # log-softmaxed, then the knobs  # fmt: skip
+        raw_logp = processed.start  # (B, V) the model's own log-probabilities
 
         acc = processed.scores[None] + s["running_scores"][:, :, None]  # (1, B, V)
         acc = acc.reshape(1, -1)  # (1, B * V)
-        topk_scores, topk_idx = torch.topk(acc, k=self.beams_to_keep)  # (1, 2B)
+        if config.generation_mode == "beam-sample":  # draw 2B continuations without replacement, as generate()
+            probs = torch.softmax(acc, dim=-1)
+            available = int((probs > 0).sum())
+            if available < self.beams_to_keep:
+                self.generator.set_state(self._history.pop()["generator"])
+                raise ValueError(
+                    f"Beam sampling draws {self.beams_to_keep} continuations a step, but the knobs left only "
+                    f"{available} with any probability: loosen top-k, top-p or the other cuts, or use fewer beams."
+                )
+            topk_idx = torch.multinomial(probs, num_samples=self.beams_to_keep, generator=self.generator)  # (1, 2B)
+            topk_scores = torch.gather(acc, 1, topk_idx)
+        else:
+            topk_scores, topk_idx = torch.topk(acc, k=self.beams_to_keep)  # (1, 2B)
         parent = topk_idx // V
         tokens = topk_idx % V
         topk_seqs = s["running_seqs"][0][parent]  # (1, 2B, T)
@@ -460,7 +495,9 @@ class BeamLane:
             [
                 go_on.float()[None],
                 _pack_distribution(
-                    logits[p0], new_running_seqs[0, 0, t], config.top_n, raw_logp=raw_logp[p0], shaped=processed.shaped[p0]
+                    logits[p0], new_running_seqs[0, 0, t], config.top_n, raw_logp=raw_logp[p0], shaped=processed.shaped[p0],
+                    scores=None if processed.scores is processed.shaped else processed.scores[p0],
+                    cut_stage_at=(lambda ids: processed.cut_stage_at(p0, ids)) if processed.stages else None,
                 ),
                 parent[0].float(),
                 tokens[0].float(),
@@ -480,8 +517,8 @@ class BeamLane:
         dist, beam_cols = values[: len(values) - 6 * k], values[len(values) - 6 * k :]
         try:
             head, top = _unpack_distribution(dist, self.vocab, step)
-        except DecodingError:  # the step did not happen: keep the beams as they were
-            self._history.pop()
+        except DecodingError:  # the step did not happen: keep the beams (and the generator) as they were
+            self.generator.set_state(self._history.pop()["generator"])
             raise
         self.state = self._pending
         parent, tokens, scores, slot, entered, normalized = (beam_cols[i * k : (i + 1) * k] for i in range(6))
@@ -525,7 +562,12 @@ class BeamLane:
 
     def rewind(self, n_steps: int) -> None:
         if n_steps < self.t:
-            self.state = self._history[n_steps]
+            self.state = dict(self._history[n_steps])
+            rng = self.state.pop("generator")
+            if self.generator is not None:
+                self.generator.set_state(rng)
+            else:  # the lane waits on another kind of device: its generator is made in this state when it is back
+                self._parked_rng = rng
         del self._history[n_steps:], self.steps[n_steps:]
         self.done, self.finish_reason = False, ""
 
@@ -535,8 +577,12 @@ class BeamLane:
     def to(self, device: torch.device, memo: dict | None = None) -> None:
         """Move the lane's tensors (the beams, their history, the masks) to `device`; shared tensors stay shared."""
         memo = {} if memo is None else memo
-        for name in ("prompt_ids", "top_num_beam_mask", "eos", "state", "_history", "_pending"):
+        for name in ("prompt_ids", "top_num_beam_mask", "eos", "state", "_pending"):
             setattr(self, name, move_tensors(getattr(self, name), device, memo))
+        # each step's beams move; the generator states kept for a rewind are host tensors, and stay there
+        self._history = [{**move_tensors({k: v for k, v in h.items() if k != "generator"}, device, memo),
+                          **({"generator": h["generator"]} if "generator" in h else {})} for h in self._history]  # fmt: skip
+        _move_generator(self, device)
 
     def best_running(self) -> list[int]:
         return self.state["running_seqs"][0, 0, : self.t].tolist()

@@ -262,7 +262,7 @@ def _trace_tokens_html(trace: Trace) -> str:
     for i, (token, logprob) in enumerate(zip(trace.token_strings, trace.token_logprobs)):
         p = math.exp(logprob) if math.isfinite(logprob) else 0.0
         title = f"token {i}: {token_label(token)} — {_pct(p)} under the model"
-        if trace.strategy != "beam" and i < len(trace.steps) and trace.steps[i].token_id == trace.token_ids[i]:
+        if trace.strategy not in ("beam", "beam-sample") and i < len(trace.steps) and trace.steps[i].token_id == trace.token_ids[i]:
             title += f", {_pct(trace.steps[i].prob)} after the knobs"
         spans.append(_token_span(token, p, title, step=i))
     if not spans:
@@ -272,7 +272,9 @@ def _trace_tokens_html(trace: Trace) -> str:
 
 def _card_html(trace: Trace) -> str:
     c = trace.config
-    if trace.strategy == "beam":
+    if trace.strategy == "beam-sample":
+        settings = f"{c.num_beams} beams sampled at T={c.temperature:g}, length penalty {c.length_penalty:g}"
+    elif trace.strategy == "beam":
         settings = f"{c.num_beams} beams, length penalty {c.length_penalty:g}"
     elif c.is_greedy:
         settings = "argmax" + (f", repetition penalty {c.repetition_penalty:g}" if c.repetition_penalty != 1 else "")
@@ -461,14 +463,30 @@ def chart_legend_html(entries: Iterable[tuple[str, str, str]]) -> str:
 # One step's distribution, as data: what the page's live chart and plots.distribution_figure draw
 
 LABEL_CHARS = 18  # a token label longer than this is shortened in the middle
-KNOB_NAMES = {"top_k": "top-k", "top_p": "top-p", "min_p": "min-p"}
+# Each cut a record names (processors.CUT_BY's labels): its knob's name, its colour, and what a cut row says
+KNOB_NAMES = {"top_k": "top-k", "top_p": "top-p", "min_p": "min-p", "top_h": "top-h", "typical": "typical",
+              "epsilon": "ε", "eta": "η", "ngram": "no-repeat n-gram", "banned": "bad words",
+              "min_new_tokens": "min new tokens", "suppress": "suppress tokens"}  # fmt: skip
+CUT_STYLE = {  # cut label -> colour: the cuts stay distinguishable in every chart
+    "top_k": "#6b7280", "top_p": "#7b4fb8", "min_p": "#b45309", "top_h": "#0e7490", "typical": "#be185d",
+    "epsilon": "#4d7c0f", "eta": "#1d4ed8", "ngram": "#92400e", "banned": "#b91c1c", "min_new_tokens": "#475569",
+    "suppress": "#334155",
+}  # fmt: skip
+# What a cut row says: "cut by <knob>", except where a plainer word says it better.
+CUT_PHRASES = {"banned": "banned", "suppress": "suppressed", "ngram": "repeats an n-gram",
+               "min_new_tokens": "EOS before min new tokens"}  # fmt: skip
+
+
+def cut_phrase(label: str) -> str:
+    """What a chart says of a token cut by `label` (a record's cut_by): "cut by typical", "cut by ε", "banned"."""
+    return CUT_PHRASES.get(label, f"cut by {KNOB_NAMES.get(label, label)}")
+
+
 # The colours that carry meaning, the same in every chart (plots.py exports them under its own names)
 CHART_COLORS = {
     "raw": "#5b8fd0",  # the model's own probabilities
     "after": "#f28e2b",  # after the knobs
-    "top_k": "#6b7280",  # cut by top-k
-    "top_p": "#7b4fb8",  # cut by top-p; also top-p's running sum
-    "min_p": "#b45309",  # cut by min-p
+    **CUT_STYLE,  # a row cut by that knob (top-p's colour is also its running sum's)
     "chosen": "#111827",  # outline of the token the step took
     "forced": "#7c3aed",  # ... when the user forced it
 }
@@ -563,13 +581,12 @@ def _chart_legend(record: StepRecord, rows: list[dict], top_p: float | None, for
     }[mode]
     legend = [{"key": "raw", "label": "the model's own probability", "color": c["raw"], "mark": "bar"},
               {"key": "after", "label": after, "color": c["after"], "mark": "bar"}]  # fmt: skip
-    if mode == "sample":
-        on = {"top_k": cfg.top_k > 0, "top_p": cfg.top_p < 1, "min_p": cfg.min_p > 0}
-        setting = {"top_k": f"k = {cfg.top_k}", "top_p": f"p = {cfg.top_p:g}", "min_p": f"min-p = {cfg.min_p:g}"}
-        for knob in ("top_k", "top_p", "min_p"):
-            if on[knob] or any(r["cut_by"] == knob for r in rows):
-                legend.append({"key": f"cut:{knob}", "label": f"shaded: cut by {KNOB_NAMES[knob]} ({setting[knob]})",
-                               "color": c[knob], "mark": "shade"})  # fmt: skip
+    on = {"top_k": cfg.top_k > 0, "top_p": cfg.top_p < 1, "min_p": cfg.min_p > 0} if mode == "sample" else {}
+    setting = {"top_k": f" (k = {cfg.top_k})", "top_p": f" (p = {cfg.top_p:g})", "min_p": f" (min-p = {cfg.min_p:g})"}
+    for knob in CUT_STYLE:  # the sampling knobs that are on, and every cut a row shows (bans, typical, ε ...)
+        if on.get(knob) or any(r["cut_by"] == knob for r in rows):
+            legend.append({"key": f"cut:{knob}", "label": f"shaded: {cut_phrase(knob)}{setting.get(knob, '')}",
+                           "color": c[knob], "mark": "shade"})  # fmt: skip
     if top_p is not None:
         legend.append({"key": "cumulative", "label": "purple steps: top-p's running sum (what top-p sees); "
                        f"dashed: p = {top_p:g}, a row is kept while the sum above it is below p",
@@ -619,10 +636,11 @@ def distribution_chart_data(record: StepRecord, top_n: int = 15, log_scale: bool
         rows.append({
             "token": c.token, "label": label, "text": token_label(c.token), "token_id": c.token_id, "rank": c.rank, "raw": c.raw_prob,
             "after": a, "kept": bool(c.kept), "cut_by": None if c.kept else c.cut_by,
+            "cut": None if c.kept or not c.cut_by else cut_phrase(c.cut_by),
             "cumulative_start": before.get(c.token_id) if cumulative is not None else None,
             "cumulative": cumulative,
             "chosen": c.token_id == record.token_id, "forced": bool(record.forced and c.token_id == record.token_id),
-            "extra": i >= top_n,
+            "extra": i >= min(top_n, len(record.top)),  # the chosen token, appended below the rows shown
         })  # fmt: skip
     head, entropy = distribution_title(record, pending)
     forceable = cfg.generation_mode != "beam"

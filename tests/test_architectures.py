@@ -153,3 +153,50 @@ def test_the_models_own_defaults_equal_generate(engine):
     finally:
         for name, value in before.items():
             setattr(generation, name, value)
+
+
+# The knobs beyond today's five: those every strategy applies, and those only sampling (and beam sampling) applies.
+EVERY_STRATEGY = dict(no_repeat_ngram_size=2, min_new_tokens=4, suppress_tokens=(5,))
+SAMPLING_MORE = dict(top_h=0.95, typical_p=0.95, epsilon_cutoff=0.001, eta_cutoff=0.002)
+
+
+@pytest.mark.parametrize("strategy", ["greedy", "sample", "beam", "beam-sample"])
+def test_every_knob_equals_generate(engine, strategy):
+    """Each strategy with every knob it applies on at once -- the n-gram rule, min_new_tokens, banned words,
+    a sequence bias and suppressed tokens; for sampling also top-h, typical-p and the epsilon and eta cutoffs on
+    top of today's knobs -- equals generate() given the same kwargs (`DecodingConfig.generate_kwargs`). Beam
+    sampling draws its continuations from the run's own generator as generate() draws from the global one."""
+    ids = engine.encode(PROMPT)
+    knobs = dict(EVERY_STRATEGY, bad_words_ids=engine.bad_words_ids(["the", "was"]),
+                 sequence_bias=engine.sequence_bias([("fox", 4.0), ("quick brown", 2.0)]))  # fmt: skip
+    if strategy in ("sample", "beam-sample"):
+        knobs.update(SAMPLING, **SAMPLING_MORE)
+    if strategy == "beam-sample":  # it draws 2 x 3 continuations a step: keep enough tokens to draw them from
+        knobs.update(temperature=1.5, top_k=40, top_p=0.99, min_p=0.0, top_h=0.0, typical_p=0.99, epsilon_cutoff=1e-4,
+                     eta_cutoff=1e-4)  # fmt: skip
+    if strategy in ("beam", "beam-sample"):
+        knobs.update(BEAMS)
+    config = DecodingConfig(strategy=strategy, seed=5, max_new_tokens=MAX_NEW, **knobs)
+    trace = engine.generate(ids, config)
+    kwargs = config.generate_kwargs()
+    del kwargs["max_new_tokens"]
+    assert trace.token_ids == _generate(engine, ids, seed=config.seed, **kwargs)
+
+
+def test_a_prompt_holding_the_pad_token_is_masked_as_generate_masks_it(engine):
+    """Where the model's pad id is not an EOS id, generate() masks every pad token of the prompt (attention mask
+    and position ids) and its repetition penalty skips the leading ones: so does the engine, pads leading and
+    inside the prompt."""
+    generation = engine.model.generation_config
+    before = generation.pad_token_id
+    text = engine.encode(PROMPT)
+    pad = text[1]  # an ordinary token, made the pad token
+    try:
+        generation.pad_token_id = pad
+        own = Engine(engine.model, engine.tokenizer, name=engine.name)
+        ids = [pad, pad, text[0], pad, *text[2:]]
+        config = DecodingConfig(strategy="sample", seed=2, repetition_penalty=1.3, max_new_tokens=MAX_NEW)
+        trace = own.generate(ids, config)
+        assert trace.token_ids == _generate(own, ids, seed=2, do_sample=True, top_k=0, repetition_penalty=1.3)
+    finally:
+        generation.pad_token_id = before

@@ -421,6 +421,15 @@ CLI_BAD = [
     (["--prompt", "   "], "prompt"),
     (["--model", "/no/such/folder"], "/no/such/folder"),
     (["--device", "tpu"], "tpu"),
+    (["--typical-p", "0"], "typical_p"),
+    (["--epsilon-cutoff", "1"], "epsilon_cutoff"),
+    (["--top-h", "2"], "top_h"),
+    (["--no-repeat-ngram-size", "-1"], "no_repeat_ngram_size"),
+    (["--min-new-tokens", "-2"], "min_new_tokens"),
+    (["--sequence-bias", "cake=lots"], "not a number"),
+    (["--sequence-bias", "cake"], "word=bias"),
+    (["--suppress-tokens", "13, x"], "not a token id"),
+    (["--strategy", "beam-sample", "--num-beams", "0"], "num_beams"),
 ]
 
 

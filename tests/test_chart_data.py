@@ -168,3 +168,23 @@ def test_labels_stay_unique_and_tokens_keep_their_real_text(sampled):
     record = dataclasses.replace(sampled, top=twins, token_id=0, token="\ufffd")
     d = views.distribution_chart_data(record, top_n=3)
     assert len({r["label"] for r in d["rows"]}) == 3 and all(r["token"] == "\ufffd" for r in d["rows"])
+
+
+def test_the_chosen_token_below_a_short_record_is_the_extra_row(tiny_engine):
+    """A record holds top_n candidates; a chart asked for more rows than that still marks the chosen token, when
+    appended below them, as the extra row (its own step of the top-p line): it was taken for a regular row, and
+    the whole top-p line was left out (seen with top-k 50 and top_n 10 on the tiny model)."""
+    from playground import plots, views
+    from playground.config import DecodingConfig
+
+    for seed in range(40):
+        s = tiny_engine.start(tiny_engine.encode("The quick"),
+                              DecodingConfig(strategy="sample", temperature=1.5, top_p=0.95, top_n=5, seed=seed))  # fmt: skip
+        r = s.step()
+        if all(c.token_id != r.token_id for c in r.top):
+            break
+    else:
+        pytest.fail("no seed drew a token outside the record's candidates")
+    data = views.distribution_chart_data(r, 15)
+    assert [row["extra"] for row in data["rows"]] == [False] * 5 + [True]
+    assert plots.distribution_data(r, max_tokens=15).cumulative is not None

@@ -69,6 +69,7 @@ def test_generate_text_output_has_a_step_table(tiny_model_dir):
         (["--prompt", "hi", "--model", "no-such-org/no-such-model"], "'no-such-org/no-such-model'"),
         (["--prompt", "hi", "--chart", "step.jpg"], "--chart saves .png or .svg"),
         (["--prompt", "hi", "--chart-step", "1"], "--chart-step needs --chart"),
+        (["--prompt", "hi", "--sequence-bias", "cake=lots"], "not a number"),  # the rest: tests/test_bad_input.py
     ],
 )
 def test_bad_input_exits_nonzero_with_one_line(flags, fragment):
@@ -85,7 +86,9 @@ def test_help_lists_every_flag():
     assert r.returncode == 0
     for flag in ("--prompt", "--model", "--device", "--strategy", "--max-new-tokens", "--temperature", "--top-k",
                  "--top-p", "--min-p", "--repetition-penalty", "--num-beams", "--length-penalty", "--early-stopping",
-                 "--seed", "--top-n", "--chat", "--system", "--json", "--chart", "--chart-step"):
+                 "--seed", "--top-n", "--chat", "--system", "--json", "--chart", "--chart-step", "--top-h", "--typical-p",
+                 "--epsilon-cutoff", "--eta-cutoff", "--no-repeat-ngram-size", "--min-new-tokens", "--bad-words",
+                 "--sequence-bias", "--suppress-tokens", "beam-sample", "cake=-5"):
         assert flag in r.stdout
 
 
@@ -184,3 +187,44 @@ def test_generate_saves_a_steps_chart_for_slides(tiny_model_dir, tmp_path):
     r = run_cli("generate", "--model", tiny_model_dir, "--prompt", "The quick", "--max-new-tokens", "2", "--chart",
                 str(png), "--chart-step", "5")
     assert r.returncode == 2 and "the run has steps 0 to 1" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_every_knob_flag_is_generates_kwarg(tiny_model_dir, tmp_path):
+    """Issue 22: the new flags, beam sampling included, give generate()'s tokens for the same kwargs; words become
+    the token ids the tokenizer gives them (as written and after a space); the model's generation_config sets a
+    knob where no flag is given, and '' turns it off."""
+    import shutil
+
+    import torch
+
+    from playground.config import DecodingConfig
+    from playground.loading import load_engine
+
+    engine = load_engine(tiny_model_dir, device="cpu")
+    r = run_cli("generate", "--model", tiny_model_dir, "--prompt", "The quick brown fox", "--strategy", "beam-sample",
+                "--num-beams", "2", "--temperature", "1.3", "--typical-p", "0.95", "--epsilon-cutoff", "0.0001",
+                "--eta-cutoff", "0.0001", "--top-h", "0.99", "--no-repeat-ngram-size", "2", "--min-new-tokens", "3",
+                "--bad-words", "the; fox", "--sequence-bias", "quick=2.5", "--suppress-tokens", "5", "--seed", "3",
+                "--max-new-tokens", "8", "--json")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    config = DecodingConfig.from_dict(d["settings"])
+    assert config.bad_words_ids == engine.bad_words_ids(["the", "fox"]) and config.top_k == 50  # generate()'s fallback
+    assert config.sequence_bias == engine.sequence_bias([("quick", 2.5)]) and config.suppress_tokens == (5,)
+    ids = engine.encode("The quick brown fox")
+    torch.manual_seed(3)
+    with torch.no_grad():
+        out = engine.model.generate(torch.tensor([ids]), **config.generate_kwargs())
+    assert d["strategy"] == "beam-sample" and d["token_ids"] == out[0, len(ids) :].tolist()
+    assert any("fallback" in notice and "top_k 50" in notice for notice in d["notices"])
+
+    folder = tmp_path / "opinionated"
+    shutil.copytree(tiny_model_dir, folder)
+    config_file = folder / "generation_config.json"
+    config_file.write_text(json.dumps({**json.loads(config_file.read_text()), "no_repeat_ngram_size": 2, "suppress_tokens": [7]}))
+    taken = json.loads(run_cli("generate", "--model", str(folder), "--prompt", "Hi", "--max-new-tokens", "3", "--json").stdout)
+    assert (taken["settings"]["no_repeat_ngram_size"], taken["settings"]["suppress_tokens"]) == (2, [7])
+    assert any("no_repeat_ngram_size 2" in notice for notice in taken["notices"])
+    off = json.loads(run_cli("generate", "--model", str(folder), "--prompt", "Hi", "--max-new-tokens", "3",
+                             "--suppress-tokens", "", "--no-repeat-ngram-size", "0", "--json").stdout)  # fmt: skip
+    assert (off["settings"]["no_repeat_ngram_size"], off["settings"]["suppress_tokens"]) == (0, [])

@@ -77,8 +77,10 @@ def test_processed_distribution_sums_to_one_and_input_is_untouched():
 
 
 def test_processor_order_is_pinned():
-    """generate() applies penalty, temperature, top-k, top-p, min-p; reordering changes results."""
-    assert processors.PIPELINE == ("repetition_penalty", "temperature", "top_k", "top_p", "min_p")
+    """generate() applies penalty, temperature, top-k, top-p, min-p in that order (among the other knobs:
+    tests/test_properties.py pins the whole PIPELINE); reordering changes results."""
+    order = [processors.PIPELINE.index(k) for k in ("repetition_penalty", "temperature", "top_k", "top_p", "min_p")]
+    assert order == sorted(order)
     # top-k before top-p: with k=2 the nucleus is computed on the renormalised two tokens.
     logits = torch.log(torch.tensor([[0.4, 0.3, 0.2, 0.1]]))
     config = DecodingConfig(strategy="sample", top_k=2, top_p=0.5)
@@ -630,9 +632,10 @@ def test_a_setting_not_given_takes_the_models_value_as_in_generate(tiny_engine):
 
 def test_model_defaults_leave_out_what_the_model_does_not_set_or_the_playground_cannot_run(tiny_engine):
     """Only values the model sets are its defaults (transformers' own fallbacks, such as top_k 50 when sampling,
-    are not the model's); values the playground cannot take are left out with a notice, never a crash at load."""
+    are not the model's, but a config built from nothing takes them, as generate() does); values the playground
+    cannot take are left out with a notice, never a crash at load."""
     plain = _engine_with_generation_config(tiny_engine)
-    assert plain.model_defaults == {} and plain.default_config() == DecodingConfig()
+    assert plain.model_defaults == {} and plain.default_config() == DecodingConfig(top_k=50)
     odd = _engine_with_generation_config(tiny_engine, num_beams=40, top_p=0.0, length_penalty=0.5, do_sample=False)
     assert odd.model_defaults == dict(strategy="greedy", length_penalty=0.5)
     assert any("num_beams" in notice for notice in odd.model_defaults_notices)

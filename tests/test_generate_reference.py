@@ -1,6 +1,7 @@
 """The correctness bar: on the embedded SmolLM2-135M-Instruct, the engine's tokens equal `generate()`'s, token for
-token -- greedy, seeded sampling with combinations of every knob, and beam search with 2, 4 and 8 beams and a
-length penalty other than 1. Each case guards a different piece: processor order and semantics, the explicit
+token -- greedy, seeded sampling with combinations of every knob, beam search with 2, 4 and 8 beams and a
+length penalty other than 1, and beam sampling; each knob of issue 22 (top-h, typical-p, the epsilon and eta
+cutoffs, the n-gram rule, min_new_tokens, banned words, sequence bias, suppressed tokens) alone and combined. Each case guards a different piece: processor order and semantics, the explicit
 generator's draw sequence, and the port of generate()'s beam bookkeeping (finished hypotheses, early-stop
 heuristic, length normalisation)."""
 
@@ -37,6 +38,67 @@ CASES = [
     ),
     ("beam4-early-stopping", PROMPT, dict(strategy="beam", num_beams=4, early_stopping=True), dict(do_sample=False, num_beams=4, early_stopping=True)),
 ]
+
+
+# Issue 22's knobs: the engine's settings, and generate() given the same (DecodingConfig.generate_kwargs). Words
+# become token ids with the model's tokenizer (Engine.bad_words_ids, Engine.sequence_bias).
+MORE_CASES = [
+    ("sample-typical", STORY, dict(strategy="sample", typical_p=0.8, seed=12)),
+    ("sample-epsilon-eta-top-h", PROMPT, dict(strategy="sample", temperature=1.1, epsilon_cutoff=3e-4, eta_cutoff=1e-3, top_h=0.7, seed=13)),
+    ("greedy-ngram", STORY, dict(no_repeat_ngram_size=2)),
+    ("greedy-bans-bias-min-suppress", PROMPT, dict(bad_words=["Paris"], biases=[("beautiful", 4.0)], min_new_tokens=14, suppress_tokens=(30,))),
+    ("beam4-ngram-bias", STORY, dict(strategy="beam", num_beams=4, no_repeat_ngram_size=3, biases=[("dragon", 3.0)])),
+    ("beam-sample3", STORY, dict(strategy="beam-sample", num_beams=3, temperature=0.9, top_k=30, seed=7)),
+    (
+        "sample-every-knob",
+        STORY,
+        dict(strategy="sample", temperature=0.9, top_k=60, top_p=0.95, min_p=0.01, repetition_penalty=1.1, top_h=0.9,
+             typical_p=0.95, epsilon_cutoff=1e-4, eta_cutoff=3e-4, no_repeat_ngram_size=3, bad_words=["village"],
+             biases=[("sea", -2.0)], min_new_tokens=4, suppress_tokens=(30,), seed=21),
+    ),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("case_id,prompt,ours", MORE_CASES, ids=[c[0] for c in MORE_CASES])
+def test_every_knob_matches_generate_token_for_token(smol_engine, case_id, prompt, ours):
+    ours = dict(ours)
+    words, biases = ours.pop("bad_words", None), ours.pop("biases", None)
+    if words:
+        ours["bad_words_ids"] = smol_engine.bad_words_ids(words)
+    if biases:
+        ours["sequence_bias"] = smol_engine.sequence_bias(biases)
+    ids = smol_engine.encode(prompt)
+    config = DecodingConfig(max_new_tokens=12, **ours)
+    trace = smol_engine.generate(ids, config)
+    if config.is_sampling:
+        torch.manual_seed(config.seed)
+    with torch.no_grad():
+        out = smol_engine.model.generate(torch.tensor([ids]), **config.generate_kwargs())
+    expected = out[0, len(ids) :].tolist()
+    if not config.is_beam:  # generate pads finished rows; a lone row simply stops
+        expected = expected[: len(trace.token_ids)]
+    assert trace.token_ids == expected, f"{case_id}: engine {trace.token_ids} != generate {expected}"
+
+
+def test_a_model_that_sets_only_a_temperature_samples_as_generate_does(smol_engine):
+    """Point 5 of issue 22: where the model's generation_config asks for sampling at a temperature and nothing
+    else, generate() samples with its own top-k fallback of 50; so does a run with nothing given."""
+    from playground.engine import Engine
+
+    generation = smol_engine.model.generation_config
+    before = (generation.do_sample, generation.temperature)
+    try:
+        generation.do_sample, generation.temperature = True, 0.8
+        engine = Engine(smol_engine.model, smol_engine.tokenizer, name="smol")
+        ids = engine.encode(STORY)
+        config = engine.default_config(seed=5, max_new_tokens=16)
+        assert config.top_k == 50 and config.strategy == "sample"
+        torch.manual_seed(5)
+        with torch.no_grad():
+            expected = engine.model.generate(torch.tensor([ids]), max_new_tokens=16)[0, len(ids) :].tolist()
+        assert engine.generate(ids, config).token_ids == expected[: len(expected)]
+    finally:
+        generation.do_sample, generation.temperature = before
 
 
 @pytest.mark.parametrize("case_id,prompt,ours,theirs", CASES, ids=[c[0] for c in CASES])

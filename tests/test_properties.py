@@ -234,8 +234,12 @@ def test_top_p_one_is_off():
 
 
 def test_pipeline_order_is_pinned():
-    assert processors.PIPELINE == ("repetition_penalty", "temperature", "top_k", "top_p", "min_p")
-    assert processors.CUT_BY == (None, "top_k", "top_p", "min_p")
+    assert processors.PIPELINE == (
+        "sequence_bias", "repetition_penalty", "no_repeat_ngram_size", "bad_words_ids", "min_new_tokens",
+        "suppress_tokens", "temperature", "top_h", "top_k", "top_p", "min_p", "typical_p", "epsilon_cutoff", "eta_cutoff",
+    )  # fmt: skip
+    assert processors.CUT_BY[:4] == (None, "top_k", "top_p", "min_p")  # the first three keep their indices
+    assert set(processors.CUT_LABELS.values()) == set(processors.CUT_BY[1:])
 
 
 def _logits_for(probs: list[float]) -> torch.Tensor:

@@ -547,7 +547,7 @@ def test_loading_a_model_sets_the_knobs_to_its_generation_config_and_says_so(opi
     """generate() starts from the model's generation_config; the page's knobs ignored it. Loading the model
     (and opening the page on it) now sets the knobs it names, says so, and "Model's defaults" puts them back."""
     model, status, _, *knobs = ui.api.load_model(None, "default", progress=lambda *a, **k: None)
-    assert knobs == ["sample", 0.7, 0, 0.9, 0.0, 1.3, 4, 1.0]  # top-k: the model sets none, so off (not 50)
+    assert knobs == ["sample", 0.7, 50, 0.9, 0.0, 1.3, 4, 1.0]  # top-k: the model sets none, so generate()'s 50
     assert "generation_config sets" in status and "Model’s defaults" in status
     assert list(ui.api.model_defaults("default")) == knobs
     page = ui.api.page_load(None, **controls(strategy="greedy", temperature=1.0), request=_Request())
