@@ -264,8 +264,8 @@ def test_every_model_using_event_shares_one_concurrency_limit_and_the_queue_is_b
                     "load_model"]  # fmt: skip
     assert {fns[name].concurrency_id for name in model_events} == {"model"}
     assert {fns[name].concurrency_limit for name in model_events} == {3}
-    assert demo._queue.max_size == 64
+    assert demo._queue.max_size == 256
     assert demo.delete_cache is not None  # Gradio's copies of the exports are deleted too
     assert ui.sessions.server_limits(policy) == {"max_file_size": 0, "state_session_capacity": 2000}
     local = HostingPolicy.from_env({})
-    assert (local.queue_size, local.session_queue, local.concurrency) == (None, None, 4)
+    assert (local.queue_size, local.session_queue, local.concurrency) == (None, None, 32)
