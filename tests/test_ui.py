@@ -297,10 +297,13 @@ def test_export_writes_the_table_and_the_trace(app):
 
 
 def test_strategy_greys_out_the_controls_it_ignores():
+    # the eight sampling-only knobs (temperature .. η), beams, length penalty, the force button
     sample = ui.page_api.strategy("sample")
     beam = ui.page_api.strategy("beam")
-    assert [c.interactive for c in sample] == [True, True, True, True, False, False, True]
-    assert [c.interactive for c in beam] == [False, False, False, False, True, True, False]
+    beam_sample = ui.page_api.strategy("beam-sample")
+    assert [c.interactive for c in sample] == [True] * 8 + [False, False, True]
+    assert [c.interactive for c in beam] == [False] * 8 + [True, True, False]
+    assert [c.interactive for c in beam_sample] == [True] * 8 + [True, True, False]
 
 
 def test_bench_step_times_every_call(tiny_engine):
@@ -547,11 +550,13 @@ def test_loading_a_model_sets_the_knobs_to_its_generation_config_and_says_so(opi
     """generate() starts from the model's generation_config; the page's knobs ignored it. Loading the model
     (and opening the page on it) now sets the knobs it names, says so, and "Model's defaults" puts them back."""
     model, status, _, *knobs = ui.api.load_model(None, "default", progress=lambda *a, **k: None)
-    assert knobs == ["sample", 0.7, 50, 0.9, 0.0, 1.3, 4, 1.0]  # top-k: the model sets none, so generate()'s 50
+    assert knobs[:8] == ["sample", 0.7, 50, 0.9, 0.0, 1.3, 4, 1.0]  # top-k: the model sets none, so generate()'s 50
+    assert knobs[8:] == [0.0, 1.0, 0.0, 0.0, 0, 0, "", "", ""]  # More knobs: the model sets none, all off
     assert "generation_config sets" in status and "Model’s defaults" in status
     assert list(ui.api.model_defaults("default")) == knobs
     page = ui.api.page_load(None, **controls(strategy="greedy", temperature=1.0), request=_Request())
-    assert list(page[4:12]) == knobs  # strategy ... length penalty
+    assert list(page[4:12]) == knobs[:8]  # strategy ... length penalty
+    assert list(page[15:24]) == knobs[8:]  # top-h ... suppress tokens
     assert page[len(ui.CONTROL_NAMES) + 9].preview.config.temperature == 0.7  # the preview used them
     # the setting with no control on the page takes the model's value too
     state = step(None, strategy="beam", num_beams=2)[-1]

@@ -90,20 +90,21 @@ def friendly(e: Exception) -> UserError:
 
 
 def next_config(controls: Controls, strategy: str | None = None) -> tuple[DecodingConfig, list[str]]:
-    """The next step's settings from `controls`, within the hosting caps, and the caps' notices."""
-    return shared.POLICY.apply(controls.decoding(strategy))
+    """The next step's settings from `controls` (words through its model's tokenizer), within the hosting caps,
+    and the caps' notices."""
+    return shared.POLICY.apply(controls.decoding(strategy, engine=shared.engine_for(controls.model)))
 
 
 def prepare(state, controls: Controls) -> tuple[PlaygroundState, DecodingConfig]:
     """The state's session, or a new one when the run's identity changed; and the config for the next step."""
-    config = controls.decoding()
     engine = shared.engine_for(controls.model)
+    config = controls.decoding(engine=engine)
     # settings the page has no control for take the model's value (its generation_config), as in generate()
     config = config.replace(**{k: v for k, v in engine.model_defaults.items() if k in UNCONTROLLED})
     config, notices = shared.POLICY.apply(config)
     chat = controls.chat
     system = controls.system if chat else ""
-    beam = config.strategy == "beam"
+    beam = config.is_beam  # beam search or beam sampling: its beams and length are the run's
     key = (shared.REGISTRY.key(controls.model), controls.prompt, chat, system, config.seed, beam,
            config.num_beams if beam else None, config.max_new_tokens if beam else None)  # fmt: skip
     state = as_run(state)
