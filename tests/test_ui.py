@@ -802,3 +802,8 @@ def re_escape(s: str) -> str:
     import re
 
     return re.escape(s)
+
+
+def test_the_knobs_tab_shows_what_each_more_knob_alone_keeps(app):
+    status = ui.api.explore(None, **controls(strategy="sample", typical_p=0.5, epsilon_cutoff=0.01, bad_words="t"))[2]
+    assert "typical-p = 0.5 keeps" in status and "epsilon-cutoff = 0.01 keeps" in status and "bad-words" in status

@@ -91,7 +91,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
              api=False, page=(_on("log_scale", "change", options={"show_progress": "hidden"}),)),
     # Stop asks the running Run or Step ×N to end after its current step: off the queue, so it is heard at once
     Endpoint("stop", h.on_stop, (), policy=FREE, api=False, page=(_on("stop", options={"queue": False}),)),
-    Endpoint("strategy", h.on_strategy, (*SAMPLING_ONLY, "num_beams", "length_penalty", "force"), state=False, inputs=("strategy",), policy=FREE, api=False,
+    Endpoint("strategy", h.on_strategy, (*SAMPLING_ONLY, "num_beams", "length_penalty", "force"), state=False,
+             inputs=("strategy",), policy=FREE, api=False,
              page=(_on("strategy", "change", options={"queue": False}),)),
     Endpoint("chat", h.on_chat, ("system",), state=False, inputs=("chat",), policy=FREE, api=False,
              page=(_on("chat", "change", options={"queue": False}),)),

@@ -251,7 +251,8 @@ def _settings_column(c: dict, policy: HostingPolicy) -> None:
                                  elem_id="dp-model")  # fmt: skip
         c["load_model"] = gr.Button("Load model", size="sm")
     c["model_status"] = gr.HTML("")
-    c["strategy"] = gr.Radio(["greedy", "sample", "beam", "beam-sample"], value=DEFAULTS.strategy, label="Strategy", info=_INFO["strategy"])
+    c["strategy"] = gr.Radio(["greedy", "sample", "beam", "beam-sample"], value=DEFAULTS.strategy, label="Strategy",
+                             info=_INFO["strategy"])  # fmt: skip
     with gr.Accordion("Sampling knobs", open=True):
         _knob_sliders(c, "", "dp-")
         c["repetition_penalty"] = gr.Slider(0.5, 2, value=DEFAULTS.repetition_penalty, step=0.05, label="Repetition penalty",
