@@ -807,3 +807,13 @@ def re_escape(s: str) -> str:
 def test_the_knobs_tab_shows_what_each_more_knob_alone_keeps(app):
     status = ui.api.explore(None, **controls(strategy="sample", typical_p=0.5, epsilon_cutoff=0.01, bad_words="t"))[2]
     assert "typical-p = 0.5 keeps" in status and "epsilon-cutoff = 0.01 keeps" in status and "bad-words" in status
+
+
+def test_hosted_mode_caps_the_words_before_tokenizing_them(app, tiny_engine, monkeypatch):
+    monkeypatch.setattr(ui.shared, "POLICY", HostingPolicy(hosted=True, max_word_entries=3))
+    words = ", ".join(f"w{i}" for i in range(40))
+    out = step(None, bad_words=words, sequence_bias="a=1, b=2, c=3, d=4")
+    config = out[-1].session.config
+    assert config.bad_words_ids == tiny_engine.bad_words_ids(("w0", "w1", "w2"))[:3]
+    assert len(config.sequence_bias) <= 3 and "Bad words are capped at 3 here (asked for 40)" in out[5]
+    assert "Sequence-bias words are capped at 3 here (asked for 4)" in out[5]
