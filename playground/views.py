@@ -550,8 +550,8 @@ def after_knobs(record: StepRecord, candidates: list[Candidate]) -> list[float]:
 
 
 def top_p_applies(config) -> bool:
-    """Top-p shapes the step: sampling (above temperature 0) with p below 1."""
-    return config.strategy == "sample" and not config.is_greedy and config.top_p < 1
+    """Top-p shapes the step: sampling or beam sampling (above temperature 0) with p below 1."""
+    return config.is_sampling and config.top_p < 1  # sampling or beam sampling
 
 
 def distribution_title(record: StepRecord, pending: bool = False) -> tuple[str, str]:
@@ -578,10 +578,12 @@ def _chart_legend(record: StepRecord, rows: list[dict], top_p: float | None, for
         "greedy": "after the knobs: greedy takes the most likely token (100 %)",
         "sample": "after the knobs: what the draw picks from",
         "beam": "after the repetition penalty: what beam search scores",
+        "beam-sample": "after the knobs: what each beam's draw picks from",
     }[mode]
     legend = [{"key": "raw", "label": "the model's own probability", "color": c["raw"], "mark": "bar"},
               {"key": "after", "label": after, "color": c["after"], "mark": "bar"}]  # fmt: skip
-    on = {"top_k": cfg.top_k > 0, "top_p": cfg.top_p < 1, "min_p": cfg.min_p > 0} if mode == "sample" else {}
+    sampling = mode in ("sample", "beam-sample")
+    on = {"top_k": cfg.top_k > 0, "top_p": cfg.top_p < 1, "min_p": cfg.min_p > 0} if sampling else {}
     setting = {"top_k": f" (k = {cfg.top_k})", "top_p": f" (p = {cfg.top_p:g})", "min_p": f" (min-p = {cfg.min_p:g})"}
     for knob in CUT_STYLE:  # the sampling knobs that are on, and every cut a row shows (bans, typical, ε ...)
         if on.get(knob) or any(r["cut_by"] == knob for r in rows):
@@ -643,7 +645,7 @@ def distribution_chart_data(record: StepRecord, top_n: int = 15, log_scale: bool
             "extra": i >= min(top_n, len(record.top)),  # the chosen token, appended below the rows shown
         })  # fmt: skip
     head, entropy = distribution_title(record, pending)
-    forceable = cfg.generation_mode != "beam"
+    forceable = not cfg.is_beam  # beam search and beam sampling keep beams: no step of theirs can be forced
     used = {ch for r in rows for ch in r["label"]}
     stand_ins = [{"mark": m, "means": means} for m, means in STAND_INS if m in ("␣", "↵") or m in used]
     return _json_safe({

@@ -106,12 +106,13 @@ def tiny_ui(tiny_engine, tiny_model_dir, monkeypatch):
 
 
 def ui_controls(ui, prompt: str = "Once upon a time", **overrides) -> list:
-    """The step handlers' control values, in ui.CONTROL_NAMES order: a short sampled run unless overridden."""
+    """The step handlers' control values, in ui.CONTROL_NAMES order: a short sampled run unless overridden (a
+    control not named here, such as the More knobs, at the page's default: off)."""
     values = dict(prompt=prompt, model=ui.DEFAULT_MODEL, chat=False, system="", strategy="sample", temperature=1.0,
                   top_k=0, top_p=1.0, min_p=0.0, repetition_penalty=1.0, num_beams=2, length_penalty=1.0,
                   max_new_tokens=6, top_n=5, seed=4)  # fmt: skip
     values.update(overrides)
-    return [values[name] for name in ui.CONTROL_NAMES]
+    return [values[name] if name in values else getattr(ui.DEFAULTS, name) for name in ui.CONTROL_NAMES]
 
 
 # -- the real page in headless chromium (tests/test_e2e.py, tests/test_page.py) ------------------------------

@@ -42,7 +42,7 @@ def test_step_force_run_compare_and_permalink(app_url, page_factory):
     # A knob redraws it without taking a step.
     page.wait_for_function("() => !document.querySelector('#dp-text [data-step]')")
     before = page.text_content("#dp-dist .dp-lc-sr")
-    page.get_by_label("sample").check()
+    page.get_by_label("sample", exact=True).check()  # not "beam-sample"
     page.focus("#dp-temperature input[type=range]")
     page.keyboard.press("ArrowRight")
     page.wait_for_function(f"document.querySelector('#dp-dist .dp-lc-sr').textContent !== {before!r}")

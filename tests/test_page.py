@@ -300,3 +300,31 @@ def test_the_chart_drawn_in_the_page_shows_the_records_numbers_and_a_click_takes
     page.wait_for_function("!document.querySelector('#dp-text .dp-forced')")
     page.wait_for_function(f"document.querySelector('#dp-text .dp-tokens').innerText === {before!r}")
     page.close()
+
+
+def test_a_banned_word_from_more_knobs_is_marked_banned_in_the_chart(app_url, page_factory):
+    """Issue 22: the More knobs group is collapsed; a word typed into its "Bad words" box (Enter) redraws the
+    pending step's chart, whose row for that token now says "banned"."""
+    from playground import ui
+
+    engine = ui.shared.REGISTRY.get(ui.DEFAULT_MODEL)
+    page = _open(page_factory, app_url)
+    page.get_by_label("greedy").check()
+    page.wait_for_function(PENDING_JS)
+    assert not page.locator("#dp-bad-words").is_visible()  # the default page is as simple as before
+    rows = [r for r in _chart_rows(page) if r[0] != "rest"]
+    assert not any("banned" in " ".join(r) for r in rows)
+    # a shown token that a person can type as a word (bans it in every form)
+    word, token_id = next((w, int(r[0])) for r in rows for w in [engine.decode([int(r[0])]).strip()]
+                          if w and (int(r[0]),) in engine.bad_words_ids((w,)))  # fmt: skip
+    page.click("#dp-more-knobs button:has-text('More knobs'), #dp-more-knobs >> text=More knobs")
+    box = page.locator("#dp-bad-words textarea, #dp-bad-words input").first
+    box.fill(word)
+    box.press("Enter")
+    page.wait_for_function(
+        f"[...document.querySelectorAll('#dp-dist .dp-lc-sr tbody tr[data-token-id=\"{token_id}\"]')]"
+        ".some((tr) => tr.textContent.includes('banned'))"
+    )
+    banned = next(r for r in _chart_rows(page) if r[0] == str(token_id))
+    assert banned[4] == "0.00%"  # after the knobs: nothing left to it
+    page.close()

@@ -297,10 +297,13 @@ def test_export_writes_the_table_and_the_trace(app):
 
 
 def test_strategy_greys_out_the_controls_it_ignores():
+    # the eight sampling-only knobs (temperature .. η), beams, length penalty, the force button
     sample = ui.page_api.strategy("sample")
     beam = ui.page_api.strategy("beam")
-    assert [c.interactive for c in sample] == [True, True, True, True, False, False, True]
-    assert [c.interactive for c in beam] == [False, False, False, False, True, True, False]
+    beam_sample = ui.page_api.strategy("beam-sample")
+    assert [c.interactive for c in sample] == [True] * 8 + [False, False, True]
+    assert [c.interactive for c in beam] == [False] * 8 + [True, True, False]
+    assert [c.interactive for c in beam_sample] == [True] * 8 + [True, True, False]
 
 
 def test_bench_step_times_every_call(tiny_engine):
@@ -547,11 +550,13 @@ def test_loading_a_model_sets_the_knobs_to_its_generation_config_and_says_so(opi
     """generate() starts from the model's generation_config; the page's knobs ignored it. Loading the model
     (and opening the page on it) now sets the knobs it names, says so, and "Model's defaults" puts them back."""
     model, status, _, *knobs = ui.api.load_model(None, "default", progress=lambda *a, **k: None)
-    assert knobs == ["sample", 0.7, 50, 0.9, 0.0, 1.3, 4, 1.0]  # top-k: the model sets none, so generate()'s 50
+    assert knobs[:8] == ["sample", 0.7, 50, 0.9, 0.0, 1.3, 4, 1.0]  # top-k: the model sets none, so generate()'s 50
+    assert knobs[8:] == [0.0, 1.0, 0.0, 0.0, 0, 0, "", "", ""]  # More knobs: the model sets none, all off
     assert "generation_config sets" in status and "Model’s defaults" in status
     assert list(ui.api.model_defaults("default")) == knobs
     page = ui.api.page_load(None, **controls(strategy="greedy", temperature=1.0), request=_Request())
-    assert list(page[4:12]) == knobs  # strategy ... length penalty
+    assert list(page[4:12]) == knobs[:8]  # strategy ... length penalty
+    assert list(page[15:24]) == knobs[8:]  # top-h ... suppress tokens
     assert page[len(ui.CONTROL_NAMES) + 9].preview.config.temperature == 0.7  # the preview used them
     # the setting with no control on the page takes the model's value too
     state = step(None, strategy="beam", num_beams=2)[-1]
@@ -612,3 +617,203 @@ def test_a_streamed_runs_last_update_holds_every_run_control(app):
     assert gr.skip() not in updates[-1][-6:]
     assert run.interactive is False and "max new tokens" in note.value and note.visible
     assert updates[-2][-6:][2] != gr.skip()  # the update before had them too (the run ended there): both hold them
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Issue 22: the "More knobs" group (generate()'s other knobs) through the page's API
+
+
+def direct_config(engine, **changes) -> DecodingConfig:
+    """The DecodingConfig a step with these controls should run, built without `Controls`: the words through
+    the engine's own word lists, the ids as given."""
+    from playground.config import parse_token_ids, parse_word_biases, parse_words
+
+    c = controls(**changes)
+    fields = {k: v for k, v in c.items() if k in DecodingConfig.__dataclass_fields__}
+    fields.update(bad_words_ids=engine.bad_words_ids(parse_words(c.get("bad_words", ""))),
+                  sequence_bias=engine.sequence_bias(parse_word_biases(c.get("sequence_bias", ""))),
+                  suppress_tokens=parse_token_ids(c.get("suppress_tokens", "")))  # fmt: skip
+    return DecodingConfig(**fields)
+
+
+MORE_KNOB_CASES = [
+    dict(strategy="sample", typical_p=0.5, seed=1),
+    dict(strategy="sample", top_h=0.5, seed=2),
+    dict(strategy="sample", epsilon_cutoff=0.01, seed=3),
+    dict(strategy="sample", eta_cutoff=0.01, seed=4),
+    dict(no_repeat_ngram_size=1),
+    dict(min_new_tokens=8),
+    dict(bad_words="t"),
+    dict(sequence_bias="t=100"),
+    dict(suppress_tokens="143, 7"),
+    dict(strategy="beam-sample", num_beams=3, seed=5),
+    dict(strategy="sample", typical_p=0.9, epsilon_cutoff=0.001, no_repeat_ngram_size=2, bad_words="t, #",
+         sequence_bias="a=2", suppress_tokens="200", top_k=20, seed=6),  # fmt: skip
+]
+
+
+@pytest.mark.parametrize("knobs", MORE_KNOB_CASES, ids=lambda k: ",".join(k))
+def test_a_step_with_each_more_knob_through_the_api_equals_the_engine_run(app, tiny_engine, knobs):
+    out = step(None, n=8, **knobs)
+    config = direct_config(tiny_engine, **knobs)
+    assert out[-1].session.config == config  # the knob reached the run as generate() spells it
+    expected = tiny_engine.generate(tiny_engine.encode(PROMPT), config).token_ids
+    assert out[0]["token_ids"] == expected
+
+
+def test_the_more_knobs_do_their_work_on_the_page(app, tiny_engine):
+    """Not only equal to the engine: a ban, a bias and a suppression change what the page's run writes."""
+    greedy = step(None, n=8)[0]["token_ids"]  # the tiny model's greedy run: 143, 7, 7, ... 88 ('t')
+    banned = step(None, n=8, bad_words=tiny_engine.decode([greedy[-1]]))[0]["token_ids"]
+    assert greedy[-1] not in banned
+    suppressed = step(None, n=1, suppress_tokens=str(greedy[0]))[0]["token_ids"]
+    assert suppressed[0] != greedy[0]
+    boosted = step(None, n=1, sequence_bias="t=100")[0]["token_ids"]
+    assert tiny_engine.decode(boosted).strip() == "t"
+
+
+
+def test_beam_sampling_is_a_beam_run_on_the_page(app):
+    """beam-sample keeps beams: its beams and length are the run's identity (a new length starts a new run), its
+    steps cannot be forced, and a finished one cannot carry on (its length is fixed), as for beam search."""
+    run = step(None, n=2, strategy="beam-sample", num_beams=2, max_new_tokens=4)[-1]
+    assert run.session.is_beam
+    assert len(step(run, n=1, strategy="beam-sample", num_beams=2, max_new_tokens=5)[-1].steps) == 1  # a new run
+    done = step(None, n=4, strategy="beam-sample", num_beams=2, max_new_tokens=4)[-1]
+    assert done.session.done and ui.run_controls(done)["carry_on"].visible is False
+    with pytest.raises(gr.Error, match="cannot carry on"):
+        ui.api.carry_on(done, **controls(strategy="beam-sample", num_beams=2, max_new_tokens=4))
+
+
+@pytest.mark.parametrize("bad, sentence", [
+    (dict(typical_p=1.5), "typical_p must be in (0, 1]"),
+    (dict(typical_p=0), "typical_p must be in (0, 1]"),
+    (dict(no_repeat_ngram_size=-1), "no_repeat_ngram_size must be an integer >= 0"),
+    (dict(sequence_bias="t=lots"), "The bias for 't' is 'lots', not a number"),
+    (dict(sequence_bias="t"), "is not word=bias"),
+    (dict(suppress_tokens="13, x"), "'x' is not a token id"),
+    (dict(suppress_tokens="99999"), "suppress_tokens names token id 99999"),
+    (dict(epsilon_cutoff=1), "epsilon_cutoff must be in [0, 1)"),
+])  # fmt: skip
+def test_a_bad_more_knob_is_refused_in_one_sentence_and_the_page_keeps_everything(app, bad, sentence):
+    state = step(None, n=2)[-1]
+    with pytest.raises(gr.Error) as info:
+        ui.api.step(state, **controls(**bad))
+    message = str(info.value.message)
+    one_sentence = message.replace("e.g. ", "").count(". ") == 0 and "\n" not in message
+    assert html_unescape(sentence) in html_unescape(message) and one_sentence
+    with pytest.warns(UserWarning, match=re_escape(sentence.split(" ")[0])):
+        out = ui.page_api.step(state, **controls(**bad))
+    assert all(x == gr.skip() for x in out[:10])  # nothing on the page changes
+    assert len(state.session.steps) == 2  # nor does the run
+
+
+def test_a_banned_word_that_tokenizes_to_nothing_is_refused(app, tiny_engine, monkeypatch):
+    real = tiny_engine.tokenizer
+
+    class Dropping:  # the tiny tokenizer, except that it drops "∅" altogether (as some tokenizers drop a character)
+        def __call__(self, text, **kw):
+            return real("", **kw) if text.strip() == "∅" else real(text, **kw)
+
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+    monkeypatch.setattr(tiny_engine, "tokenizer", Dropping())
+    with pytest.raises(gr.Error, match="encodes to no tokens"):
+        ui.api.step(None, **controls(bad_words="cake, ∅"))
+    with pytest.warns(UserWarning, match="encodes to no tokens"):
+        ui.page_api.step(None, **controls(sequence_bias="∅=2"))
+
+
+def test_a_permalink_round_trips_the_more_knobs_words_included(app, tiny_engine):
+    knobs = dict(strategy="sample", typical_p=0.8, top_h=0.9, epsilon_cutoff=0.0005, eta_cutoff=0.0009,
+                 no_repeat_ngram_size=3, min_new_tokens=2, bad_words="cake, t", sequence_bias="a=2.5, sea=-2",
+                 suppress_tokens="200, 201", seed=9)  # fmt: skip
+    state = step(None, n=4, **knobs)[-1]
+    link = ui.permalink_query(state)
+    replayed, shown = ui.permalink.replay(ui.decode_permalink(link.split("=", 1)[1]))
+    assert replayed.session.token_ids == state.session.token_ids
+    assert replayed.session.config == state.session.config
+    for name, value in knobs.items():
+        assert getattr(shown, name) == value, name
+    # and the page, opened on the link, fills the More knobs boxes
+    out = ui.handlers.restore(link.split("=", 1)[1])
+    assert (out["bad_words"], out["sequence_bias"], out["suppress_tokens"]) == ("cake, t", "a=2.5, sea=-2", "200, 201")
+
+
+def test_model_defaults_fill_the_more_knobs(tiny_engine, monkeypatch):
+    """A model whose generation_config sets the new knobs: Load model and "Model's defaults" show them, the
+    banned and biased words as text."""
+    import copy
+
+    from playground.engine import Engine
+
+    model = copy.deepcopy(tiny_engine.model)
+    banned, biased = tiny_engine.bad_words_ids(("cake",)), tiny_engine.sequence_bias((("sea", -2.0),))
+    for name, value in dict(do_sample=True, num_beams=2, typical_p=0.7, epsilon_cutoff=0.0003, no_repeat_ngram_size=3,
+                            min_new_tokens=4, bad_words_ids=[list(i) for i in banned],
+                            sequence_bias={tuple(i): b for i, b in biased}, suppress_tokens=[5, 6]).items():  # fmt: skip
+        setattr(model.generation_config, name, value)
+    engine = Engine(model, tiny_engine.tokenizer, name="knobby")
+    registry = ui.ModelRegistry(loader=lambda spec, progress=None: engine, default_spec="knobby")
+    registry.put("default", engine)
+    monkeypatch.setattr(ui.shared, "REGISTRY", registry)
+    monkeypatch.setattr(ui.shared, "POLICY", HostingPolicy())
+    knobs = dict(zip(ui.KNOBS, ui.api.model_defaults("default")))
+    assert knobs["strategy"] == "beam-sample" and knobs["num_beams"] == 2
+    assert (knobs["typical_p"], knobs["epsilon_cutoff"], knobs["no_repeat_ngram_size"], knobs["min_new_tokens"]) == (0.7, 0.0003, 3, 4)
+    assert (knobs["bad_words"], knobs["sequence_bias"], knobs["suppress_tokens"]) == ("cake", "sea=-2", "5, 6")
+    assert knobs["top_h"] == 0.0 and knobs["eta_cutoff"] == 0.0  # not set: off, as in generate()
+    _, status, _, *loaded = ui.api.load_model(None, "default", progress=lambda *a, **k: None)
+    assert dict(zip(ui.KNOBS, loaded)) == knobs
+    # the controls they fill make the model's own config again
+    config = ui.Controls.from_values({**controls(), **knobs}).decoding(engine=engine)
+    assert config.bad_words_ids == banned and config.sequence_bias == biased and config.suppress_tokens == (5, 6)
+
+
+def test_compare_sample_lanes_take_the_more_knobs(app, tiny_engine):
+    """Compare's sampled lanes run with the page's More knobs (only temperature .. length penalty are the tab's own)."""
+    updates = list(ui.api.compare(**controls(strategy="sample", suppress_tokens="143", min_new_tokens=8, seed=2),
+                                  num_samples=2))  # fmt: skip
+    result = updates[-1][0]
+    for lane in ("greedy", "sample", "sample 2"):
+        assert 143 not in result[lane]["token_ids"], lane
+    config = direct_config(tiny_engine, strategy="sample", suppress_tokens="143", min_new_tokens=8, seed=2)
+    assert result["greedy"]["token_ids"] == tiny_engine.generate(tiny_engine.encode(PROMPT), config.replace(strategy="greedy")).token_ids
+
+
+def test_the_new_knobs_redraw_the_preview_and_grey_with_the_strategy():
+    from playground.ui import endpoints
+
+    triggers = {(t.component, t.event) for t in endpoints.BY_NAME["preview"].page}
+    for name in ("top_h", "typical_p", "epsilon_cutoff", "eta_cutoff", "no_repeat_ngram_size", "min_new_tokens"):
+        assert (name, "input") in triggers
+    for name in ("bad_words", "sequence_bias", "suppress_tokens"):
+        assert (name, "submit") in triggers and (name, "blur") in triggers
+
+
+def html_unescape(s: str) -> str:
+    import html
+
+    return html.unescape(s)
+
+
+def re_escape(s: str) -> str:
+    import re
+
+    return re.escape(s)
+
+
+def test_the_knobs_tab_shows_what_each_more_knob_alone_keeps(app):
+    status = ui.api.explore(None, **controls(strategy="sample", typical_p=0.5, epsilon_cutoff=0.01, bad_words="t"))[2]
+    assert "typical-p = 0.5 keeps" in status and "epsilon-cutoff = 0.01 keeps" in status and "bad-words" in status
+
+
+def test_hosted_mode_caps_the_words_before_tokenizing_them(app, tiny_engine, monkeypatch):
+    monkeypatch.setattr(ui.shared, "POLICY", HostingPolicy(hosted=True, max_word_entries=3))
+    words = ", ".join(f"w{i}" for i in range(40))
+    out = step(None, bad_words=words, sequence_bias="a=1, b=2, c=3, d=4")
+    config = out[-1].session.config
+    assert config.bad_words_ids == tiny_engine.bad_words_ids(("w0", "w1", "w2"))[:3]
+    assert len(config.sequence_bias) <= 3 and "Bad words are capped at 3 here (asked for 40)" in out[5]
+    assert "Sequence-bias words are capped at 3 here (asked for 4)" in out[5]

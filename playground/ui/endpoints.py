@@ -16,7 +16,7 @@ from functools import reduce
 import gradio as gr
 
 from . import handlers as h
-from .controls import CONTROL_NAMES, KNOBS
+from .controls import CONTROL_NAMES, KNOBS, SAMPLING_ONLY, TEXT_KNOBS
 from .outputs import STEP_OUTPUTS as STEP
 from .requests import AHEAD, FREE, NONBLOCKING, Endpoint, Trigger, serve
 
@@ -28,8 +28,11 @@ _PREVIEW = dict(progress_on="distribution", options={"show_progress": "minimal",
 # Compare's sampling knobs, beams and length penalty are its tab's own controls.
 _COMPARE_SOURCES = {"temperature": "c_temperature", "top_k": "c_top_k", "top_p": "c_top_p", "min_p": "c_min_p",
                     "num_beams": "c_num_beams", "length_penalty": "c_length_penalty"}  # fmt: skip
-# The edits that redraw the pending step's chart (a person's edits only: a permalink that sets them keeps its chart).
-_PREVIEWED_BY = ("temperature", "top_k", "top_p", "min_p", "repetition_penalty", "top_n", "strategy", "chat", "prompt")
+# The edits that redraw the pending step's chart (a person's edits only: a permalink that sets them keeps its chart);
+# a words/ids box when it is left or Enter is pressed (not at each key: "cake=" is not yet a bias).
+_PREVIEWED_BY = ("temperature", "top_k", "top_p", "min_p", "repetition_penalty", "top_n", "strategy", "chat", "prompt",
+                 "top_h", "typical_p", "epsilon_cutoff", "eta_cutoff", "no_repeat_ngram_size", "min_new_tokens")
+_PREVIEWED_ON_ENTRY = tuple(TEXT_KNOBS)
 
 
 def _on(component: str, event: str = "click", **kw) -> Trigger:
@@ -47,6 +50,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
              page=(_on("run", **_STEP_LIKE),)),
     Endpoint("preview", h.on_preview, STEP, controls=True, recovers=True, run_controls=True,
              page=(*(_on(k, "input", **_PREVIEW) for k in _PREVIEWED_BY),
+                   *(_on(k, event, **_PREVIEW) for k in _PREVIEWED_ON_ENTRY for event in ("submit", "blur")),
                    _on("examples", "load_input_event.then", **_PREVIEW))),  # a picked example, like a typed prompt
     # after each step-like action the next step's forward is made while the person reads (nothing waits on it)
     Endpoint("prepare", h.on_prepare, (), policy=AHEAD),
@@ -87,8 +91,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
              api=False, page=(_on("log_scale", "change", options={"show_progress": "hidden"}),)),
     # Stop asks the running Run or Step ×N to end after its current step: off the queue, so it is heard at once
     Endpoint("stop", h.on_stop, (), policy=FREE, api=False, page=(_on("stop", options={"queue": False}),)),
-    Endpoint("strategy", h.on_strategy, ("temperature", "top_k", "top_p", "min_p", "num_beams", "length_penalty",
-             "force"), state=False, inputs=("strategy",), policy=FREE, api=False,
+    Endpoint("strategy", h.on_strategy, (*SAMPLING_ONLY, "num_beams", "length_penalty", "force"), state=False,
+             inputs=("strategy",), policy=FREE, api=False,
              page=(_on("strategy", "change", options={"queue": False}),)),
     Endpoint("chat", h.on_chat, ("system",), state=False, inputs=("chat",), policy=FREE, api=False,
              page=(_on("chat", "change", options={"queue": False}),)),

@@ -23,7 +23,7 @@ import gradio as gr
 from .. import gpu, plots, views
 from ..engine import Engine
 from . import exports, shared
-from .controls import CONTROL_NAMES, DEFAULT_MODEL, KNOBS, Controls, as_int
+from .controls import CONTROL_NAMES, DEFAULT_MODEL, KNOBS, SAMPLING_ONLY, Controls, as_int, config_field, control_values
 from .outputs import ENDS_STREAM, FINISH, N_TABLE_CHOICES, distribution_chart, empty_outputs, rendered, shown_record, step_outputs, trajectory_chart  # fmt: skip
 from .page import carry_on_tokens
 from .permalink import PERMALINK_PARAM, decode_permalink, permalink_query, replay
@@ -252,9 +252,10 @@ def on_scale(run, log_scale, top_n=10) -> dict:
 
 
 def on_strategy(strategy) -> dict:
-    """Grey out the controls the strategy ignores (and the force button, which beam search cannot use)."""
-    sample, beam = strategy == "sample", strategy == "beam"
-    return {**{k: gr.Slider(interactive=sample) for k in ("temperature", "top_k", "top_p", "min_p")},
+    """Grey out the controls the strategy ignores (and the force button, which beam search cannot use): beam
+    sampling uses the sampling knobs and the beams."""
+    sample, beam = strategy in ("sample", "beam-sample"), strategy in ("beam", "beam-sample")
+    return {**{k: gr.Slider(interactive=sample) for k in SAMPLING_ONLY},
             **{k: gr.Slider(interactive=beam) for k in ("num_beams", "length_penalty")},
             "force": gr.Button(interactive=not beam)}  # fmt: skip
 
@@ -299,14 +300,14 @@ def on_model_defaults(model) -> dict:
 
 
 def model_knobs(engine: Engine) -> dict:
-    """The KNOBS' values from `engine.default_config()`: the model's where it sets them, else generate()'s."""
-    config = engine.default_config()
-    return {k: getattr(config, k) for k in KNOBS}
+    """The KNOBS' values from `engine.default_config()`: the model's where it sets them, else generate()'s
+    (banned and biased words as the text their boxes take)."""
+    return control_values(engine.default_config(), KNOBS, engine)
 
 
 def sets_knobs(engine: Engine) -> bool:
     """Whether the model's generation_config sets any of the knobs."""
-    return any(k in engine.model_defaults for k in KNOBS)
+    return any(config_field(k) in engine.model_defaults for k in KNOBS)
 
 
 def model_defaults_html(engine: Engine) -> str:

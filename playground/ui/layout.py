@@ -16,11 +16,11 @@ from pathlib import Path
 import gradio as gr
 
 from .. import plots, views
-from ..config import MAX_BEAMS
+from ..config import MAX_BEAMS, generate_fallbacks
 from ..hosting import HostingPolicy
 from ..loading import EMBEDDED_NAME
 from . import endpoints, sessions, shared
-from .controls import DEFAULT_MODEL, DEFAULT_PROMPT, DEFAULTS
+from .controls import DEFAULT_MODEL, DEFAULT_PROMPT, DEFAULTS, SAMPLING_ONLY
 from .live_chart import live_chart
 from .outputs import N_TABLE_CHOICES, PLOT_FORMAT, status_html
 from .page import CARRY_ON_TOKENS
@@ -154,7 +154,8 @@ the favourite; **beam search** keeps several partial answers and extends the bes
 """
 
 _INFO = {
-    "strategy": "Greedy takes the most likely token; sample draws one at random; beam keeps several candidates.",
+    "strategy": "Greedy takes the most likely token; sample draws one at random; beam keeps several candidates; "
+                "beam-sample draws each beam's next tokens.",
     "temperature": "Sampling only. Below 1 = safer, above 1 = more surprising; 0 = greedy.",
     "top_k": "Sampling only. Keep only the k most likely tokens; 0 = off.",
     "top_p": "Sampling only. Keep the fewest tokens whose probabilities add up to p; 1 = off.",
@@ -165,7 +166,29 @@ _INFO = {
     "max_new_tokens": "The run stops after this many generated tokens (or earlier at end-of-text).",
     "top_n": "How many candidate tokens the chart and the pick list show.",
     "seed": "Same seed + same settings = the same sampled text. Changing it starts a new run.",
+    # More knobs (generate()'s kwargs of the same names)
+    "top_h": "Sampling only. Keep top tokens while their entropy stays within top-h × the whole entropy; 0 = off.",
+    "typical_p": "Sampling only. Keep the tokens whose surprise is closest to the average, up to this mass; 1 = off.",
+    "epsilon_cutoff": "Sampling only. Drop tokens whose probability is below ε (e.g. 0.0003); 0 = off.",
+    "eta_cutoff": "Sampling only. Drop tokens below min(η, √η × e^−entropy) (e.g. 0.0009); 0 = off.",
+    "no_repeat_ngram_size": "All strategies. No run of this many tokens appears twice (the prompt counts); 0 = off.",
+    "min_new_tokens": "All strategies. End-of-text is impossible before this many new tokens; 0 = off.",
+    "bad_words": "All strategies. Words never written, separated by commas: cake, New York (banned with or without a "
+                 "leading space).",
+    "sequence_bias": "All strategies. word=bias pairs added to the word's score: dragon=3, sea=-2 (negative = less "
+                     "likely).",
+    "suppress_tokens": "All strategies. Token ids never generated, separated by commas: 13, 198.",
 }
+
+
+def teaching_defaults_note() -> str:
+    """One line: the page's own starting knobs, beside what generate() uses for a knob that neither the person nor
+    the model sets (config.generate_fallbacks: top-k 50, every other knob off)."""
+    name = lambda k: k.replace("_", "-")  # noqa: E731
+    page = ", ".join(f"{name(k)} {getattr(DEFAULTS, k)}" for k in ("temperature", "top_k", "top_p"))
+    fallbacks = ", ".join(f"{name(k)} {v}" for k, v in generate_fallbacks().items())
+    return (f"The page starts at its own teaching values ({page}); generate() itself, for a knob neither you nor the "
+            f"model sets, uses {fallbacks} and leaves the others off: “Model’s defaults” sets what it would use.")
 
 
 def build_demo(policy: HostingPolicy | None = None) -> gr.Blocks:
@@ -228,14 +251,18 @@ def _settings_column(c: dict, policy: HostingPolicy) -> None:
                                  elem_id="dp-model")  # fmt: skip
         c["load_model"] = gr.Button("Load model", size="sm")
     c["model_status"] = gr.HTML("")
-    c["strategy"] = gr.Radio(["greedy", "sample", "beam"], value=DEFAULTS.strategy, label="Strategy", info=_INFO["strategy"])
+    c["strategy"] = gr.Radio(["greedy", "sample", "beam", "beam-sample"], value=DEFAULTS.strategy, label="Strategy",
+                             info=_INFO["strategy"])  # fmt: skip
     with gr.Accordion("Sampling knobs", open=True):
         _knob_sliders(c, "", "dp-")
         c["repetition_penalty"] = gr.Slider(0.5, 2, value=DEFAULTS.repetition_penalty, step=0.05, label="Repetition penalty",
                                             info=_INFO["repetition_penalty"], elem_id="dp-rep")  # fmt: skip
         c["model_defaults"] = gr.Button("Model’s defaults", size="sm", elem_id="dp-model-defaults")
+        gr.Markdown(teaching_defaults_note(), elem_id="dp-teaching-defaults")
     with gr.Accordion("Beam search", open=False):
         _beam_sliders(c, "", max_beams, interactive=False)
+    with gr.Accordion("More knobs", open=False, elem_id="dp-more-knobs"):
+        _more_knobs(c, max_tokens)
     c["max_new_tokens"] = gr.Slider(1, max_tokens, value=min(DEFAULTS.max_new_tokens, max_tokens), step=1,
                                     label="Max new tokens", info=_INFO["max_new_tokens"], elem_id="dp-max-new")  # fmt: skip
     c["top_n"] = gr.Slider(2, 50, value=DEFAULTS.top_n, step=1, label="Candidates shown", info=_INFO["top_n"],
@@ -243,6 +270,26 @@ def _settings_column(c: dict, policy: HostingPolicy) -> None:
     with gr.Row():
         c["seed"] = gr.Number(DEFAULTS.seed, label="Seed", precision=0, minimum=0, info=_INFO["seed"], scale=3)
         c["new_seed"] = gr.Button("New seed", size="sm", scale=1)
+
+
+def _more_knobs(c: dict, max_tokens: int) -> None:
+    """generate()'s less common knobs (controls.MORE_KNOBS), each off by default: the "More knobs" group."""
+    d = DEFAULTS
+    sampling = DEFAULTS.strategy in ("sample", "beam-sample")
+    slider = lambda name, lo, hi, step, label: gr.Slider(lo, hi, value=getattr(d, name), step=step, label=label,  # noqa: E731
+                                                          info=_INFO[name], elem_id="dp-" + name.replace("_", "-"),
+                                                          interactive=sampling if name in SAMPLING_ONLY else None)  # fmt: skip
+    c["top_h"] = slider("top_h", 0, 1, 0.01, "Top-h")
+    c["typical_p"] = slider("typical_p", 0.01, 1, 0.01, "Typical-p")
+    c["epsilon_cutoff"] = slider("epsilon_cutoff", 0, 0.02, 0.0001, "ε cutoff")
+    c["eta_cutoff"] = slider("eta_cutoff", 0, 0.02, 0.0001, "η cutoff")
+    c["no_repeat_ngram_size"] = slider("no_repeat_ngram_size", 0, 10, 1, "No-repeat n-gram size")
+    c["min_new_tokens"] = slider("min_new_tokens", 0, max_tokens, 1, "Min new tokens")
+    text = lambda name, label, placeholder: gr.Textbox(getattr(d, name), label=label, info=_INFO[name],  # noqa: E731
+                                                       placeholder=placeholder, elem_id="dp-" + name.replace("_", "-"))  # fmt: skip
+    c["bad_words"] = text("bad_words", "Bad words", "cake, New York")
+    c["sequence_bias"] = text("sequence_bias", "Sequence bias", "dragon=3, sea=-2")
+    c["suppress_tokens"] = text("suppress_tokens", "Suppress tokens", "13, 198")
 
 
 def _knob_sliders(c: dict, prefix: str, elem_prefix: str, label_suffix: str = "") -> None:

@@ -48,7 +48,7 @@ def _run_control_values(state: PlaygroundState) -> tuple:
         reason = FINISH.get(session.finish_reason, session.finish_reason or "done")
         if can_carry_on:
             then = f"<b>Carry on</b> for up to {CARRY_ON_TOKENS} more tokens, or <b>Undo</b> / <b>Rewind</b> to go back."
-        elif session.config.strategy == "beam" and session.finish_reason == "length":
+        elif session.is_beam and session.finish_reason == "length":
             then = "Beam search's length is fixed for a run: raise <b>Max new tokens</b> and <b>Reset</b>, or <b>Rewind</b>."
         else:
             then = "<b>Undo</b> or <b>Rewind</b> to choose another path, or <b>Reset</b> to start again."
@@ -71,7 +71,7 @@ def carry_on_tokens(state: PlaygroundState) -> int | None:
     """The max new tokens a finished run may carry on to, or None when it cannot (it ended otherwise than by
     length, it is a beam search, or a public Space's cap is reached)."""
     session = state.session
-    if session is None or not session.done or session.finish_reason != "length" or session.config.strategy == "beam":
+    if session is None or not session.done or session.finish_reason != "length" or session.is_beam:
         return None
     limit = len(session.steps) + CARRY_ON_TOKENS
     if shared.POLICY.hosted:

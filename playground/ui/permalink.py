@@ -106,7 +106,8 @@ def replay(doc: dict) -> tuple[PlaygroundState, Controls]:
         "prompt": str(doc.get("prompt", "")), "model": str(doc.get("model") or DEFAULT_MODEL),
         "chat": bool(doc.get("chat")), "system": str(doc.get("system") or ""),
     }  # fmt: skip
-    state, _ = prepare(None, Controls.from_config(config, **identity))
+    engine = shared.engine_for(identity["model"])
+    state, _ = prepare(None, Controls.from_config(config, engine, **identity))
     current, steps = state.session.config, []  # each step's settings and forced token, read before any model call
     for entry in doc["steps"][: current.max_new_tokens]:
         if not isinstance(entry, dict):
@@ -121,7 +122,7 @@ def replay(doc: dict) -> tuple[PlaygroundState, Controls]:
     if differed:
         state.session.notices.append(recomputed_notice(differed, state.session.engine))
     last = records[-1].config if records else state.session.config
-    return state, Controls.from_config(last, **identity)
+    return state, Controls.from_config(last, state.session.engine, **identity)
 
 
 def recomputed_notice(records: list, engine) -> str:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import gradio as gr
 
 from .. import gpu
-from ..config import DecodingConfig
+from ..config import DecodingConfig, parse_word_biases, parse_words
 from ..engine import DecodingError, ModelMemoryError, Session
 from ..loading import ModelLoadError
 from ..records import StepRecord
@@ -90,20 +90,42 @@ def friendly(e: Exception) -> UserError:
 
 
 def next_config(controls: Controls, strategy: str | None = None) -> tuple[DecodingConfig, list[str]]:
-    """The next step's settings from `controls`, within the hosting caps, and the caps' notices."""
-    return shared.POLICY.apply(controls.decoding(strategy))
+    """The next step's settings from `controls` (words through its model's tokenizer), within the hosting caps,
+    and the caps' notices."""
+    controls, notices = words_within_caps(controls)
+    config, more = shared.POLICY.apply(controls.decoding(strategy, engine=shared.engine_for(controls.model)))
+    return config, notices + more
+
+
+def words_within_caps(controls: Controls) -> tuple[Controls, list[str]]:
+    """Hosted: the banned and biased words cut to the policy's number of entries before they are tokenized (a
+    box of a million words is not a million tokenizer calls), with a notice each; elsewhere as they are."""
+    policy, notices, changes = shared.POLICY, [], {}
+    if not policy.hosted:
+        return controls, notices
+    cap = policy.max_word_entries
+    words, biases = parse_words(controls.bad_words), parse_word_biases(controls.sequence_bias)
+    if len(words) > cap:
+        notices.append(f"Bad words are capped at {cap} here (asked for {len(words)}): the first {cap} are used.")
+        changes["bad_words"] = ", ".join(words[:cap])
+    if len(biases) > cap:
+        notices.append(f"Sequence-bias words are capped at {cap} here (asked for {len(biases)}): the first {cap} are used.")
+        changes["sequence_bias"] = ", ".join(f"{w}={b!r}" for w, b in biases[:cap])
+    return (controls.replace(**changes) if changes else controls), notices
 
 
 def prepare(state, controls: Controls) -> tuple[PlaygroundState, DecodingConfig]:
     """The state's session, or a new one when the run's identity changed; and the config for the next step."""
-    config = controls.decoding()
     engine = shared.engine_for(controls.model)
+    controls, capped = words_within_caps(controls)
+    config = controls.decoding(engine=engine)
     # settings the page has no control for take the model's value (its generation_config), as in generate()
     config = config.replace(**{k: v for k, v in engine.model_defaults.items() if k in UNCONTROLLED})
     config, notices = shared.POLICY.apply(config)
+    notices = capped + notices
     chat = controls.chat
     system = controls.system if chat else ""
-    beam = config.strategy == "beam"
+    beam = config.is_beam  # beam search or beam sampling: its beams and length are the run's
     key = (shared.REGISTRY.key(controls.model), controls.prompt, chat, system, config.seed, beam,
            config.num_beams if beam else None, config.max_new_tokens if beam else None)  # fmt: skip
     state = as_run(state)
