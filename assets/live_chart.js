@@ -394,7 +394,7 @@ function draw() {
   const cap = el('caption', '', `${data.title[0]}. ${data.title[1]}.`);
   const thead = el('thead');
   const hr = el('tr');
-  for (const h of ['token', 'token id', 'model', 'after the knobs', 'cut by', 'top-p running sum', 'chosen']) {
+  for (const h of ['token', 'token id', 'model', 'after the knobs', 'cut', 'top-p running sum', 'chosen']) {
     const th = el('th', '', h);
     th.scope = 'col';
     hr.appendChild(th);
