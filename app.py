@@ -18,6 +18,12 @@ import argparse
 import functools
 import os
 
+# Hosted, a Space serves many visitors at once: each request's torch work on one thread, rather than every
+# request's ops fighting over one pool of two (30 students on 2 cores: Step p95 4.3 s with two threads an op,
+# 0.67 s with one; bench --classroom 30). Set before torch is imported; OMP_NUM_THREADS given wins.
+if os.environ.get("PLAYGROUND_HOSTED", "").strip().lower() in ("1", "true", "yes", "on"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 from playground import gpu  # noqa: F401 - first: on ZeroGPU, `spaces` must be imported before CUDA is touched
 
 
