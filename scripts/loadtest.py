@@ -285,10 +285,10 @@ class RawClient:
 
 def step_data(plan: Plan, n_steps: int = 1, permalink: str = "") -> list:
     """/step's and /step_n's inputs in the page's order: the state (the server's), the controls, N, the link."""
-    from playground.ui.controls import CONTROL_NAMES
+    from playground.ui.controls import CONTROL_NAMES, DEFAULTS
 
-    c = plan.controls()
-    return [None, *(c[k] for k in CONTROL_NAMES), n_steps, permalink]
+    c = plan.controls()  # the controls a plan sets; the rest (the More knobs) as the page's defaults
+    return [None, *(c.get(k, getattr(DEFAULTS, k)) for k in CONTROL_NAMES), n_steps, permalink]
 
 
 def _session() -> str:
