@@ -333,7 +333,7 @@ def attack_race(app: App, engine, tries: int = 5, max_new_tokens: int = 16) -> d
     for _ in range(tries):
         hog = _session()
         raw.call("step", step_data(plan), hog)  # the session has a run: both requests below share it
-        run_id, _ = raw.join("run", [None, *step_data(plan)[1:16], ""], hog)
+        run_id, _ = raw.join("run", [*step_data(plan)[:-2], ""], hog)  # /step's inputs less n_steps
         step_id, _ = raw.join("step_n", step_data(plan, 4), hog)
         answers = raw.results(hog, {run_id, step_id})
         for name, event in (("run", run_id), ("step_n", step_id)):
