@@ -79,6 +79,10 @@ class HostingPolicy:
     session_idle_s: float | None = 3600.0  # None: parked only when more than live_sessions
     session_ttl_s: float | None = None  # None: forgotten only when more than max_sessions
     max_sessions: int = 10_000
+    # streamed runs' updates to the pages, all runs together, a second: each costs the server's one Python thread
+    # ~10 ms (the text, Gradio's postprocessing, the message), so one run sends every token and thirty at once
+    # send a few tokens an update each (ui/pacing.py)
+    stream_updates_per_s: float | None = 40.0  # None: every token sent, however many runs stream
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> HostingPolicy:
@@ -109,6 +113,7 @@ class HostingPolicy:
             session_idle_s=_seconds(env, "PLAYGROUND_SESSION_IDLE_S", by_mode(300.0, 3600.0)),
             session_ttl_s=_seconds(env, "PLAYGROUND_SESSION_TTL_S", by_mode(10_800.0, None)),
             max_sessions=_positive_int(env, "PLAYGROUND_MAX_SESSIONS", by_mode(2000, 10_000)),
+            stream_updates_per_s=_rate(env, "PLAYGROUND_STREAM_UPDATES_PER_S", 40.0),
         )
 
     def is_allowed(self, model: str | None) -> bool:
@@ -228,6 +233,20 @@ def _limit(env: Mapping[str, str], name: str, default: int | None) -> int | None
     if raw in ("0", "off", "none"):
         return None
     return _positive_int(env, name, default) if raw else default
+
+
+def _rate(env: Mapping[str, str], name: str, default: float | None) -> float | None:
+    """A positive rate (a second) where 0 (or "off") means no limit."""
+    raw = env.get(name, "").strip().lower()
+    if raw and raw not in ("0", "off", "none"):
+        try:
+            value = float(raw)
+        except ValueError:
+            value = float("nan")
+        if not 0 < value < float("inf"):
+            raise ValueError(f"{name} must be a positive number a second (or off), got {raw!r}.")
+        return value
+    return None if raw else default
 
 
 def _seconds(env: Mapping[str, str], name: str, default: float | None) -> float | None:

@@ -67,3 +67,25 @@ def test_a_png_reaches_gr_plot_as_the_value_it_makes():
     data = gi.PlotData(type="matplotlib", plot="data:image/png;base64,AAAA")
     assert gr.Plot().postprocess(data) == data  # passed through as is
     assert set(gi.PlotData.model_fields) == {"type", "plot"}
+
+
+def test_a_skipped_output_is_answered_as_gradio_answers_it_without_building_the_component(monkeypatch):
+    from gradio.state_holder import SessionState
+
+    with gr.Blocks() as blocks:
+        parts = [gr.JSON(), gr.HTML(), gr.Dataframe(), gr.Plot(), gr.Slider(), gr.Dropdown(), gr.Textbox(), gr.State()]
+        gr.Button().click(lambda: None, None, parts)
+    block_fn = next(iter(blocks.fns.values()))
+    import pandas as pd
+
+    mixes = [[gr.skip()] * 7 + [1], [{"a": 1}, "<b>x</b>"] + [gr.skip()] * 4 + ["t", 2],
+             [gr.skip(), gr.skip(), pd.DataFrame({"a": [1, 2]}), gr.skip(), 0.5, gr.skip(), gr.skip(), 4],
+             [gr.skip(), "<i>y</i>", gr.skip(), gr.skip(), gr.Slider(maximum=9), gr.skip(), "u", 3]]  # fmt: skip
+    own = [asyncio.run(blocks.postprocess_data(block_fn, list(m), SessionState(blocks))) for m in mixes]
+    gi.quick_skips(blocks)
+    built = []
+    real_init = gr.Plot.__init__
+    monkeypatch.setattr(gr.Plot, "__init__", lambda self, *a, **k: built.append(1) or real_init(self, *a, **k))
+    quick = [asyncio.run(blocks.postprocess_data(block_fn, list(m), SessionState(blocks))) for m in mixes]
+    assert quick == own
+    assert built == []  # the skipped Plot was never built again

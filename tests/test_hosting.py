@@ -93,6 +93,24 @@ def test_hosted_mode_caps_prompts_by_default_and_locally_there_is_no_cap():
         hosted_policy(PLAYGROUND_MAX_PROMPT_TOKENS="many")
 
 
+def test_streamed_updates_are_paced_by_a_rate_that_can_be_turned_off():
+    from playground.ui.pacing import Pacer
+
+    assert hosted_policy().stream_updates_per_s == 40.0 == HostingPolicy.from_env({}).stream_updates_per_s
+    assert hosted_policy(PLAYGROUND_STREAM_UPDATES_PER_S="off").stream_updates_per_s is None
+    assert hosted_policy(PLAYGROUND_STREAM_UPDATES_PER_S="12.5").stream_updates_per_s == 12.5
+    for bad in ("fast", "-3", "inf"):
+        with pytest.raises(ValueError, match="PLAYGROUND_STREAM_UPDATES_PER_S"):
+            hosted_policy(PLAYGROUND_STREAM_UPDATES_PER_S=bad)
+    pacer = Pacer()
+    with pacer.stream() as alone:
+        assert pacer.interval_s(40.0) == 0 and alone.due(40.0) and alone.due(40.0)  # alone: every token
+        with pacer.stream() as other, pacer.stream():
+            assert pacer.interval_s(40.0) == pytest.approx(0.05) and pacer.interval_s(None) == 0
+            assert other.due(40.0) and not other.due(40.0)  # its first update goes; the next waits 50 ms
+    assert pacer.streaming == 0
+
+
 def test_a_prompt_with_too_many_characters_is_refused_before_tokenizing(ui, spy, monkeypatch):
     monkeypatch.setattr(ui.shared, "POLICY", hosted_policy(PLAYGROUND_MAX_PROMPT_CHARS=200))
     long = "Once upon a time " * 20  # 340 characters

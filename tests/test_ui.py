@@ -180,6 +180,25 @@ def test_run_streams_one_update_per_token_to_the_same_text_as_generate(app, tiny
     assert [u[0]["n_steps"] for u in updates[:-1]] == list(range(1, final["n_steps"] + 1))
 
 
+def test_many_runs_streaming_at_once_send_a_few_tokens_an_update(app, tiny_engine):
+    """Issue 19: every streamed update costs the server ~10 ms of its one Python thread, so the updates of the
+    runs streaming at once are paced (`HostingPolicy.stream_updates_per_s` in all): with many others streaming,
+    a run sends its first update, then several tokens at a time, and its last update holds the whole run."""
+    from contextlib import ExitStack
+
+    with ExitStack() as others:
+        for _ in range(400):  # 401 runs streaming at 40 updates a second in all: 10 s between one run's updates
+            others.enter_context(ui.shared.STREAMS.stream())
+        updates = list(ui.api.run(None, **controls(strategy="sample", temperature=0.9, seed=7)))
+        page = list(ui.page_api.run(None, **controls(strategy="sample", temperature=0.9, seed=7)))
+    assert ui.shared.STREAMS.streaming == 0
+    final = updates[-1][0]
+    assert final["token_ids"] == expected_ids(tiny_engine, strategy="sample", temperature=0.9, seed=7)
+    assert final["n_steps"] > 2 and [u[0]["n_steps"] for u in updates] == [1, final["n_steps"]]
+    run = page[-1][9]
+    assert page[-1][1] == "<!--dp-from:0-->" + views.token_spans_html(run.steps, len(run.steps) - 1)
+
+
 def test_inspect_selects_a_step(app):
     state = step(None, n=4)[-1]
     out = ui.api.inspect(state, 1)

@@ -73,21 +73,25 @@ def _take_steps(run: PlaygroundState, config, n: int) -> None:
 
 
 def on_run(run, controls: Controls) -> Iterator[dict]:
-    """Step to the end of the run, yielding the views after every token (Stop ends it after the current step)."""
+    """Step to the end of the run, yielding the views as it goes (Stop ends it after the current step): every
+    token when it streams alone, a few tokens an update when many runs stream at once (`pacing`)."""
     run, config = prepare(run, controls)
     run.changed()
     run.stop = False
     drawn = 0.0  # when the distribution chart was last sent
     base, shown = len(run.steps), None  # the page's text is sent whole once, then from the run's first step on
-    # the first call always runs (a finished run raises its one-sentence message, or extends); Stop is heard
-    # between calls
-    for run.session, _ in gpu.run(run.session, config, stop=lambda: run.stop):
-        # the text streams every call's new tokens; the chart a few times a second; table and trajectory at the end
-        heavy = time.perf_counter() - drawn >= STREAM_CHART_EVERY_S
-        yield step_outputs(run, controls.top_n, full=False, figures=heavy, text_from=shown)
-        shown = base
-        if heavy:
-            drawn = time.perf_counter()
+    with shared.STREAMS.stream() as stream:
+        # the first call always runs (a finished run raises its one-sentence message, or extends); Stop is heard
+        # between calls
+        for run.session, _ in gpu.run(run.session, config, stop=lambda: run.stop):
+            if not stream.due(shared.POLICY.stream_updates_per_s):
+                continue
+            # the text and status every update; the chart a few times a second; the rest at the end
+            update = step_outputs(run, controls.top_n, full=False, figures=False, text_from=shown)
+            if time.perf_counter() - drawn >= STREAM_CHART_EVERY_S:
+                update["distribution"], drawn = distribution_chart(run, controls.top_n), time.perf_counter()
+            yield update
+            shown = base
     if run.stop and not run.session.done:
         n = len(run.steps)
         run.notices.append(f"Stopped after {n} token{'s' if n != 1 else ''}: Step or Run carries on from here.")

@@ -279,6 +279,7 @@ def configure(demo, uses_model: Callable[[Callable], bool], policy=None) -> None
     gradio_internals.set_concurrency(demo, uses_model, MODEL_GROUP, policy.concurrency)
     demo.delete_cache = (600, 3600)  # every 10 minutes, what is older than an hour
     demo.queue(default_concurrency_limit=policy.concurrency, max_size=policy.queue_size)
+    gradio_internals.quick_skips(demo)
     if policy.session_queue:
         gradio_internals.limit_per_session(demo, policy.session_queue, QUEUED)
     TABLE.demo = demo

@@ -1,6 +1,7 @@
-"""What every browser of one app process shares: the loaded models (`REGISTRY`) and the hosting policy (`POLICY`).
+"""What every browser of one app process shares: the loaded models (`REGISTRY`), the hosting policy (`POLICY`)
+and the count of runs streaming now (`STREAMS`, which paces their updates).
 
-Handlers read both as `shared.REGISTRY` / `shared.POLICY` at call time, so app.py and the tests can configure or
+Handlers read these as `shared.REGISTRY` / `shared.POLICY` at call time, so app.py and the tests can configure or
 replace them. This module knows nothing about the page, a browser's run, or how a token is chosen.
 """
 
@@ -16,6 +17,7 @@ from ..engine import Engine
 from ..hosting import HostingPolicy, model_key
 from ..loading import EMBEDDED_HUB_ID, EMBEDDED_PACKAGE, is_embedded, load_engine
 from .controls import DEFAULT_MODEL
+from .pacing import Pacer
 
 
 
@@ -81,6 +83,7 @@ def _embedded_installed() -> bool:
 
 REGISTRY = ModelRegistry()
 POLICY = HostingPolicy.from_env()
+STREAMS = Pacer()
 
 
 def engine_for(model: str | None, progress: Callable[[str], None] | None = None) -> Engine:
