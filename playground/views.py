@@ -202,9 +202,12 @@ def step_table(prompt_text: str, steps: list[StepRecord], n_choices: int = 5) ->
     data = step_table_data(prompt_text, steps, n_choices)
     choice_cols = [f"Choice {i + 1}" for i in range(n_choices)]
     rows = []
-    for r, (_, d) in zip(steps, data.iterrows()):
-        context = token_label_text(d["input"])
-        if len(context) > INPUT_WIDTH:
+    for r, d in zip(steps, data.to_dict("records")):
+        # the last INPUT_WIDTH characters are all a row can show (a label is never shorter than its character),
+        # so only they are labelled: a long prompt costs each row nothing more
+        tail = d["input"][-INPUT_WIDTH:]
+        context = token_label_text(tail)
+        if len(context) > INPUT_WIDTH or len(tail) < len(d["input"]):
             context = "…" + context[-(INPUT_WIDTH - 1) :]
         row = {"Step": r.step, "Input": context, "Chosen": token_label(r.token) + (" ✎ forced" if r.forced else ""),
                "Model": _pct(r.raw_prob), "After knobs": _pct(r.prob)}  # fmt: skip
