@@ -67,6 +67,8 @@ def token_label(token: str) -> str:
     they build markup."""
     if token == "":
         return "∅"
+    if token.isprintable() and " " not in token:  # nothing to stand in for (most tokens): quick
+        return token
     out = []
     for ch in token:
         if ch in _VISIBLE:
@@ -243,6 +245,8 @@ def step_table_data(prompt_text: str, steps: list[StepRecord], n_choices: int = 
 
 def token_label_text(text: str) -> str:
     """Running text for one-line display: newlines and tabs visible, spaces kept as spaces."""
+    if text.isprintable():  # spaces are printable; newlines, tabs and control characters are not
+        return text
     return "".join(ch if ch == " " else token_label(ch) for ch in text)
 
 
