@@ -1,7 +1,7 @@
 """Permalinks: a run's recipe (prompt, model, settings, and per step any forced token or changed setting) packed
 into the page's query string, read back, and replayed.
 
-`permalink_query(state)` writes "?run=<base64url(zlib(json))>"; `decode_permalink(value)` reads the recipe back
+`permalink_query(state)` writes "?run=<base64url(zlib(json))>" ("?present=1" beside it opens the presenter view); `decode_permalink(value)` reads the recipe back
 (ValueError, one sentence, if it cannot); `replay(recipe)` runs it again token for token (opening a link,
 rebuilding a parked run, recovering a run the server lost).
 
@@ -27,6 +27,9 @@ from .controls import DEFAULT_MODEL, Controls
 from .state import PlaygroundState, prepare
 
 PERMALINK_PARAM = "run"
+# "?present=1" (beside or without a run) opens the page in its presenter view: read by the page itself
+# (endpoints.LOAD_JS), kept in the address bar while the view is on, left out of the link a person shares.
+PRESENT_PARAM = "present"
 # A link is read only up to these sizes, packed and unpacked: past them it is refused before any work (a
 # 544 KB link used to unpack to 400 MB). A hosted playground's longest prompt makes a link far below both.
 MAX_PERMALINK_CHARS = 100_000
