@@ -181,6 +181,13 @@ body.dp-present .dp-status { font-size: 16px; }
 body.dp-present #dp-dist { grid-area: chart; min-height: 0; overflow-y: auto; }
 body.dp-present .dp-text .dp-tokens { min-height: 4.5em; }
 body.dp-present .dp-legend-note { display: none; }  /* the how-to for a student's own screen */
+/* a presenter view on a narrow screen: the bar, the text and the chart one above the other (the checked toggle
+   says so here, as a body class cannot inside @media) */
+@media (max-width: 699px) {
+  #dp-step-tab > .column:has(#dp-present input:checked) {
+    grid-template-columns: minmax(0, 1fr); grid-template-rows: auto auto minmax(0, 1fr) minmax(0, 1.4fr);
+    grid-template-areas: "bar" "end" "text" "chart"; }
+}
 body.dp-present .dp-lc { font-size: 17px; }
 body.dp-present .dp-lc-label { font-size: 18px; }
 body.dp-present .dp-lc-head { font-size: 19px; }
