@@ -122,7 +122,10 @@ PRESENT_JS = f"""(on) => {{
   if (on) {{ u.searchParams.set('{PRESENT_PARAM}', '1'); }} else {{ u.searchParams.delete('{PRESENT_PARAM}'); }}
   window.history.replaceState(null, '', u.pathname + u.search + u.hash);
   if (on) {{ document.querySelector('#dp-views [role=tab][data-tab-id=step]:not(.selected)')?.click(); }}
-  requestAnimationFrame(() => {{ const t = document.querySelector('#dp-text .dp-tokens'); if (t) {{ t.scrollTop = t.scrollHeight; }} }});
+  requestAnimationFrame(() => {{  // the text's box changed size: its newest tokens back in view
+    const t = document.querySelector('#dp-text .dp-tokens');
+    if (t) {{ t.scrollTop = t.scrollHeight; }}
+  }});
 }}"""
 LOAD_JS = f"""() => {{
   const fold = document.querySelector('#dp-settings-fold > .label-wrap');

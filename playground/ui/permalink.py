@@ -1,9 +1,10 @@
 """Permalinks: a run's recipe (prompt, model, settings, and per step any forced token or changed setting) packed
 into the page's query string, read back, and replayed.
 
-`permalink_query(state)` writes "?run=<base64url(zlib(json))>" ("?present=1" beside it opens the presenter view); `decode_permalink(value)` reads the recipe back
+`permalink_query(state)` writes "?run=<base64url(zlib(json))>"; `decode_permalink(value)` reads the recipe back
 (ValueError, one sentence, if it cannot); `replay(recipe)` runs it again token for token (opening a link,
-rebuilding a parked run, recovering a run the server lost).
+rebuilding a parked run, recovering a run the server lost). "?present=1" beside it (`PRESENT_PARAM`) opens the
+page in its presenter view, which the page reads itself.
 
 A link records each step's chosen token beside the recipe ("t"; "f" for a token the person forced). A step's
 logits can differ in their last bits from one machine to another, or when a forward was shared with other
