@@ -225,6 +225,9 @@ def test_on_a_phone_step_comes_before_the_settings_and_the_views_are_one_tap_awa
     """At 390 px Step was ~2,250 px down, below every setting, and two of the three views hid behind "…"."""
     page = _open(page_factory, app_url, width=390, height=844)
     step = page.locator("#dp-step").bounding_box()
+    assert step["y"] < page.locator("#dp-settings").bounding_box()["y"]
+    page.locator("#dp-settings-fold").get_by_role("button", name="Settings").click()  # folded on a phone (issue 20)
+    page.locator("#dp-temperature").wait_for(state="visible")
     assert step["y"] < page.locator("#dp-temperature").bounding_box()["y"]
     assert step["y"] < page.locator("#dp-model").bounding_box()["y"]
     assert step["y"] + step["height"] < 844 * 1.5  # within a thumb's scroll of the top

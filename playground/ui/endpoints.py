@@ -18,6 +18,7 @@ import gradio as gr
 from . import handlers as h
 from .controls import CONTROL_NAMES, KNOBS, SAMPLING_ONLY, TEXT_KNOBS
 from .outputs import STEP_OUTPUTS as STEP
+from .permalink import PRESENT_PARAM
 from .requests import AHEAD, FREE, NONBLOCKING, Endpoint, Trigger, serve
 
 # The timers a page event shows: step-like events a minimal one on the coloured text (a timer on all ten
@@ -102,8 +103,36 @@ ENDPOINTS: tuple[Endpoint, ...] = (
 OPTIONAL = ("examples",)  # components a page may be without (no example prompts to offer)
 BY_NAME: Mapping[str, Endpoint] = {e.name: e for e in ENDPOINTS}
 
-# The permalink box shows the whole address (which only the page knows), and the address bar follows the run.
-PERMALINK_JS = "(q) => { if (q) { window.history.replaceState(null, '', q); } return q ? location.origin + location.pathname + q : ''; }"
+# The permalink box shows the whole address (which only the page knows), and the address bar follows the run
+# (keeping ?present=1 while the presenter view is on; the shared link opens the ordinary page).
+PERMALINK_JS = f"""(q) => {{
+  if (q) {{
+    const p = new URLSearchParams(q);
+    if (document.body.classList.contains('dp-present')) {{ p.set('{PRESENT_PARAM}', '1'); }}
+    window.history.replaceState(null, '', '?' + p);
+  }}
+  return q ? location.origin + location.pathname + q : '';
+}}"""
+# The presenter view is the page's own, no request: a class on <body> that the page's CSS reads (layout), the
+# address bar's ?present=1 following it, the Step tab shown. Opening the page turns it on where the address asks,
+# and below 1000 px folds the settings away (the fold's header opens them).
+PRESENT_JS = f"""(on) => {{
+  document.body.classList.toggle('dp-present', !!on);
+  const u = new URL(location.href);
+  if (on) {{ u.searchParams.set('{PRESENT_PARAM}', '1'); }} else {{ u.searchParams.delete('{PRESENT_PARAM}'); }}
+  window.history.replaceState(null, '', u.pathname + u.search + u.hash);
+  if (on) {{ document.querySelector('#dp-views [role=tab][data-tab-id=step]:not(.selected)')?.click(); }}
+  requestAnimationFrame(() => {{  // the text's box changed size: its newest tokens back in view
+    const t = document.querySelector('#dp-text .dp-tokens');
+    if (t) {{ t.scrollTop = t.scrollHeight; }}
+  }});
+}}"""
+LOAD_JS = f"""() => {{
+  const fold = document.querySelector('#dp-settings-fold > .label-wrap');
+  if (fold && fold.classList.contains('open') && window.matchMedia('(max-width: 999px)').matches) {{ fold.click(); }}
+  const v = new URLSearchParams(location.search).get('{PRESENT_PARAM}');
+  return v !== null && !['0', 'false', 'no', 'off'].includes(v.toLowerCase());
+}}"""
 
 
 def wire(demo: gr.Blocks, components: Mapping[str, object]) -> None:
@@ -132,9 +161,12 @@ def wire(demo: gr.Blocks, components: Mapping[str, object]) -> None:
                 event.then(serve(follow, for_page=True), _inputs(follow, c), _components(follow.page_outputs(), c),
                            api_visibility="private", **follow_options)  # fmt: skip
             events[endpoint.name] = event
-    # the page's plumbing, no handler: Compare's Stop cancels the comparison; the share box gets the whole address
+    # the page's plumbing, no handler: Compare's Stop cancels the comparison; the share box gets the whole address;
+    # the presenter view and the settings' fold
     c["compare_stop"].click(None, None, None, cancels=[events["compare"]], api_visibility="private")
     c["permalink"].change(None, [c["permalink"]], [c["permalink_url"]], js=PERMALINK_JS, api_visibility="private")
+    c["present"].change(None, [c["present"]], None, js=PRESENT_JS, api_visibility="private")
+    demo.load(None, None, [c["present"]], js=LOAD_JS, api_visibility="private")
 
 
 def _inputs(endpoint: Endpoint, c: Mapping[str, object], fixed: Mapping[str, object] = {}) -> list:  # noqa: B006

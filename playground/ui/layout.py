@@ -52,8 +52,11 @@ function render() {
   if (hint) { hint.remove(); }
   tokens.insertAdjacentHTML('beforeend', value.slice(m[0].length));
 }
-watch('value', render);
+// the text scrolls within a bounded height: the newest tokens stay in view
+function follow() { const t = host.querySelector('.dp-tokens'); if (t) { t.scrollTop = t.scrollHeight; } }
+watch('value', () => { render(); follow(); });
 render();
+follow();
 let pop = document.getElementById('dp-popover');
 if (!pop) {
   pop = document.createElement('div');
@@ -130,12 +133,64 @@ _PAGE_CSS = """
              background: rgba(245, 158, 11, .08); }
 #dp-title h1 { margin-bottom: 0; }
 .dp-end { font-size: 14px; padding: 6px 10px; border-left: 3px solid #6366f1; background: rgba(99, 102, 241, .08); }
-/* a phone: the views (Step controls first) come right after the prompt, the settings after them */
-@media (max-width: 760px) {
+/* the explanations under the controls, legible from a seat (14 px, not the theme's 12) */
+.gradio-container { --block-info-text-size: 14px; }
+.gradio-container .info-text, #dp-teaching-defaults { font-size: 14px; }
+#dp-text .dp-legend, #dp-text .dp-legend-note { font-size: 14px !important; }  /* views' inline 12 px */
+#dp-present { align-self: center; }
+/* below 1000 px (a tablet, a phone, a projector at 150 %): one column, the views (Step controls first) right
+   after the prompt, then the settings, folded (endpoints.LOAD_JS) */
+@media (max-width: 999px) {
+  #dp-columns { flex-direction: column; }
+  #dp-columns > * { width: 100%; min-width: 0 !important; }
   #dp-main { order: -1; }
+}
+@media (max-width: 760px) {
   #dp-step-bar { flex-wrap: wrap; gap: 6px; }
   #dp-step-bar > * { flex: 1 1 28% !important; min-width: 96px !important; }
 }
+/* The presenter view (endpoints.PRESENT_JS puts dp-present on <body>): the Step tab's bar, text and chart fill
+   the screen, nothing else; the step bar and the text on the left, the chart on the right, each scrolling within
+   its own box (the text keeps its newest tokens in view), large enough to read from the back of a room. */
+/* (never inside an @media block: Gradio scopes those rules under .gradio-container, where <body> is not) */
+body.dp-present { overflow: hidden; }
+body.dp-present #dp-title, body.dp-present #dp-prompt, body.dp-present #dp-examples, body.dp-present #dp-settings,
+body.dp-present #dp-views > .tab-wrapper, body.dp-present footer,
+body.dp-present #dp-step-tab > .column > :not(#dp-step-bar, #dp-end-row, #dp-stage) { display: none !important; }
+body.dp-present #dp-step-tab > .column {
+  position: fixed; inset: 8px 12px; z-index: 50; background: var(--body-background-fill, #fff);
+  display: grid !important; gap: 8px 20px; grid-template-columns: minmax(0, 1fr) minmax(0, 1.2fr);
+  grid-template-rows: auto auto minmax(0, 1fr); grid-template-areas: "bar chart" "end chart" "text chart";
+}
+body.dp-present #dp-stage { display: contents; }
+body.dp-present #dp-step-bar { grid-area: bar; flex-wrap: wrap; gap: 6px; }
+body.dp-present #dp-step-bar > * { flex: 1 1 auto !important; min-width: 0 !important; }
+body.dp-present #dp-step-bar > button { padding: 6px 10px; font-size: 15px; }
+body.dp-present #dp-step-bar > #dp-n { flex: 0 0 70px !important; }
+body.dp-present #dp-step-bar > #dp-present { flex: 0 0 auto !important; padding: 6px 8px; }
+body.dp-present #dp-end-row { grid-area: end; }
+body.dp-present #dp-end-row:not(:has(> :not(.hidden, [style*="display: none"]))) { display: none; }
+body.dp-present #dp-stage-text { grid-area: text; overflow-y: auto; }
+body.dp-present #dp-stage-text, body.dp-present #dp-text, body.dp-present #dp-text > .html-container,
+body.dp-present #dp-text .prose, body.dp-present .dp-text-host, body.dp-present .dp-text {
+  display: flex; flex-direction: column; flex: 1 1 auto; min-height: 0; }
+body.dp-present #dp-status { flex: none; }
+body.dp-present .dp-text .dp-tokens { flex: 1 1 auto; max-height: none !important; font-size: 22px !important; }
+body.dp-present .dp-text > :not(.dp-tokens) { flex: none; }
+body.dp-present .dp-status { font-size: 16px; }
+body.dp-present #dp-dist { grid-area: chart; min-height: 0; overflow-y: auto; }
+body.dp-present .dp-text .dp-tokens { min-height: 4.5em; }
+body.dp-present .dp-legend-note { display: none; }  /* the how-to for a student's own screen */
+/* a presenter view on a narrow screen: the bar, the text and the chart one above the other (the checked toggle
+   says so here, as a body class cannot inside @media) */
+@media (max-width: 699px) {
+  #dp-step-tab > .column:has(#dp-present input:checked) {
+    grid-template-columns: minmax(0, 1fr); grid-template-rows: auto auto minmax(0, 1fr) minmax(0, 1.4fr);
+    grid-template-areas: "bar" "end" "text" "chart"; }
+}
+body.dp-present .dp-lc { font-size: 17px; }
+body.dp-present .dp-lc-label { font-size: 18px; }
+body.dp-present .dp-lc-head { font-size: 19px; }
 """
 
 _TEACHING_MD = """
@@ -214,13 +269,16 @@ def build_demo(policy: HostingPolicy | None = None) -> gr.Blocks:
                 inputs=[c["prompt"], c["chat"]],
                 example_labels=[str(e.get("title") or e["prompt"][:40]) for e in examples],
                 label="Example prompts",
+                elem_id="dp-examples",
             )
         with gr.Row(equal_height=False, elem_id="dp-columns"):
             with gr.Column(scale=1, min_width=330, elem_id="dp-settings"):
-                _settings_column(c, policy)
+                # a fold: open beside the views on a wide page, folded under them below 1000 px (endpoints.LOAD_JS)
+                with gr.Accordion("Settings", open=True, elem_id="dp-settings-fold"):
+                    _settings_column(c, policy)
             with gr.Column(scale=2, elem_id="dp-main"):
                 with gr.Tabs(elem_id="dp-views"):
-                    with gr.Tab("Step by step", id="step"):
+                    with gr.Tab("Step by step", id="step", elem_id="dp-step-tab"):
                         _step_tab(c)
                     with gr.Tab("Compare", id="compare"):
                         _compare_tab(c, policy)
@@ -326,15 +384,21 @@ def _step_tab(c: dict) -> None:
         c["stop"] = gr.Button("Stop", variant="stop", elem_id="dp-stop")
         c["undo"] = gr.Button("Undo", elem_id="dp-undo")
         c["reset"] = gr.Button("Reset", elem_id="dp-reset")
-    with gr.Row(equal_height=True):
+        # the presenter view (also ?present=1): the settings hidden; the step bar, the text and the chart on one screen
+        c["present"] = gr.Checkbox(False, label="Presenter view", container=False, scale=0, min_width=150,
+                                   elem_id="dp-present")  # fmt: skip
+    with gr.Row(equal_height=True, elem_id="dp-end-row"):
         c["end_note"] = gr.HTML("", visible=False, elem_id="dp-end")
         c["carry_on"] = gr.Button(f"Carry on (+{CARRY_ON_TOKENS} tokens)", visible=False, scale=0, min_width=200,
                                   elem_id="dp-carry-on")  # fmt: skip
-    c["text"] = gr.HTML(views.colored_text_html(DEFAULT_PROMPT, []), elem_id="dp-text", js_on_load=TOKEN_JS,
-                        html_template='<div class="dp-text-host"></div>')  # the script draws the value
-    c["status"] = gr.HTML(status_html(PlaygroundState()), elem_id="dp-status")
-    # drawn by the browser from the step's data, its legend worded for the strategy; a click on a row forces it
-    c["distribution"] = live_chart(elem_id="dp-dist")
+    # the stage: the text above the chart, side by side in the presenter view
+    with gr.Column(elem_id="dp-stage"):
+        with gr.Column(elem_id="dp-stage-text"):
+            c["text"] = gr.HTML(views.colored_text_html(DEFAULT_PROMPT, []), elem_id="dp-text", js_on_load=TOKEN_JS,
+                                html_template='<div class="dp-text-host"></div>')  # the script draws the value
+            c["status"] = gr.HTML(status_html(PlaygroundState()), elem_id="dp-status")
+        # drawn by the browser from the step's data, its legend worded for the strategy; a click on a row forces it
+        c["distribution"] = live_chart(elem_id="dp-dist")
     with gr.Row(equal_height=True):
         c["log_scale"] = gr.Checkbox(False, label="Log scale", elem_id="dp-log", scale=0, min_width=140,
                                      info="Spreads out the small probabilities.")  # fmt: skip

@@ -3,7 +3,8 @@ into the page's query string, read back, and replayed.
 
 `permalink_query(state)` writes "?run=<base64url(zlib(json))>"; `decode_permalink(value)` reads the recipe back
 (ValueError, one sentence, if it cannot); `replay(recipe)` runs it again token for token (opening a link,
-rebuilding a parked run, recovering a run the server lost).
+rebuilding a parked run, recovering a run the server lost). "?present=1" beside it (`PRESENT_PARAM`) opens the
+page in its presenter view, which the page reads itself.
 
 A link records each step's chosen token beside the recipe ("t"; "f" for a token the person forced). A step's
 logits can differ in their last bits from one machine to another, or when a forward was shared with other
@@ -27,6 +28,9 @@ from .controls import DEFAULT_MODEL, Controls
 from .state import PlaygroundState, prepare
 
 PERMALINK_PARAM = "run"
+# "?present=1" (beside or without a run) opens the page in its presenter view: read by the page itself
+# (endpoints.LOAD_JS), kept in the address bar while the view is on, left out of the link a person shares.
+PRESENT_PARAM = "present"
 # A link is read only up to these sizes, packed and unpacked: past them it is refused before any work (a
 # 544 KB link used to unpack to 400 MB). A hosted playground's longest prompt makes a link far below both.
 MAX_PERMALINK_CHARS = 100_000
