@@ -165,15 +165,15 @@ def _spellings(steps: list[StepRecord]) -> list[Spelling]:
 
 
 def _joined_html(group: Spelling, spans: str) -> str:
-    """Tokens whose bytes make whole characters together: the characters over the tokens (ruby), so the text
-    reads as text and each token stays its own coloured, clickable span. `data-group` is the first step's, for
+    """Tokens whose bytes make whole characters together: the characters over the tokens (ruby, never split
+    across lines), so the text reads as text and each token stays its own coloured, clickable span. `data-group` is the first step's, for
     the page's script that replaces tokens from a step on."""
     chars = token_label_text(group.text)
     title = f"{chars}: steps {group.start}–{group.end - 1} together"
     return (
         f'<ruby class="dp-char" data-group="{group.start}" title="{html.escape(title, quote=True)}" '
-        f'style="ruby-position:over">{spans}<rt style="font-size:1em;line-height:1.1;color:#111827">'
-        f"{html.escape(chars)}</rt></ruby>"
+        f'style="ruby-position:over;white-space:nowrap">{spans}<rt style="font-size:1em;line-height:1.2;'
+        f'color:#111827">{html.escape(chars)}</rt></ruby><wbr>'  # whole on one line; a line may break after it
     )
 
 
@@ -310,7 +310,7 @@ def _num(x: float | None, fmt: str) -> str:
 
 def _trace_tokens_html(trace: Trace) -> str:
     spans = []
-    raws = trace.token_bytes or [None] * len(trace.token_strings)
+    raws = trace.token_bytes if len(trace.token_bytes) == len(trace.token_strings) else [None] * len(trace.token_strings)
     for group in spell(list(zip(trace.token_strings, raws))):
         tokens = []
         for i in range(group.start, group.end):
@@ -548,7 +548,8 @@ CHART_COLORS = {
 }
 LOG_FLOOR = 1e-4  # the log scale's left edge
 # What the visible stand-ins of token_label mean, for a chart's legend
-STAND_INS = (("␣", "a space"), ("↵", "a new line"), ("⇥", "a tab"), ("∅", "an empty token"))
+STAND_INS = (("␣", "a space"), ("↵", "a new line"), ("⇥", "a tab"), ("∅", "an empty token"),
+             ("⟨E5⟩", "bytes (hex) of a character split across tokens"))  # fmt: skip
 
 
 def short_label(text: str, max_chars: int = LABEL_CHARS) -> str:
@@ -703,7 +704,7 @@ def distribution_chart_data(record: StepRecord, top_n: int = 15, log_scale: bool
     head, entropy = distribution_title(record, pending)
     forceable = not cfg.is_beam  # beam search and beam sampling keep beams: no step of theirs can be forced
     used = {ch for r in rows for ch in r["label"]}
-    stand_ins = [{"mark": m, "means": means} for m, means in STAND_INS if m in ("␣", "↵") or m in used]
+    stand_ins = [{"mark": m, "means": means} for m, means in STAND_INS if m in ("␣", "↵") or m[0] in used]
     return _json_safe({
         "step": record.step,
         "pending": bool(pending),

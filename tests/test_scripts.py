@@ -77,6 +77,7 @@ def test_every_view_of_a_split_character_shows_bytes_and_the_whole_text(tiny_eng
     assert bytes.fromhex(data["token_bytes"].iloc[0]) == steps[0].token_bytes
     # the popover says what the token is part of; the chart and the candidates tell tokens apart
     assert "make 我" in views.step_alternatives(steps[1], spelled=tokens.spell([(r.token, r.token_bytes) for r in steps])[0])["head"]
+    assert "⟨E5⟩" in {s["mark"] for s in views.distribution_chart_data(steps[1])["stand_ins"]}  # the chart says what ⟨⟩ is
     for r in steps:
         labels = [row["label"] for row in views.distribution_chart_data(r, top_n=10)["rows"]]
         assert len(set(labels)) == len(labels) and not any("\ufffd" in label for label in labels)
