@@ -166,8 +166,8 @@ def _spellings(steps: list[StepRecord]) -> list[Spelling]:
 
 def _joined_html(group: Spelling, spans: str) -> str:
     """Tokens whose bytes make whole characters together: the characters over the tokens (ruby, never split
-    across lines), so the text reads as text and each token stays its own coloured, clickable span. `data-group` is the first step's, for
-    the page's script that replaces tokens from a step on."""
+    across lines), so the text reads as text and each token stays its own coloured, clickable span.
+    `data-group` is the first step's, for the page's script that replaces tokens from a step on."""
     chars = token_label_text(group.text)
     title = f"{chars}: steps {group.start}–{group.end - 1} together"
     return (
@@ -310,14 +310,16 @@ def _num(x: float | None, fmt: str) -> str:
 
 def _trace_tokens_html(trace: Trace) -> str:
     spans = []
-    raws = trace.token_bytes if len(trace.token_bytes) == len(trace.token_strings) else [None] * len(trace.token_strings)
+    n = len(trace.token_strings)
+    raws = trace.token_bytes if len(trace.token_bytes) == n else [None] * n  # a trace that recorded no bytes
     for group in spell(list(zip(trace.token_strings, raws))):
         tokens = []
         for i in range(group.start, group.end):
             token, logprob = trace.token_strings[i], trace.token_logprobs[i]
             p = math.exp(logprob) if math.isfinite(logprob) else 0.0
             title = f"token {i}: {token_label(token)} — {_pct(p)} under the model"
-            if trace.strategy not in ("beam", "beam-sample") and i < len(trace.steps) and trace.steps[i].token_id == trace.token_ids[i]:
+            stepped = i < len(trace.steps) and trace.steps[i].token_id == trace.token_ids[i]
+            if trace.strategy not in ("beam", "beam-sample") and stepped:
                 title += f", {_pct(trace.steps[i].prob)} after the knobs"
             tokens.append(_token_span(token, p, title, step=i))
         spans.append(_joined_html(group, "".join(tokens)) if group.joined else "".join(tokens))

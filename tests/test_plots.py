@@ -602,7 +602,8 @@ def test_figures_draw_cjk_and_emoji_without_a_missing_glyph(session, beam_trace,
     character. Every figure with Chinese and emoji tokens (titles, token labels, beam labels, both saved formats)
     now draws with no such warning."""
     _fonts_or_skip()
-    steps = [dataclasses.replace(r, token=WHOLE_CHARACTERS[i % 8], top=_in_script(r.top)) for i, r in enumerate(session.steps)]
+    steps = [dataclasses.replace(r, token=WHOLE_CHARACTERS[i % 8], top=_in_script(r.top))
+             for i, r in enumerate(session.steps)]  # fmt: skip
     ex = session.explore(1, temperatures=(0.5, 1.0, 2.0), top_n=8)
     ex = dataclasses.replace(ex, candidates=_in_script(ex.candidates))
     beams = dataclasses.replace(beam_trace, steps=[dataclasses.replace(r, token="我", beams=_in_script(r.beams))

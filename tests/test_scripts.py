@@ -46,6 +46,25 @@ def test_the_tiny_tokenizer_splits_characters_into_bytes(tiny_engine):
     assert b"".join(raw for _, raw in parts).decode("utf-8") == TEXT
 
 
+def test_sentencepiece_byte_fallback_tokens_show_their_bytes():
+    """Llama 2, Gemma and Mistral spell a character they lack as byte tokens <0xE5> <0x96> <0x9C>: each shows
+    its byte, and together they make the character."""
+    from tokenizers import Tokenizer, decoders, models, normalizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"<unk>": 0, "<s>": 1, "</s>": 2, **{f"<0x{b:02X}>": 3 + b for b in range(256)}, "▁": 259, "a": 260,
+             "▁a": 261, "我": 262}  # fmt: skip
+    backend = Tokenizer(models.BPE(vocab=vocab, merges=[("▁", "a")], byte_fallback=True, unk_token="<unk>"))
+    backend.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
+    backend.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(),
+                                         decoders.Strip(" ", 1, 0)])  # fmt: skip
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>", eos_token="</s>")
+    ids = tokenizer.encode("a 我喜", add_special_tokens=False)
+    parts = [tokens.token_text(tokenizer, i) for i in ids]
+    assert parts[-4:] == [("我", None), ("⟨E5⟩", b"\xe5"), ("⟨96⟩", b"\x96"), ("⟨9C⟩", b"\x9c")]
+    assert tokens.spell(parts)[-1].text == "喜" and tokens.spell(parts)[-1].joined
+
+
 def test_bytes_text_shows_whole_characters_and_hex_for_the_rest():
     assert tokens.bytes_text(" 我".encode()) == " 我"
     assert tokens.bytes_text(b" \xe5\x96") == " ⟨E5 96⟩"
@@ -76,8 +95,10 @@ def test_every_view_of_a_split_character_shows_bytes_and_the_whole_text(tiny_eng
     assert data["input"].iloc[len(ids)] == "Say it: " + TEXT
     assert bytes.fromhex(data["token_bytes"].iloc[0]) == steps[0].token_bytes
     # the popover says what the token is part of; the chart and the candidates tell tokens apart
-    assert "make 我" in views.step_alternatives(steps[1], spelled=tokens.spell([(r.token, r.token_bytes) for r in steps])[0])["head"]
-    assert "⟨E5⟩" in {s["mark"] for s in views.distribution_chart_data(steps[1])["stand_ins"]}  # the chart says what ⟨⟩ is
+    first = tokens.spell([(r.token, r.token_bytes) for r in steps])[0]
+    assert "make 我" in views.step_alternatives(steps[1], spelled=first)["head"]
+    stand_ins = views.distribution_chart_data(steps[1])["stand_ins"]
+    assert "⟨E5⟩" in {s["mark"] for s in stand_ins}  # the chart's legend says what ⟨⟩ is
     for r in steps:
         labels = [row["label"] for row in views.distribution_chart_data(r, top_n=10)["rows"]]
         assert len(set(labels)) == len(labels) and not any("\ufffd" in label for label in labels)
