@@ -40,7 +40,7 @@ from functools import lru_cache
 
 import torch
 
-from . import batching, gpu, processors
+from . import batching, gpu, processors, tokens
 from .batching import ForwardBatcher, SharingSettings, SharingStats
 from .config import GENERATE_FALLBACKS, MODEL_SETTINGS, DecodingConfig, describe_settings, model_defaults
 from .records import Candidate, Exploration, KnobView, StepRecord, TemperatureView, Trace
@@ -58,13 +58,14 @@ class ModelMemoryError(RuntimeError):
 
 
 class TokenizerVocab:
-    """Token display strings, decoding and stop strings, for the lanes; a thin, cached view of a tokenizer."""
+    """Token display strings (and the raw bytes of a token that is part of a character: `tokens.token_text`),
+    decoding and stop strings, for the lanes; a thin, cached view of a tokenizer."""
 
     def __init__(self, tokenizer, eos_ids: tuple[int, ...], engine_key: str | None = None):
         self.tokenizer = tokenizer
         self.eos_ids = eos_ids
         self.engine_key = engine_key
-        self.token_str = lru_cache(maxsize=65536)(self._token_str)
+        self.token_text = lru_cache(maxsize=65536)(self._token_text)
         self._stop_criteria = lru_cache(maxsize=16)(self._make_stop_criteria)
 
     def __reduce__(self):
@@ -73,8 +74,16 @@ class TokenizerVocab:
             raise TypeError("A vocabulary without an engine cannot be pickled.")
         return _vocab_by_key, (self.engine_key,)
 
-    def _token_str(self, token_id: int) -> str:
-        return self.tokenizer.decode([token_id], skip_special_tokens=False)
+    def _token_text(self, token_id: int) -> tuple[str, bytes | None]:
+        return tokens.token_text(self.tokenizer, token_id)
+
+    def token_str(self, token_id: int) -> str:
+        """What a token shows: its text, or its bytes as ⟨E5 96⟩ where it is part of a character."""
+        return self.token_text(token_id)[0]
+
+    def token_bytes(self, token_id: int) -> bytes | None:
+        """A token's raw bytes where it is part of a character (its text alone would be U+FFFD); else None."""
+        return self.token_text(token_id)[1]
 
     def decode(self, token_ids: list[int]) -> str:
         return self.tokenizer.decode(token_ids, skip_special_tokens=True)
@@ -657,6 +666,7 @@ def _trace(engine: Engine, lane, prompt_ids: list[int], elapsed: float, notices:
         token_ids=token_ids,
         text=engine.decode(token_ids),
         token_strings=[engine.vocab.token_str(t) for t in token_ids],
+        token_bytes=[engine.vocab.token_bytes(t) for t in token_ids],
         token_logprobs=logprobs,
         steps=list(lane.steps),
         finish_reason=lane.finish_reason or "stopped",

@@ -19,10 +19,11 @@ Gradio, tensors or models.
 from __future__ import annotations
 
 import math
+import unicodedata
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from matplotlib import rc_context
+from matplotlib import font_manager, rc_context
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.collections import LineCollection, PatchCollection
@@ -93,8 +94,23 @@ DPI = 100
 WIDTH = 8.0  # inches: 800 px, the width of the page's main column on a 1440 px screen (shown 1:1)
 FONT = 13  # points: every text at least 12 pt
 SMALL = 12
-TOKEN_FONT = "DejaVu Sans Mono"  # monospace tokens; it has ␣ ↵ ⇥ ∅ … (one family: a fallback list is slower)
-CHAR_IN = FONT * 0.602 / 72  # inches per character of TOKEN_FONT at FONT points
+# Fonts: DejaVu first (it has ␣ ↵ ⇥ ∅ ⟨ ⟩ …), then, for what it lacks, a CJK font and a monochrome emoji font
+# (matplotlib cannot draw colour-bitmap emoji). scripts/setup.sh and packages.txt (a Space) install them from
+# Debian: fonts-noto-cjk, fonts-symbola. Only the installed ones are listed: a missing family costs a warning.
+CJK_FONTS = ("Noto Sans CJK SC", "Noto Sans CJK JP", "WenQuanYi Zen Hei", "Droid Sans Fallback")
+CJK_MONO_FONTS = ("Noto Sans Mono CJK SC", "Noto Sans Mono CJK JP", *CJK_FONTS)
+EMOJI_FONTS = ("Noto Emoji", "Symbola")
+
+
+def _installed(*choices: tuple[str, ...]) -> list[str]:
+    """The first installed family of each tuple of `choices`."""
+    have = {f.name for f in font_manager.fontManager.ttflist}
+    return [found for names in choices if (found := next((n for n in names if n in have), None))]
+
+
+TEXT_FONTS = ["DejaVu Sans", *_installed(CJK_FONTS, EMOJI_FONTS)]  # titles and notes that may hold tokens
+TOKEN_FONT = ["DejaVu Sans Mono", *_installed(CJK_MONO_FONTS, EMOJI_FONTS)]  # monospace tokens, with fallbacks
+CHAR_IN = FONT * 0.602 / 72  # inches per character (a wide CJK character or emoji: two) at FONT points
 LINE_IN = SMALL * 1.45 / 72  # inches per line of SMALL text
 TITLE_IN = 2 * FONT * 1.35 / 72 + 0.2  # a two-line title
 AXIS_IN = 0.62  # tick labels and an axis label below the plot
@@ -119,7 +135,12 @@ def _place(fig: Figure, left: float, right: float, top: float, bottom: float, **
 
 def _label_room(labels: list[str]) -> float:
     """Inches the token labels need left of the axis."""
-    return CHAR_IN * max((len(x) for x in labels), default=1) + 0.25
+    return CHAR_IN * max((text_width(x) for x in labels), default=1) + 0.25
+
+
+def text_width(text: str) -> int:
+    """Columns `text` takes in a monospace font: a wide character (CJK, most emoji) takes two."""
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
 
 
 def _style(ax, grid_axis: str = "x") -> None:
@@ -156,8 +177,9 @@ def _empty(title: str, note: str, height: float = 2.4) -> Figure:
     fig = _figure(height)
     ax = fig.subplots()
     ax.set_axis_off()
-    ax.set_title(title, fontsize=FONT + 1, loc="left", parse_math=False)
-    ax.text(0.5, 0.5, note, ha="center", va="center", fontsize=FONT, color="#6b7280", wrap=True, parse_math=False)
+    ax.set_title(title, fontsize=FONT + 1, loc="left", parse_math=False, family=TEXT_FONTS)
+    ax.text(0.5, 0.5, note, ha="center", va="center", fontsize=FONT, color="#6b7280", wrap=True, parse_math=False,
+            family=TEXT_FONTS)  # fmt: skip
     return fig
 
 
@@ -293,7 +315,7 @@ def distribution_figure(record: StepRecord, max_tokens: int = 15, log_scale: boo
     ax.set_ylim(n - 0.5, -0.5 - (0.6 if d.cumulative is not None else 0))  # top row first
 
     head, entropy = distribution_title(record, pending)
-    ax.set_title(f"{head}\n{entropy}", fontsize=FONT, loc="left", parse_math=False)
+    ax.set_title(f"{head}\n{entropy}", fontsize=FONT, loc="left", parse_math=False, family=TEXT_FONTS)
     if legend:
         _legend(fig, handles, ncols)
     return fig
@@ -347,7 +369,7 @@ def _bar_note(ax, text: str, tip: float, y: float, color: str, gid: str) -> None
     frac = (math.log(tip / lo) / math.log(hi / lo)) if ax.get_xscale() == "log" else (tip - lo) / (hi - lo)
     inside = frac > 0.72
     ax.annotate(text, (tip, y), xytext=(-6 if inside else 6, 0), textcoords="offset points", va="center",
-                ha="right" if inside else "left", fontsize=SMALL, fontweight="bold", gid=gid,
+                ha="right" if inside else "left", fontsize=SMALL, fontweight="bold", gid=gid, family=TEXT_FONTS,
                 color="white" if inside else color)  # fmt: skip
 
 
@@ -608,7 +630,7 @@ def _label_box(at: tuple[float, float], text: str, side: str, gap_pt: float) -> 
     """The label's box (x0, y0, x1, y1) in inches, white pad included, drawn `gap_pt` points from its node `at`
     (inches)."""
     x, y = at
-    w = len(text) * SMALL * 0.602 / 72  # monospace: every character 0.602 em wide
+    w = text_width(text) * SMALL * 0.602 / 72  # monospace: every character 0.602 em wide (a wide one twice)
     h = SMALL * 1.17 / 72  # ascent + descent
     pad = _LABEL_PAD * SMALL / 72
     gap = gap_pt / 72

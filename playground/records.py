@@ -92,6 +92,13 @@ class StepRecord:
     beams: list[BeamCandidate] | None = None  # beam steps only
     # a replayed link's step where this machine chose another token than the link recorded (the link's is kept)
     recomputed: int | None = None
+    # the token's raw bytes when it is only part of a character (`token` then shows them: "⟨E5 96⟩"); else None
+    token_bytes: bytes | None = None
+
+    @property
+    def raw_bytes(self) -> bytes:
+        """The token's bytes: what the text is made of, across tokens that split a character."""
+        return self.token_bytes if self.token_bytes is not None else self.token.encode("utf-8")
 
     def to_dict(self) -> dict:
         d = {
@@ -112,6 +119,8 @@ class StepRecord:
             d["beams"] = [b.to_dict() for b in self.beams]
         if self.recomputed is not None:
             d["recomputed_token_id"] = self.recomputed
+        if self.token_bytes is not None:
+            d["token_bytes"] = self.token_bytes.hex(" ").upper()
         return d
 
 
@@ -126,13 +135,15 @@ class Trace:
     prompt_token_ids: list[int]
     token_ids: list[int]  # generated only (for beams: the best finished hypothesis)
     text: str  # generated text, special tokens skipped
-    token_strings: list[str]  # one display string per generated token
+    token_strings: list[str]  # one display string per generated token ("⟨E5 96⟩" for part of a character)
     token_logprobs: list[float]  # raw model log-probability of each generated token
     steps: list[StepRecord]
     finish_reason: str  # "eos", "length", "stop_string", "context", "stopped"
     elapsed_s: float = 0.0
     beam_score: float | None = None  # generate()'s sequences_scores for beams: normalised, penalised
     notices: list[str] = field(default_factory=list)
+    # per generated token, its raw bytes when it is only part of a character, else None (empty: none recorded)
+    token_bytes: list[bytes | None] = field(default_factory=list)
 
     @property
     def sequence_logprob(self) -> float:
@@ -158,6 +169,8 @@ class Trace:
             "token_ids": list(self.token_ids),
             "text": self.text,
             "tokens": list(self.token_strings),
+            **({"token_bytes": [None if b is None else b.hex(" ").upper() for b in self.token_bytes]}
+               if any(b is not None for b in self.token_bytes) else {}),
             "token_logprobs": [_num(x) for x in self.token_logprobs],
             "sequence_logprob": _num(self.sequence_logprob),
             "perplexity": _num(self.perplexity),

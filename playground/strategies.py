@@ -38,7 +38,9 @@ class DecodingError(RuntimeError):
 class Vocab(Protocol):
     eos_ids: tuple[int, ...]
 
-    def token_str(self, token_id: int) -> str: ...
+    def token_str(self, token_id: int) -> str: ...  # its text, or its bytes as ⟨E5 96⟩ (tokens.token_text)
+
+    def token_bytes(self, token_id: int) -> bytes | None: ...  # raw bytes of a token that is part of a character
 
     def decode(self, token_ids: list[int]) -> str: ...
 
@@ -274,6 +276,7 @@ class SingleLane:
             step=step,
             token_id=token_id,
             token=self.vocab.token_str(token_id),
+            token_bytes=self.vocab.token_bytes(token_id),
             forced=forced is not None,
             config=config,
             top=top,
@@ -542,6 +545,7 @@ class BeamLane:
             step=step,
             token_id=token_id,
             token=self.vocab.token_str(token_id),
+            token_bytes=self.vocab.token_bytes(token_id),
             forced=False,
             config=config,
             top=top,

@@ -31,6 +31,7 @@ from dataclasses import dataclass, replace
 import pandas as pd
 
 from .records import Candidate, StepRecord, Trace
+from .tokens import Spelling, bytes_text, spell
 
 __all__ = [
     "token_label",
@@ -132,41 +133,88 @@ def _token_span(
     )
 
 
-def step_alternatives(record: StepRecord, n_alternatives: int = 5) -> dict:
-    """What a token's popover shows: a heading (the step, the token, forced or not), the entropy, and the top
-    alternatives by the model's probability as rows [token, model %, after-knobs %, which knob cut it, chosen]."""
+def step_alternatives(record: StepRecord, n_alternatives: int = 5, spelled: Spelling | None = None) -> dict:
+    """What a token's popover shows: a heading (the step, the token, forced or not; for a token that is part of a
+    character, the character its group of tokens makes, `spelled`), the entropy, and the top alternatives by the
+    model's probability as rows [token, model %, after-knobs %, which knob cut it, chosen]."""
     rows = [
         [token_label(c.token), _pct(c.raw_prob), _pct(c.prob), (c.cut_by or "").replace("_", "-"),
          c.token_id == record.token_id]
         for c in sorted(record.top, key=lambda c: c.rank)[:n_alternatives]
     ]  # fmt: skip
+    head = f"step {record.step}: {token_label(record.token)}" + (" (forced)" if record.forced else "")
+    if record.token_bytes is not None:
+        head += " · " + _part_of(spelled)
     return {
-        "head": f"step {record.step}: {token_label(record.token)}" + (" (forced)" if record.forced else ""),
+        "head": head,
         "sub": f"{_pct(record.prob)} after the knobs, {_pct(record.raw_prob)} by the model · "
                f"entropy {record.entropy_raw:.2f} → {record.entropy:.2f} nats",
         "rows": rows,
     }  # fmt: skip
 
 
-def token_spans_html(steps: list[StepRecord], selected_step: int | None = None) -> str:
-    """Each generated token of `steps` as its coloured span (what the coloured text shows after the prompt)."""
-    return "".join(
-        _token_span(r.token, r.prob, step_alternatives(r), step=r.step, forced=r.forced,
-                    selected=selected_step is not None and r.step == selected_step)  # fmt: skip
-        for r in steps
+def _part_of(spelled: Spelling | None) -> str:
+    """What a token that is part of a character says of it: which character, with which steps."""
+    if spelled is None or not spelled.joined:
+        return "part of a character (its bytes shown in hex)"
+    return f"steps {spelled.start}–{spelled.end - 1} make {token_label(spelled.text)}"
+
+
+def _spellings(steps: list[StepRecord]) -> list[Spelling]:
+    """The steps' tokens grouped where their bytes make whole characters together (`tokens.spell`), by step."""
+    return [replace(g, start=steps[g.start].step, end=steps[g.end - 1].step + 1) if steps else g
+            for g in spell([(r.token, r.token_bytes) for r in steps])]  # fmt: skip
+
+
+def _joined_html(group: Spelling, spans: str) -> str:
+    """Tokens whose bytes make whole characters together: the characters over the tokens (ruby, never split
+    across lines), so the text reads as text and each token stays its own coloured, clickable span.
+    `data-group` is the first step's, for the page's script that replaces tokens from a step on."""
+    chars = token_label_text(group.text)
+    title = f"{chars}: steps {group.start}–{group.end - 1} together"
+    return (
+        f'<ruby class="dp-char" data-group="{group.start}" title="{html.escape(title, quote=True)}" '
+        f'style="ruby-position:over;white-space:nowrap">{spans}<rt style="font-size:1em;line-height:1.2;'
+        f'color:#111827">{html.escape(chars)}</rt></ruby><wbr>'  # whole on one line; a line may break after it
     )
+
+
+def token_spans_html(steps: list[StepRecord], selected_step: int | None = None, start: int | None = None) -> str:
+    """Each generated token of `steps` as its coloured span (what the coloured text shows after the prompt); tokens
+    that are parts of characters and together make whole ones wrapped with those characters (`_joined_html`).
+    `start` (a step): only the tokens from the group holding that step on."""
+    by_step = {r.step: r for r in steps}
+    out = []
+    for group in _spellings(steps):
+        if start is not None and group.end <= start:
+            continue
+        spans = "".join(
+            _token_span(r.token, r.prob, step_alternatives(r, spelled=group), step=r.step, forced=r.forced,
+                        selected=selected_step is not None and r.step == selected_step)  # fmt: skip
+            for r in (by_step[s] for s in range(group.start, group.end))
+        )
+        out.append(_joined_html(group, spans) if group.joined else spans)
+    return "".join(out)
 
 
 # A streamed run's part of the coloured text: the page drops its tokens from step K on and puts these instead.
 TEXT_FROM_MARK = "<!--dp-from:{}-->"
 
 
+def text_from_step(steps: list[StepRecord], from_step: int) -> int:
+    """Where an update of the coloured text from `from_step` on must start: the first step of the group of tokens
+    that holds `from_step` (a character whose bytes began before it is redrawn whole)."""
+    return next((g.start for g in _spellings(steps) if g.start <= from_step < g.end), from_step)
+
+
 def colored_text_increment(steps: list[StepRecord], from_step: int, selected_step: int | None = None) -> str:
-    """The coloured text's tokens from step `from_step` on, marked (TEXT_FROM_MARK): what a streamed run sends
-    instead of the whole text, which the page has up to there. Each one holds every token from `from_step`, so
-    it stands alone (an update the page merged with the next loses nothing), and, unselected, each is the one
-    before it with the new tokens appended, which Gradio's stream sends as just those."""
-    return TEXT_FROM_MARK.format(from_step) + token_spans_html(steps[from_step:], selected_step)
+    """The coloured text's tokens from step `from_step` on (from the start of the character that step is part of,
+    `text_from_step`), marked (TEXT_FROM_MARK): what a streamed run sends instead of the whole text, which the
+    page has up to there. Each one holds every token from there, so it stands alone (an update the page merged
+    with the next loses nothing), and, unselected, each is the one before it with the new tokens appended (but
+    where tokens complete a character), which Gradio's stream sends as just those."""
+    start = text_from_step(steps, from_step)
+    return TEXT_FROM_MARK.format(start) + token_spans_html(steps, selected_step, start=start)
 
 
 def colored_text_html(prompt_text: str, steps: list[StepRecord], selected_step: int | None = None) -> str:
@@ -222,24 +270,27 @@ def step_table(prompt_text: str, steps: list[StepRecord], n_choices: int = 5) ->
 
 def step_table_data(prompt_text: str, steps: list[StepRecord], n_choices: int = 5) -> pd.DataFrame:
     """The step table as data (what the CSV holds): per step the whole input so far and every token as real
-    text, the chosen token's id, its model and after-knobs probabilities as numbers in [0, 1], whether it was
-    forced, then the top `n_choices` candidates by the model's probability and their probabilities (None
-    where the run recorded fewer)."""
+    text (a token that is part of a character as its bytes, "⟨E5 96⟩"; the input joins the bytes, so a character
+    split across tokens reads whole), the chosen token's id and its bytes in hex ("E5 96"), its model and
+    after-knobs probabilities as numbers in [0, 1], whether it was forced, then the top `n_choices` candidates by
+    the model's probability and their probabilities (None where the run recorded fewer)."""
     if isinstance(n_choices, bool) or not isinstance(n_choices, int) or n_choices < 1:
         raise ValueError(f"n_choices must be an integer >= 1, got {n_choices!r}.")
     choice_cols = [c for i in range(n_choices) for c in (f"choice_{i + 1}", f"choice_{i + 1}_prob")]
-    columns = ["step", "input", "token", "token_id", "model_prob", "after_knobs_prob", "forced", *choice_cols]
+    columns = ["step", "input", "token", "token_id", "token_bytes", "model_prob", "after_knobs_prob", "forced",
+               *choice_cols]  # fmt: skip
     rows = []
-    text = prompt_text or ""
+    generated = b""  # the tokens' bytes so far: a character split across tokens reads whole once complete
     for r in steps:
-        row = {"step": r.step, "input": text, "token": r.token, "token_id": r.token_id, "model_prob": r.raw_prob,
+        row = {"step": r.step, "input": (prompt_text or "") + bytes_text(generated), "token": r.token,
+               "token_id": r.token_id, "token_bytes": r.raw_bytes.hex(" ").upper(), "model_prob": r.raw_prob,
                "after_knobs_prob": r.prob, "forced": bool(r.forced)}  # fmt: skip
         ranked = sorted(r.top, key=lambda c: c.rank)
         for i in range(n_choices):
             row[f"choice_{i + 1}"] = ranked[i].token if i < len(ranked) else None
             row[f"choice_{i + 1}_prob"] = ranked[i].raw_prob if i < len(ranked) else None
         rows.append(row)
-        text += r.token
+        generated += r.raw_bytes
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -266,12 +317,19 @@ def _num(x: float | None, fmt: str) -> str:
 
 def _trace_tokens_html(trace: Trace) -> str:
     spans = []
-    for i, (token, logprob) in enumerate(zip(trace.token_strings, trace.token_logprobs)):
-        p = math.exp(logprob) if math.isfinite(logprob) else 0.0
-        title = f"token {i}: {token_label(token)} — {_pct(p)} under the model"
-        if trace.strategy not in ("beam", "beam-sample") and i < len(trace.steps) and trace.steps[i].token_id == trace.token_ids[i]:
-            title += f", {_pct(trace.steps[i].prob)} after the knobs"
-        spans.append(_token_span(token, p, title, step=i))
+    n = len(trace.token_strings)
+    raws = trace.token_bytes if len(trace.token_bytes) == n else [None] * n  # a trace that recorded no bytes
+    for group in spell(list(zip(trace.token_strings, raws))):
+        tokens = []
+        for i in range(group.start, group.end):
+            token, logprob = trace.token_strings[i], trace.token_logprobs[i]
+            p = math.exp(logprob) if math.isfinite(logprob) else 0.0
+            title = f"token {i}: {token_label(token)} — {_pct(p)} under the model"
+            stepped = i < len(trace.steps) and trace.steps[i].token_id == trace.token_ids[i]
+            if trace.strategy not in ("beam", "beam-sample") and stepped:
+                title += f", {_pct(trace.steps[i].prob)} after the knobs"
+            tokens.append(_token_span(token, p, title, step=i))
+        spans.append(_joined_html(group, "".join(tokens)) if group.joined else "".join(tokens))
     if not spans:
         spans.append('<span class="dp-hint" style="opacity:.6">(no tokens)</span>')
     return "".join(spans)
@@ -499,7 +557,8 @@ CHART_COLORS = {
 }
 LOG_FLOOR = 1e-4  # the log scale's left edge
 # What the visible stand-ins of token_label mean, for a chart's legend
-STAND_INS = (("␣", "a space"), ("↵", "a new line"), ("⇥", "a tab"), ("∅", "an empty token"))
+STAND_INS = (("␣", "a space"), ("↵", "a new line"), ("⇥", "a tab"), ("∅", "an empty token"),
+             ("⟨E5⟩", "bytes (hex) of a character split across tokens"))  # fmt: skip
 
 
 def short_label(text: str, max_chars: int = LABEL_CHARS) -> str:
@@ -654,7 +713,7 @@ def distribution_chart_data(record: StepRecord, top_n: int = 15, log_scale: bool
     head, entropy = distribution_title(record, pending)
     forceable = not cfg.is_beam  # beam search and beam sampling keep beams: no step of theirs can be forced
     used = {ch for r in rows for ch in r["label"]}
-    stand_ins = [{"mark": m, "means": means} for m, means in STAND_INS if m in ("␣", "↵") or m in used]
+    stand_ins = [{"mark": m, "means": means} for m, means in STAND_INS if m in ("␣", "↵") or m[0] in used]
     return _json_safe({
         "step": record.step,
         "pending": bool(pending),

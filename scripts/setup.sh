@@ -21,6 +21,19 @@ if [ ! -f "$stamp" ] || [ requirements.txt -nt "$stamp" ] || [ requirements-dev.
   fi
   touch "$stamp"
 fi
+# Fonts the figures need for Chinese, Japanese, Korean and emoji tokens (plots.py's fallback list; the same
+# Debian packages as packages.txt, which a Hugging Face Space installs): without them they draw empty boxes.
+fonts="fonts-noto-cjk fonts-symbola"
+if ! dpkg -s $fonts >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing Debian's $fonts for the figures' CJK and emoji text"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $fonts) >/dev/null
+    # matplotlib lists fonts once and keeps the list: make it look again
+    .venv/bin/python -c "import glob, os, matplotlib; [os.remove(f) for f in glob.glob(os.path.join(matplotlib.get_cachedir(), 'fontlist-*.json'))]"
+  else
+    echo "setup: $fonts not installed; figures will draw CJK and emoji as boxes (install them as root to fix)"
+  fi
+fi
 if [ "${1:-}" = --dev ] && ! command -v chromium >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "setup: installing Debian's chromium for the browser test"

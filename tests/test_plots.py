@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import os
 import subprocess
 import sys
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -229,9 +231,10 @@ def test_every_stand_in_for_whitespace_has_a_glyph_in_the_token_font():
     from fontTools.ttLib import TTFont
     from matplotlib import font_manager
 
-    glyphs = TTFont(font_manager.findfont(plots.TOKEN_FONT)).getBestCmap()
-    for ch in "".join(views._VISIBLE.values()) + "∅…":
-        assert ord(ch) in glyphs, f"{ch!r} has no glyph in {plots.TOKEN_FONT}"
+    first = plots.TOKEN_FONT[0]  # the family every label starts in; the fallbacks are for CJK and emoji
+    glyphs = TTFont(font_manager.findfont(first)).getBestCmap()
+    for ch in "".join(views._VISIBLE.values()) + "∅…⟨⟩":
+        assert ord(ch) in glyphs, f"{ch!r} has no glyph in {first}"
 
 
 def test_figures_need_no_pyplot_and_render_the_same_from_many_threads(session):
@@ -445,7 +448,7 @@ def test_beam_tree_never_cuts_a_label(beam_runs, num_beams):
     boxes = [t.get_window_extent(renderer) for t in labels]
     for t, box in zip(labels, boxes):
         assert plot.x0 <= box.x0 and box.x1 <= plot.x1 and plot.y0 <= box.y0 and box.y1 <= plot.y1, t.get_text()
-        assert t.get_fontsize() >= 12 and t.get_fontfamily() == [plots.TOKEN_FONT]
+        assert t.get_fontsize() >= 12 and t.get_fontfamily() == plots.TOKEN_FONT
     for i, a in enumerate(boxes):
         for b in boxes[i + 1 :]:
             assert not a.overlaps(b), "two labels overlap"
@@ -569,3 +572,50 @@ def test_a_steps_chart_saves_for_slides(session, tmp_path, suffix):
             assert f">{label.replace('&', '&amp;').replace('<', '&lt;')}<" in text
     with pytest.raises(ValueError, match="png or .svg"):
         plots.save_distribution(record, tmp_path / "step.jpg")
+
+
+# -- every script: CJK and emoji labels draw with real glyphs --------------------------------------------------
+
+WHOLE_CHARACTERS = ["我", "喜欢", "🍎", "吃", "😀", "，", "可以", "🙂"]  # tokens of a vocabulary with CJK merges (Qwen's)
+
+
+def _fonts_or_skip():
+    """The CJK and emoji fonts scripts/setup.sh and packages.txt install; without them the test skips, unless
+    PLAYGROUND_REQUIRE_BROWSER=1 (CI), where a missing font fails it."""
+    missing = [kind for kind, names in (("CJK", plots.CJK_FONTS), ("emoji", plots.EMOJI_FONTS))
+               if not plots._installed(names)]  # fmt: skip
+    if missing:
+        message = f"no {' or '.join(missing)} font installed (scripts/setup.sh --dev installs them)"
+        if os.environ.get("PLAYGROUND_REQUIRE_BROWSER") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+def _in_script(items, field="token"):
+    """`items` (candidates or beam candidates) with their tokens as whole CJK characters and emoji."""
+    return [dataclasses.replace(c, **{field: WHOLE_CHARACTERS[i % len(WHOLE_CHARACTERS)] + "·" * (i // 8)})
+            for i, c in enumerate(items)]  # fmt: skip
+
+
+def test_figures_draw_cjk_and_emoji_without_a_missing_glyph(session, beam_trace, tmp_path):
+    """Issue 20: the figures drew CJK as empty boxes, with a "Glyph ... missing from font(s)" warning for each
+    character. Every figure with Chinese and emoji tokens (titles, token labels, beam labels, both saved formats)
+    now draws with no such warning."""
+    _fonts_or_skip()
+    steps = [dataclasses.replace(r, token=WHOLE_CHARACTERS[i % 8], top=_in_script(r.top))
+             for i, r in enumerate(session.steps)]  # fmt: skip
+    ex = session.explore(1, temperatures=(0.5, 1.0, 2.0), top_n=8)
+    ex = dataclasses.replace(ex, candidates=_in_script(ex.candidates))
+    beams = dataclasses.replace(beam_trace, steps=[dataclasses.replace(r, token="我", beams=_in_script(r.beams))
+                                                   for r in beam_trace.steps])  # fmt: skip
+    figures = [plots.distribution_figure(steps[1]), plots.trajectory_figure(steps), plots.temperature_figure(ex),
+               plots.knobs_figure(ex), plots.beam_tree_figure(beams)]  # fmt: skip
+    assert any("我" in t for fig in figures for t in texts(fig)) and any("🍎" in t for t in texts(figures[0]))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for fig in figures:
+            FigureCanvasAgg(fig).draw()
+        for suffix in ("png", "svg"):
+            plots.save_distribution(steps[1], tmp_path / f"step.{suffix}")
+    missing = [str(w.message) for w in caught if "missing from font" in str(w.message)]
+    assert not missing, missing[:3]

@@ -13,6 +13,7 @@ import pytest
 
 from playground import views
 from playground.config import DecodingConfig
+from playground.tokens import bytes_text
 from playground.views import (
     INPUT_WIDTH,
     colored_text_html,
@@ -152,8 +153,9 @@ def test_step_table_matches_the_steps(sampled):
     assert list(df.columns) == ["Step", "Input", "Chosen", "Model", "After knobs",
                                 "Choice 1", "Choice 2", "Choice 3", "Choice 4"]  # fmt: skip
     assert len(df) == len(steps) and any(r.forced for r in steps)
-    text = prompt
+    generated = b""  # the input joins the tokens' bytes: a character split across tokens reads whole
     for (_, row), r in zip(df.iterrows(), steps):
+        text = prompt + bytes_text(generated)
         assert row["Step"] == r.step
         visible = "".join(" " if ch == " " else token_label(ch) for ch in text)
         assert row["Input"] == (visible if len(visible) <= INPUT_WIDTH else "…" + visible[-(INPUT_WIDTH - 1) :])
@@ -163,7 +165,7 @@ def test_step_table_matches_the_steps(sampled):
             assert row[f"Choice {i + 1}"] == f"{token_label(ranked[i].token)} ({100 * ranked[i].raw_prob:.2f}%)"
         assert row["Chosen"] == token_label(r.token) + (" ✎ forced" if r.forced else "")
         assert row["Model"] == f"{100 * r.raw_prob:.2f}%" and row["After knobs"] == f"{100 * r.prob:.2f}%"
-        text += r.token
+        generated += r.raw_bytes
     assert df["Input"].iloc[0] == "…" + prompt.replace("\n", "↵")[-(INPUT_WIDTH - 1) :]  # cut from the left
 
 
@@ -174,14 +176,15 @@ def test_step_table_csv_holds_numbers_whole_inputs_and_real_tokens(sampled):
     data = step_table_data(prompt, sampled.steps, n_choices=3)
     back = pd.read_csv(io.StringIO(step_table_csv(data)), keep_default_na=False)
     assert len(back) == len(sampled.steps)
-    text = prompt
+    generated = b""
     for (_, row), r in zip(back.iterrows(), sampled.steps):
-        assert row["input"] == text and row["token"] == r.token and row["token_id"] == r.token_id
+        assert row["input"] == prompt + bytes_text(generated) and row["token"] == r.token
+        assert row["token_id"] == r.token_id and bytes.fromhex(row["token_bytes"]) == r.raw_bytes
         assert row["model_prob"] == pytest.approx(r.raw_prob) and row["after_knobs_prob"] == pytest.approx(r.prob)
         assert bool(row["forced"]) == r.forced
         best = min(r.top, key=lambda c: c.rank)
         assert row["choice_1"] == best.token and row["choice_1_prob"] == pytest.approx(best.raw_prob)
-        text += r.token
+        generated += r.raw_bytes
     assert back["model_prob"].dtype.kind == "f" and back["token_id"].dtype.kind == "i"
     assert any(" " in t or "\n" in t for t in back["token"])  # real whitespace survived the round trip
 

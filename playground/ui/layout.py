@@ -47,7 +47,10 @@ function render() {
   const tokens = host.querySelector('.dp-tokens');
   if (!m || !tokens) { host.innerHTML = value; return; }
   const from = Number(m[1]);
-  for (const t of [...tokens.querySelectorAll('[data-step]')]) { if (Number(t.dataset.step) >= from) t.remove(); }
+  // a token, or a character made of several (data-group: its first step), from K on
+  for (const t of [...tokens.querySelectorAll('[data-group],[data-step]')]) {
+    if (Number(t.dataset.group ?? t.dataset.step) >= from) t.remove();
+  }
   const hint = tokens.querySelector('.dp-hint');
   if (hint) { hint.remove(); }
   tokens.insertAdjacentHTML('beforeend', value.slice(m[0].length));

@@ -132,7 +132,7 @@ def replay(doc: dict) -> tuple[PlaygroundState, Controls]:
 def recomputed_notice(records: list, engine) -> str:
     """One line: where this machine chose otherwise than the link (whose tokens were kept)."""
     first = records[0]
-    label = lambda t: repr(engine.tokenizer.decode([t], skip_special_tokens=False))  # noqa: E731
+    label = lambda t: repr(engine.vocab.token_str(t))  # noqa: E731
     where = f"step {first.step}" + (f" (and {len(records) - 1} more)" if len(records) > 1 else "")
     return (f"Replayed the link's own tokens: at {where} this machine would have chosen {label(first.recomputed)} "
             f"instead of {label(first.token_id)} (numbers can differ in their last bits between machines).")
