@@ -35,9 +35,9 @@ const title = el('div', 'dp-lc-title');
 const head = el('div', 'dp-lc-head');
 const sub = el('div', 'dp-lc-sub');
 title.append(head, sub);
-const plot = el('div', 'dp-lc-plot');
-plot.setAttribute('aria-hidden', 'true');  // the table below is what a screen reader reads
+const plot = el('div', 'dp-lc-plot');  // its rows are buttons named by their numbers (aria-label)
 const axis = el('div', 'dp-lc-axis');
+axis.setAttribute('aria-hidden', 'true');  // the ticks: the table below is what a screen reader reads
 const rowsBox = el('div', 'dp-lc-rows');
 const grid = el('div', 'dp-lc-grid');
 rowsBox.appendChild(grid);

@@ -3,6 +3,7 @@
 Everything here is a pure function of `records` objects (StepRecord, Trace) and plain strings:
 
     token_label        a token with its whitespace made visible ("␣the", "↵"): the one label every view uses
+    prob_color         a probability's colour (a colour-blind-safe amber-cream-blue scale)
     colored_text_html  the prompt and each generated token coloured by its probability, with tooltips
     step_table         the notebook's step table: one row per step, the chosen token, the top choices (display)
     step_table_data    the same rows as data: whole input, real tokens, numeric probabilities (the CSV)
@@ -36,6 +37,7 @@ from .tokens import Spelling, bytes_text, spell
 __all__ = [
     "token_label",
     "prob_color",
+    "token_accessible_name",
     "colored_text_html",
     "step_table",
     "step_table_csv",
@@ -81,13 +83,35 @@ def token_label(token: str) -> str:
     return "".join(out)
 
 
+# The probability palette: amber (unlikely) through cream to blue (likely), light enough for dark text (8:1 and
+# more). Blue against amber stays apart for the red-green colour-blind (deuteranopia, protanopia), where the old
+# red-amber-green turned amber and green into one colour; tests/test_views.py checks it with Machado's simulation.
+PROB_STOPS = ((0.0, (0xF5, 0x9E, 0x0B)), (0.5, (0xFE, 0xF3, 0xC7)), (1.0, (0x93, 0xC5, 0xFD)))
+# Colour is never the only cue: a token less likely than this has a dotted underline (the legend says so).
+UNLIKELY_BELOW = 0.10
+_UNLIKELY_STYLE = "border-bottom:2px dotted currentColor"  # a token's colour is dark; the legend's, the page's
+
+
 def prob_color(p: float) -> str:
-    """Background colour for a probability in [0, 1]: red (unlikely) through amber to green (likely), light
-    enough for dark text. Non-finite values are grey."""
+    """Background colour for a probability in [0, 1] as #rrggbb: PROB_STOPS' amber (unlikely) through cream to
+    blue (likely), light enough for dark text. Non-finite values are grey."""
     if p is None or not math.isfinite(p):
-        return "hsl(0, 0%, 85%)"
+        return "#d9d9d9"
     p = min(max(p, 0.0), 1.0)
-    return f"hsl({round(130 * p)}, 75%, {round(84 - 6 * p)}%)"
+    (p0, c0), (p1, c1) = next((a, b) for a, b in zip(PROB_STOPS, PROB_STOPS[1:]) if p <= b[0])
+    t = (p - p0) / (p1 - p0)
+    return "#" + "".join(f"{round(a + t * (b - a)):02x}" for a, b in zip(c0, c1))
+
+
+def token_accessible_name(token: str, p: float, forced: bool = False) -> str:
+    """What a screen reader says for a token of the coloured text: the token as shown, in quotes, and how likely
+    it was ("“ time”, 42% likely"), and whether you forced it."""
+    shown = "".join(ch if ch == " " else token_label(ch) for ch in token) if token else "∅"
+    if p is None or not math.isfinite(p):
+        likely = "probability unknown"
+    else:
+        likely = (f"{100 * p:.0f}%" if p >= 0.01 else f"{100 * p:.1g}%") + " likely"
+    return f"“{shown}”, {likely}" + (", forced by you" if forced else "")
 
 
 def _pct(p: float, digits: int = 2) -> str:
@@ -97,10 +121,12 @@ def _pct(p: float, digits: int = 2) -> str:
 def _legend_html(what: str) -> str:
     stops = ", ".join(prob_color(p / 10) for p in range(11))
     return (
-        '<div class="dp-legend" style="display:flex;align-items:center;gap:6px;font-size:12px;margin-top:6px">'
-        f"<span>{html.escape(what)}:</span><span>0%</span>"
+        '<div class="dp-legend" style="display:flex;flex-wrap:wrap;align-items:center;gap:6px;font-size:12px;'
+        f'margin-top:6px"><span>{html.escape(what)}:</span><span>0%</span>'
         f'<span class="dp-legend-bar" style="display:inline-block;width:140px;height:10px;border-radius:3px;'
-        f'background:linear-gradient(to right, {stops})"></span><span>100%</span></div>'
+        f'background:linear-gradient(to right, {stops})"></span><span>100%</span>'
+        f'<span class="dp-legend-unlikely"><span style="{_UNLIKELY_STYLE}">dotted underline</span> = under '
+        f"{100 * UNLIKELY_BELOW:.0f}% likely</span></div>"
     )
 
 
@@ -112,6 +138,9 @@ def _token_span(
     along as JSON in `data-alts` (escaped), for the popover a click, a tap or Enter opens (layout.py)."""
     classes = ["dp-tok"]
     style = [f"background:{prob_color(p)}", "color:#111827", "border-radius:3px", "cursor:pointer"]
+    if p is not None and math.isfinite(p) and p < UNLIKELY_BELOW:
+        classes.append("dp-unlikely")
+        style.append(_UNLIKELY_STYLE)
     if forced:
         classes.append("dp-forced")
         style.append("text-decoration:underline dashed #7c3aed")
@@ -129,6 +158,7 @@ def _token_span(
     alts = html.escape(json.dumps(alternatives, ensure_ascii=False, separators=(",", ":")), quote=True)
     return (
         f'<span class="{" ".join(classes)}"{data} tabindex="0" role="button" style="{";".join(style)}" '
+        f'aria-label="{html.escape(token_accessible_name(token, p, forced), quote=True)}" '
         f'data-alts="{alts}">{body}</span>'
     )
 
@@ -229,7 +259,7 @@ def colored_text_html(prompt_text: str, steps: list[StepRecord], selected_step: 
         '<div class="dp-text">'
         '<div class="dp-tokens" style="white-space:pre-wrap;word-break:break-word;line-height:1.8;'
         'font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:14px">'
-        f'<span class="dp-prompt" style="opacity:.55">{prompt}</span>{"".join(spans)}</div>'
+        f'<span class="dp-prompt" style="opacity:.75">{prompt}</span>{"".join(spans)}</div>'
         f"{_legend_html('probability of the chosen token after the knobs')}"
         '<div class="dp-legend-note" style="font-size:12px;opacity:.7">click or tap a token for its alternatives '
         "and to inspect its step; dashed underline = forced by you</div></div>"

@@ -118,6 +118,8 @@ def test_colored_text_has_one_span_per_step_with_its_alternatives(sampled):
     assert [int(a["data-step"]) for a in spans] == [r.step for r in steps]
     for a, r in zip(spans, steps):
         assert prob_color(r.prob) in a["style"]  # coloured by the probability after the knobs
+        assert a["aria-label"] == views.token_accessible_name(r.token, r.prob, r.forced)  # and says it in words
+        assert ("dp-unlikely" in a["class"]) == (r.prob < views.UNLIKELY_BELOW)  # a cue beside the colour
         best = min(r.top, key=lambda c: c.rank)
         alts = json.loads(a["data-alts"])  # the popover's content
         assert alts["rows"][0][:3] == [token_label(best.token), f"{100 * best.raw_prob:.2f}%", f"{100 * best.prob:.2f}%"]
@@ -210,6 +212,7 @@ def test_compare_html_has_a_card_per_strategy(comparison):
     for trace in comparison.values():
         for lp in trace.token_logprobs:  # coloured by each token's raw model probability, beams included
             assert prob_color(math.exp(lp)) in spans[i]["style"]
+            assert spans[i]["aria-label"].endswith(f"{100 * math.exp(lp):.0f}% likely") or math.exp(lp) < 0.01
             i += 1
         assert f"{trace.perplexity:.2f}" in out
         assert f"{trace.sequence_logprob:.2f}" in out
@@ -389,3 +392,9 @@ def test_chart_legend_html_names_every_entry_escaped():
                                      ("cumulative", "#7b4fb8", "line")])  # fmt: skip
     assert html_.count('class="dp-key"') == 3 and "&lt;b&gt;cut&lt;/b&gt;" in html_ and "<b>cut" not in html_
     assert "border-top:3px solid #7b4fb8" in html_ and "background:#5b8fd0" in html_
+
+
+def test_a_tokens_accessible_name_says_how_likely_it_was():
+    assert views.token_accessible_name(" time", 0.42) == "“ time”, 42% likely"
+    assert views.token_accessible_name("\n", 0.0031, forced=True) == "“↵”, 0.3% likely, forced by you"
+    assert views.token_accessible_name("", float("nan")) == "“∅”, probability unknown"

@@ -19,7 +19,7 @@ from .. import plots, views
 from ..config import MAX_BEAMS, generate_fallbacks
 from ..hosting import HostingPolicy
 from ..loading import EMBEDDED_NAME
-from . import endpoints, sessions, shared
+from . import accessibility, endpoints, sessions, shared
 from .controls import DEFAULT_MODEL, DEFAULT_PROMPT, DEFAULTS, SAMPLING_ONLY
 from .live_chart import live_chart
 from .outputs import N_TABLE_CHOICES, PLOT_FORMAT, status_html
@@ -63,7 +63,8 @@ follow();
 let pop = document.getElementById('dp-popover');
 if (!pop) {
   pop = document.createElement('div');
-  pop.id = 'dp-popover'; pop.setAttribute('role', 'dialog'); pop.hidden = true;
+  pop.id = 'dp-popover'; pop.setAttribute('role', 'dialog'); pop.setAttribute('aria-label', 'Alternatives');
+  pop.hidden = true;
   pop.style.cssText = 'position:absolute;z-index:1000;max-width:min(420px,92vw);background:#fff;color:#111827;' +
     'border:1px solid #94a3b8;border-radius:8px;box-shadow:0 6px 24px rgba(0,0,0,.18);padding:10px 12px;' +
     'font:15px/1.45 ui-monospace,SFMono-Regular,Menlo,monospace';
@@ -121,7 +122,7 @@ def launch_options() -> dict:
     """Keyword arguments for `demo.launch` that style the page (Gradio 6 takes css/theme at launch)."""
     css_path = ASSETS / "style.css"
     css = css_path.read_text(encoding="utf-8") if css_path.is_file() else ""
-    return {"css": css + _PAGE_CSS, "theme": gr.themes.Soft(primary_hue="indigo", neutral_hue="slate")}
+    return {"css": css + _PAGE_CSS + accessibility.FOCUS_CSS, "theme": accessibility.page_theme()}
 
 
 _PAGE_CSS = """
@@ -263,6 +264,7 @@ def build_demo(policy: HostingPolicy | None = None) -> gr.Blocks:
         # the prompt spans the page, so that on a phone it is followed by the Step controls, not by every setting
         c["prompt"] = gr.Textbox(DEFAULTS.prompt, label="Prompt", lines=2, max_lines=12, elem_id="dp-prompt",
                                  info="The text the model continues (or, in chat mode, your message).")  # fmt: skip
+        gr.HTML(accessibility.SKIP_LINK_HTML, elem_id="dp-skip", js_on_load=accessibility.SKIP_JS)
         c["chat"] = gr.Checkbox(DEFAULTS.chat, label="Use the chat template", render=False,
                                 info="Wrap the prompt as a user message, the way chat models were trained.")  # fmt: skip
         examples = load_examples()
