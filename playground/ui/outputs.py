@@ -63,7 +63,7 @@ def api_result(state: PlaygroundState) -> dict:
         "done": s.done,
         "finish_reason": s.finish_reason if s.done else None,
         "last_step": last_d,
-        "notices": list(state.notices),
+        "notices": state.shown_notices(),
         "permalink": permalink_query(state),
     }
 
@@ -85,7 +85,7 @@ def status_html(state: PlaygroundState) -> str:
         )
     if s.done:
         parts.append(f"finished: <b>{e(FINISH.get(s.finish_reason, s.finish_reason or ''))}</b>")
-    notes = "".join(f'<div class="dp-notice">{e(msg)}</div>' for msg in state.notices)
+    notes = "".join(f'<div class="dp-notice">{e(msg)}</div>' for msg in state.shown_notices())
     return f'<div class="dp-status">{" · ".join(parts)}</div>{notes}'
 
 
