@@ -136,8 +136,8 @@ def _preview(run, controls: Controls) -> dict:
         run.session, run.preview = gpu.preview(run.session, config)
     if run is not before:  # a new run: every view follows (the table and trajectory are cleared)
         return step_outputs(run, controls.top_n)
-    out = step_outputs(run, controls.top_n, full=False)  # the run did not move: text, inspector and link stay
-    return {k: v for k, v in out.items() if k not in ("text", "inspect", "permalink")}
+    out = step_outputs(run, controls.top_n, full=False)  # the run did not move: text and link stay (the inspector
+    return {k: v for k, v in out.items() if k not in ("text", "permalink")}  # moves on to the pending step)
 
 
 def on_prepare(run) -> dict:
@@ -244,8 +244,11 @@ def on_token_click(run, top_n, evt: gr.EventData) -> dict:
 
 def _inspected(run, step, top_n) -> dict:
     run = as_run(run)
-    if run.steps:
-        run.selected = min(max(as_int("Step", step), 0), len(run.steps) - 1)
+    at = as_int("Step", step)
+    if run.preview is not None and at >= len(run.steps):  # the step after the last: the pending step's preview
+        run.selected = None
+    elif run.steps:
+        run.selected = min(max(at, 0), len(run.steps) - 1)
     return step_outputs(run, top_n, full=False)
 
 
