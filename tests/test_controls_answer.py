@@ -210,3 +210,49 @@ def test_a_notice_replaces_the_one_before(app_url, page_factory):
     notes = page.locator("#dp-status .dp-notice").all_inner_texts()
     assert len(notes) == 1 and "Undid the force" in notes[0], notes
     page.close()
+
+
+# -- the same, through the endpoints as the page and an API client call them (no browser) ---------------------
+
+
+def _controls(ui, **changes) -> dict:
+    from conftest import ui_controls
+
+    return dict(zip(ui.CONTROL_NAMES, ui_controls(ui, **{"strategy": "greedy", "max_new_tokens": 40, **changes})))
+
+
+def test_a_stop_pressed_on_the_page_s_run_after_a_reset_ends_the_new_run_s_step_n(tiny_ui):
+    """The page holds the run Reset gave it; Step ×N starts a new run from it (a new object): Stop, sent with
+    the page's run, used to set a flag the new run never read."""
+    ui = tiny_ui
+    first = ui.api.step(None, **_controls(ui), n_steps=2)[-1]
+    blank = ui.api.reset(first)[-1]
+    stream = ui.api.step_n(blank, **_controls(ui), n_steps=30)
+    update = next(stream)
+    assert update[-1] is not blank and update[0]["n_steps"] == 1  # a new run, streamed from its first token
+    ui.page_api.stop(blank)  # what the page sends: the run it holds
+    rest = list(stream)
+    final = rest[-1]
+    assert final[0]["n_steps"] < 30 and not final[0]["done"], final[0]["n_steps"]
+    assert any("Stopped after" in n for n in final[0]["notices"])
+    assert ui.api.step(final[-1], **_controls(ui))[0]["n_steps"] == final[0]["n_steps"] + 1  # the flag is cleared
+
+
+def test_step_n_streams_every_token_and_ends_where_step_n_would(tiny_ui):
+    """/step_n streams (one update per token, as /run); its last update is /step's answer for the same N."""
+    ui = tiny_ui
+    updates = list(ui.api.step_n(None, **_controls(ui), n_steps=5))
+    assert [u[0]["n_steps"] for u in updates[:-1]] == [1, 2, 3, 4, 5]
+    assert updates[-1][0]["token_ids"] == ui.api.step(None, **_controls(ui), n_steps=5)[0]["token_ids"]
+
+
+def test_a_notice_replaces_the_one_before_in_the_result_too(tiny_ui):
+    ui = tiny_ui
+    state = ui.api.step(None, **_controls(ui), n_steps=4)[-1]
+    other = next(c.token_id for c in state.session.steps[1].top if c.token_id != state.session.steps[1].token_id)
+    forced = ui.api.force(state, **_controls(ui), inspect_step=1, token_id=other)
+    assert [n for n in forced[0]["notices"] if "Replaced step 1" in n]
+    undone = ui.api.undo(forced[-1], 10)
+    assert [n for n in undone[0]["notices"] if "Replaced" in n or "Undid" in n] == [
+        "Undid the force: step 1 and the 2 tokens after it are back."]
+    assert not [n for n in ui.api.step(undone[-1], **_controls(ui))[0]["notices"] if "Undid" in n]
