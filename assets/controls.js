@@ -9,7 +9,8 @@
 //    stroke and refuses one out of the slider's range on the server (a red "Error" toast, an error badge on the
 //    outputs, a traceback in the log); an unfinished value ("-", "") went out as nothing. Now a value out of
 //    range, or not a number yet, is not sent while it is typed; when the box is left (or Enter is pressed) it
-//    is brought into range, with one line under the control saying so (it replaces the one before), and sent.
+//    is brought into range, with one line under the control saying so (it replaces the one before, and goes
+//    when a button is next pressed), and sent.
 () => {
   const PROMPT = '#dp-prompt textarea';
   let typed = false; // a real key press announced the prompt's next edit
@@ -68,5 +69,7 @@
     box.dispatchEvent(new Event('input', { bubbles: true })); // now in range: sent as a typed value is
   }
   document.addEventListener('keydown', (e) => { if (e.key === 'Enter') { commit(e.target); } }, true);
+  // the person moves on (Step, Run, a tab ...): the line has been read
+  document.addEventListener('click', (e) => { if (e.isTrusted && e.target.closest?.('button')) { note(null, ''); } }, true);
   document.addEventListener('blur', (e) => commit(e.target), true);
 }

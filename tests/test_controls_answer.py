@@ -256,3 +256,16 @@ def test_a_notice_replaces_the_one_before_in_the_result_too(tiny_ui):
     assert [n for n in undone[0]["notices"] if "Replaced" in n or "Undid" in n] == [
         "Undid the force: step 1 and the 2 tokens after it are back."]
     assert not [n for n in ui.api.step(undone[-1], **_controls(ui))[0]["notices"] if "Undid" in n]
+
+
+def test_a_stop_pressed_while_step_n_waits_its_turn_stops_it_and_an_old_one_does_not(tiny_ui):
+    """Step ×N clicked, then Stop at once, while the request waited its turn: the Stop was cleared when the run
+    started. A press made just before is now kept for it; one from long before is forgotten."""
+    ui = tiny_ui
+    blank = ui.api.reset(None)[-1]
+    ui.page_api.stop(blank)
+    updates = list(ui.api.step_n(blank, **_controls(ui), n_steps=20))
+    assert updates[-1][0]["n_steps"] == 1 and any("Stopped after 1 token" in n for n in updates[-1][0]["notices"])
+    ui.page_api.stop(updates[-1][-1])
+    updates[-1][-1].stop.pressed_at -= 60  # a minute ago
+    assert list(ui.api.step_n(updates[-1][-1], **_controls(ui), n_steps=5))[-1][0]["n_steps"] == 6

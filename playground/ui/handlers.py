@@ -94,7 +94,7 @@ def _streamed(run: PlaygroundState, config, top_n: int, limit: int | None = None
     call's new tokens, the chart a few times a second, the table and trajectory at the end. The first call
     always runs (a finished run raises its one-sentence message, or extends); Stop is heard between calls."""
     run.changed()
-    run.stop.pressed = False
+    run.stop.start()
     drawn = 0.0  # when the distribution chart was last sent
     base, shown = len(run.steps), None  # the page's text is sent whole once, then from the run's first step on
     for run.session, _ in gpu.run(run.session, config, stop=lambda: run.stop.pressed, limit=limit):
@@ -113,7 +113,7 @@ def _streamed(run: PlaygroundState, config, top_n: int, limit: int | None = None
 def on_stop(run) -> dict:
     """Ask a running Run or Step ×N to end after its current step (it then sends its last update as usual)."""
     if isinstance(run, PlaygroundState):
-        run.stop.pressed = True
+        run.stop.press()
     return {}
 
 

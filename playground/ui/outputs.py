@@ -75,9 +75,9 @@ def status_html(state: PlaygroundState) -> str:
     e = html.escape
     n = len(s.steps)
     cfg = s.config
-    parts = [f"<b>{n}</b> / {cfg.max_new_tokens} tokens", f"model <code>{e(s.engine.name)}</code>",
-             f"strategy <b>{e(cfg.strategy)}</b>"]  # fmt: skip
     r, pending = shown_record(state)  # the step the chart and the inspector show: the status names the same
+    parts = [f"<b>{n}</b> / {cfg.max_new_tokens} tokens", f"model <code>{e(s.engine.name)}</code>",
+             f"strategy <b>{e((r.config if r is not None else cfg).strategy)}</b>"]  # the shown step's  # fmt: skip
     if r is not None:
         what = (f"preview of step {r.step} (not taken yet): {'will pick' if r.config.is_greedy else 'would draw'} "
                 if pending else f"step {r.step}: ")  # fmt: skip

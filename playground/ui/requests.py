@@ -39,7 +39,8 @@ EXCLUSIVE, AHEAD, NONBLOCKING, FREE = "exclusive", "ahead", "nonblocking", "free
 # A stream's updates reach the page at most this often (the API gets every one): a small model's tokens came
 # faster than a browser draws them, and a page busy drawing them heard a click on Stop 30 s late. An update held
 # back goes with the next one (its outputs under the next one's: a stream's text is sent from its first streamed
-# step on, so the later text holds the earlier), and the last one is always sent.
+# step on, so the later text holds the earlier); one that sets a run control (the run ended) and the last one
+# are always sent.
 PAGE_STREAM_EVERY_S = 0.05
 RECOVERED = ("The server had lost this page's run (it restarted, or the session expired), so the run was "
              "replayed from its permalink.")  # fmt: skip
@@ -141,13 +142,15 @@ def serve(endpoint: Endpoint, for_page: bool = False, fixed: Mapping[str, object
                     held, sent = None, None  # the page's update held back, and when the last one was sent
                     for result in endpoint.handler(**arguments(entry, values)):
                         sessions.TABLE.keep(entry, result.get("state"))
-                        if for_page and sent is not None and time.perf_counter() - sent < PAGE_STREAM_EVERY_S:
-                            held = {**(held or {}), **result}  # sent with the next one
+                        update = _merged(held, shown(result))
+                        if for_page and sent is not None and time.perf_counter() - sent < PAGE_STREAM_EVERY_S \
+                                and not _sets(update, outputs, page.RUN_CONTROLS):
+                            held = update  # sent with the next one
                             continue
-                        result, held, sent = {**(held or {}), **result}, None, time.perf_counter()
-                        yield shown(result)
+                        held, sent = None, time.perf_counter()
+                        yield update
                     if held is not None:
-                        yield shown(held)
+                        yield held
             except Exception as e:  # noqa: BLE001 - every failure reaches the person as one sentence
                 yield refused(e)
 
@@ -211,6 +214,26 @@ def _signature(endpoint: Endpoint, names: list[str], specials: list[str], takes_
     if takes_progress:
         params.append(inspect.Parameter("progress", kind, default=gr.Progress()))
     return inspect.Signature(params)
+
+
+def _merged(earlier, later):
+    """An update held back (`_ordered`'s values) sent with the next: the next's values, the earlier's where the
+    next leaves one as it is."""
+    if earlier is None:
+        return later
+    if not isinstance(later, tuple):
+        return earlier if _is_skip(later) else later
+    return tuple(a if _is_skip(b) else b for a, b in zip(earlier, later))
+
+
+def _sets(update, outputs: tuple[str, ...], names: tuple[str, ...]) -> bool:
+    """Whether the update (`_ordered`'s values for `outputs`) sets any of the outputs `names`."""
+    values = update if isinstance(update, tuple) else (update,)
+    return any(n in names and not _is_skip(v) for n, v in zip(outputs, values))
+
+
+def _is_skip(value) -> bool:
+    return isinstance(value, dict) and value == gr.skip()
 
 
 def _ordered(result: Mapping[str, object], outputs: tuple[str, ...]):

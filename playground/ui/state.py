@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import logging
+import time
 from dataclasses import dataclass, field
 
 import gradio as gr
@@ -22,6 +23,9 @@ from ..records import StepRecord
 from . import shared
 from .controls import DEFAULT_MODEL, Controls
 
+# A Stop pressed this long before a Run or Step ×N starts still stops it (it was clicked, then Stop, while the
+# request waited its turn); an older press is forgotten.
+STOP_KEPT_S = 3.0
 # DecodingConfig's settings the page has no control for (a model's generation_config may set them).
 UNCONTROLLED = ("early_stopping",)
 
@@ -30,9 +34,19 @@ UNCONTROLLED = ("early_stopping",)
 class StopSignal:
     """A browser's Stop button: pressed while a Run or Step ×N goes, heard between its steps. One per browser,
     handed from run to run (a new run, a reset, a run rebuilt or replayed): the page's Stop reaches the run the
-    page holds, which is not the one a request that started a new run is taking steps of."""
+    page holds, which is not the one a request that started a new run is taking steps of. A press made just
+    before a Run or Step ×N starts (it was waiting its turn) is kept for it; an older one is forgotten."""
 
     pressed: bool = False
+    pressed_at: float = 0.0  # time.monotonic() of the last press
+
+    def press(self) -> None:
+        self.pressed, self.pressed_at = True, time.monotonic()
+
+    def start(self) -> None:
+        """A Run or Step ×N starts: a press older than STOP_KEPT_S was meant for an earlier one."""
+        if time.monotonic() - self.pressed_at > STOP_KEPT_S:
+            self.pressed = False
 
 
 @dataclass
