@@ -299,15 +299,16 @@ def explore(session, at: int | None = None, temperatures=(0.5, 1.0, 1.5, 2.0), t
     return session.explore(at, temperatures=tuple(temperatures), top_n=top_n, config=config)
 
 
-def run(session, config=None, chunk: int | None = None, stop: Callable[[], bool] | None = None):
-    """Step to the end of the run, `chunk` tokens per GPU call (default RUN_CHUNK: 8 under ZeroGPU, else 1),
-    yielding (session, [records]) after each call; `stop()` is asked between calls. Not a GPU call itself: each
-    chunk is one `step`. The first chunk always runs (a finished run raises, or carries on)."""
+def run(session, config=None, chunk: int | None = None, stop: Callable[[], bool] | None = None,
+        limit: int | None = None):
+    """Step to the end of the run (or `limit` steps), `chunk` tokens per GPU call (default RUN_CHUNK: 8 under
+    ZeroGPU, else 1), yielding (session, [records]) after each call; `stop()` is asked between calls. Not a GPU
+    call itself: each chunk is one `step`. The first chunk always runs (a finished run raises, or carries on)."""
     chunk = max(int(chunk or RUN_CHUNK), 1)
-    first = True
-    while first or (session.goes_on(config) and not (stop is not None and stop())):
-        first = False
-        session, records = step(session, config, chunk)
+    taken = 0
+    while taken == 0 or ((limit is None or taken < limit) and session.goes_on(config) and not (stop is not None and stop())):
+        session, records = step(session, config, chunk if limit is None else max(1, min(chunk, limit - taken)))
+        taken += max(1, len(records))
         yield session, records
 
 

@@ -45,7 +45,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("step", h.on_step, STEP, inputs=("n_steps",), sources={"n_steps": "one"}, controls=True, recovers=True,
              run_controls=True, then="prepare",
              page=(_on("step", progress_on="text", options={"show_progress": "minimal", "trigger_mode": "always_last"}),)),
-    Endpoint("step_n", h.on_step, STEP, inputs=("n_steps",), sources={"n_steps": "n"}, controls=True, recovers=True,
+    Endpoint("step_n", h.on_step_n, STEP, inputs=("n_steps",), sources={"n_steps": "n"}, controls=True, recovers=True,
              run_controls=True, then="prepare", page=(_on("step_n", **_STEP_LIKE),)),
     Endpoint("run", h.on_run, STEP, controls=True, recovers=True, run_controls=True, then="prepare",
              page=(_on("run", **_STEP_LIKE),)),

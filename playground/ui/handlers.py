@@ -41,13 +41,25 @@ COMPARE_STREAM_STEPS = 4  # Compare sends its cards every this many steps (one G
 
 
 def on_step(run, controls: Controls, n_steps=1) -> dict:
-    """Take `n_steps` steps (stopping early when the run ends, or at Stop) with the current settings."""
+    """Take `n_steps` steps (stopping early when the run ends) with the current settings, in one answer."""
+    run, config = prepare(run, controls)
+    _take_steps(run, config, _steps_asked(n_steps))
+    return step_outputs(run, controls.top_n)
+
+
+def on_step_n(run, controls: Controls, n_steps=5) -> Iterator[dict]:
+    """Take `n_steps` steps with the current settings, yielding the views after every token, as Run does
+    (stopping early when the run ends, or at Stop, after the current step)."""
+    n = _steps_asked(n_steps)
+    run, config = prepare(run, controls)
+    yield from _streamed(run, config, controls.top_n, n)
+
+
+def _steps_asked(n_steps) -> int:
     n = as_int("Steps", n_steps if n_steps not in (None, "") else 1)
     if not 1 <= n <= MAX_STEPS_A_REQUEST:
         raise ValueError(f"Steps must be from 1 to {MAX_STEPS_A_REQUEST}, got {n}.")
-    run, config = prepare(run, controls)
-    _take_steps(run, config, n)
-    return step_outputs(run, controls.top_n)
+    return n
 
 
 def on_carry_on(run, controls: Controls) -> dict:
@@ -62,11 +74,10 @@ def on_carry_on(run, controls: Controls) -> dict:
 
 
 def _take_steps(run: PlaygroundState, config, n: int) -> None:
-    """`n` steps (the first always runs: a finished run says so), fewer when the run ends or Stop is pressed
-    (heard between GPU calls: every step off ZeroGPU, every `gpu.RUN_CHUNK` steps on it)."""
-    run.stop = False
+    """`n` steps (the first always runs: a finished run says so), fewer when the run ends; every `gpu.RUN_CHUNK`
+    steps a GPU call of its own (ZeroGPU's calls stay short)."""
     taken = 0
-    while taken == 0 or (taken < n and not run.session.done and not run.stop):
+    while taken == 0 or (taken < n and not run.session.done):
         run.session, records = gpu.step(run.session, config, 1 if taken == 0 else min(n - taken, gpu.RUN_CHUNK))
         taken += len(records)
     run.changed()
@@ -76,32 +87,38 @@ def on_run(run, controls: Controls) -> Iterator[dict]:
     """Step to the end of the run, yielding the views as it goes (Stop ends it after the current step): every
     token when it streams alone, a few tokens an update when many runs stream at once (`pacing`)."""
     run, config = prepare(run, controls)
+    yield from _streamed(run, config, controls.top_n)
+
+
+def _streamed(run: PlaygroundState, config, top_n: int, limit: int | None = None) -> Iterator[dict]:
+    """Step to the end of the run (or `limit` steps), yielding the views as it goes: the text and status after
+    every GPU call when the run streams alone, every few tokens when many runs stream at once (`pacing`); the
+    chart a few times a second; the inspector, candidates, table and trajectory at the end. The first call
+    always runs (a finished run raises its one-sentence message, or extends); Stop is heard between calls."""
     run.changed()
-    run.stop = False
+    run.stop.start()
     drawn = 0.0  # when the distribution chart was last sent
     base, shown = len(run.steps), None  # the page's text is sent whole once, then from the run's first step on
     with shared.STREAMS.stream() as stream:
-        # the first call always runs (a finished run raises its one-sentence message, or extends); Stop is heard
-        # between calls
-        for run.session, _ in gpu.run(run.session, config, stop=lambda: run.stop):
-            if not stream.due(shared.POLICY.stream_updates_per_s):
+        for run.session, _ in gpu.run(run.session, config, stop=lambda: run.stop.pressed, limit=limit):
+            if not stream.due(shared.POLICY.stream_updates_per_s):  # many runs stream: this token waits
                 continue
-            # the text and status every update; the chart a few times a second; the rest at the end
-            update = step_outputs(run, controls.top_n, full=False, figures=False, text_from=shown)
+            update = step_outputs(run, top_n, full=False, figures=False, text_from=shown)
             if time.perf_counter() - drawn >= STREAM_CHART_EVERY_S:
-                update["distribution"], drawn = distribution_chart(run, controls.top_n), time.perf_counter()
+                update["distribution"], drawn = distribution_chart(run, top_n), time.perf_counter()
             yield update
             shown = base
-    if run.stop and not run.session.done:
+    if run.stop.pressed and not run.session.done and (limit is None or len(run.steps) - base < limit):
         n = len(run.steps)
-        run.notices.append(f"Stopped after {n} token{'s' if n != 1 else ''}: Step or Run carries on from here.")
-    yield {**step_outputs(run, controls.top_n, text_from=shown), ENDS_STREAM: True}  # holds all the page ends with
+        run.say(f"Stopped after {n} token{'s' if n != 1 else ''}: Step or Run carries on from here.")
+    run.stop.pressed = False
+    yield {**step_outputs(run, top_n, text_from=shown), ENDS_STREAM: True}  # holds all the page ends with
 
 
 def on_stop(run) -> dict:
     """Ask a running Run or Step ×N to end after its current step (it then sends its last update as usual)."""
     if isinstance(run, PlaygroundState):
-        run.stop = True
+        run.stop.press()
     return {}
 
 
@@ -118,14 +135,14 @@ def _preview(run, controls: Controls) -> dict:
     run.selected = None
     if run.session.done:
         run.preview = None
-        run.notices.append(f"The run has finished ({FINISH.get(run.session.finish_reason, 'done')}): "
-                           "the chart shows its last step. Rewind or reset to go on.")  # fmt: skip
+        run.say(f"The run has finished ({FINISH.get(run.session.finish_reason, 'done')}): "
+                "the chart shows its last step. Rewind or reset to go on.")  # fmt: skip
     else:
         run.session, run.preview = gpu.preview(run.session, config)
     if run is not before:  # a new run: every view follows (the table and trajectory are cleared)
         return step_outputs(run, controls.top_n)
-    out = step_outputs(run, controls.top_n, full=False)  # the run did not move: text, inspector and link stay
-    return {k: v for k, v in out.items() if k not in ("text", "inspect", "permalink")}
+    out = step_outputs(run, controls.top_n, full=False)  # the run did not move: text and link stay (the inspector
+    return {k: v for k, v in out.items() if k not in ("text", "permalink")}  # moves on to the pending step)
 
 
 def on_prepare(run) -> dict:
@@ -181,8 +198,8 @@ def _forced(run: PlaygroundState, controls: Controls, at: int, token_id) -> dict
     if replaced:
         run.replaced = (at, replaced)
         dropped = len(replaced) - 1
-        run.notices.append(f"Replaced step {at}" + (f" and dropped the {dropped} token{'s' if dropped != 1 else ''} "
-                           "after it" if dropped else "") + ": Undo brings back what was there.")  # fmt: skip
+        run.say(f"Replaced step {at}" + (f" and dropped the {dropped} token{'s' if dropped != 1 else ''} after it"
+                if dropped else "") + ": Undo brings back what was there.")  # fmt: skip
     return step_outputs(run, controls.top_n)
 
 
@@ -200,19 +217,22 @@ def on_undo(run, top_n=10) -> dict:
     tokens it dropped come back (the same settings and, for a sampled run, the same draws)."""
     if not isinstance(run, PlaygroundState) or not run.steps:
         raise UserError("There is no step to undo.")
-    if run.replaced is None or len(run.steps) != run.replaced[0] + 1:
+    replaced = run.replaced if run.replaced is not None and len(run.steps) == run.replaced[0] + 1 else None
+    if replaced is None:
         run.session.rewind(len(run.steps) - 1)
     else:
-        at, replaced = run.replaced
-        run.session, _ = gpu.replay(run.session, at, replaced)  # the same settings and, sampled, the same draws
-        run.notices.append(f"Undid the force: step {at} and the {len(replaced) - 1} tokens after it are back.")
+        run.session, _ = gpu.replay(run.session, *replaced)  # the same settings and, sampled, the same draws
     run.changed()
+    if replaced is not None:
+        run.say(f"Undid the force: step {replaced[0]} and the {len(replaced[1]) - 1} tokens after it are back.")
     return step_outputs(run, top_n)
 
 
 def on_reset(run) -> dict:
     """Forget the run (the model stays loaded); the next Step starts from the prompt."""
-    return empty_outputs(PlaygroundState(model=run.model if isinstance(run, PlaygroundState) else DEFAULT_MODEL))
+    if not isinstance(run, PlaygroundState):
+        return empty_outputs(PlaygroundState())
+    return empty_outputs(PlaygroundState(model=run.model, stop=run.stop))  # the page's Stop reaches the next run
 
 
 def on_inspect(run, inspect_step, top_n=10) -> dict:
@@ -229,8 +249,11 @@ def on_token_click(run, top_n, evt: gr.EventData) -> dict:
 
 def _inspected(run, step, top_n) -> dict:
     run = as_run(run)
-    if run.steps:
-        run.selected = min(max(as_int("Step", step), 0), len(run.steps) - 1)
+    at = as_int("Step", step)
+    if run.preview is not None and at >= len(run.steps):  # the step after the last: the pending step's preview
+        run.selected = None
+    elif run.steps:
+        run.selected = min(max(at, 0), len(run.steps) - 1)
     return step_outputs(run, top_n, full=False)
 
 

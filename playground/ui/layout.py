@@ -119,10 +119,12 @@ def load_examples() -> list[dict]:
 
 
 def launch_options() -> dict:
-    """Keyword arguments for `demo.launch` that style the page (Gradio 6 takes css/theme at launch)."""
+    """Keyword arguments for `demo.launch` that style the page and make its controls answer every edit (Gradio 6
+    takes css/theme/js at launch): assets/style.css and assets/controls.js."""
     css_path = ASSETS / "style.css"
     css = css_path.read_text(encoding="utf-8") if css_path.is_file() else ""
-    return {"css": css + _PAGE_CSS + accessibility.FOCUS_CSS, "theme": accessibility.page_theme()}
+    return {"css": css + _PAGE_CSS + accessibility.FOCUS_CSS, "theme": accessibility.page_theme(),
+            "js": (ASSETS / "controls.js").read_text(encoding="utf-8")}  # fmt: skip
 
 
 _PAGE_CSS = """

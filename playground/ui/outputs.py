@@ -63,7 +63,7 @@ def api_result(state: PlaygroundState) -> dict:
         "done": s.done,
         "finish_reason": s.finish_reason if s.done else None,
         "last_step": last_d,
-        "notices": list(state.notices),
+        "notices": state.shown_notices(),
         "permalink": permalink_query(state),
     }
 
@@ -75,17 +75,19 @@ def status_html(state: PlaygroundState) -> str:
     e = html.escape
     n = len(s.steps)
     cfg = s.config
+    r, pending = shown_record(state)  # the step the chart and the inspector show: the status names the same
     parts = [f"<b>{n}</b> / {cfg.max_new_tokens} tokens", f"model <code>{e(s.engine.name)}</code>",
-             f"strategy <b>{e(cfg.strategy)}</b>"]  # fmt: skip
-    if s.steps:
-        r = s.steps[-1] if state.selected is None else s.steps[state.selected]
+             f"strategy <b>{e((r.config if r is not None else cfg).strategy)}</b>"]  # the shown step's  # fmt: skip
+    if r is not None:
+        what = (f"preview of step {r.step} (not taken yet): {'will pick' if r.config.is_greedy else 'would draw'} "
+                if pending else f"step {r.step}: ")  # fmt: skip
         parts.append(
-            f"step {r.step}: <code>{e(views.token_label(r.token))}</code> p={r.prob:.1%} "
+            f"{what}<code>{e(views.token_label(r.token))}</code> p={r.prob:.1%} "
             f"(model {r.raw_prob:.1%}) · entropy {r.entropy:.2f} nats (model {r.entropy_raw:.2f})"
         )
     if s.done:
         parts.append(f"finished: <b>{e(FINISH.get(s.finish_reason, s.finish_reason or ''))}</b>")
-    notes = "".join(f'<div class="dp-notice">{e(msg)}</div>' for msg in state.notices)
+    notes = "".join(f'<div class="dp-notice">{e(msg)}</div>' for msg in state.shown_notices())
     return f'<div class="dp-status">{" · ".join(parts)}</div>{notes}'
 
 
@@ -145,8 +147,10 @@ def step_outputs(state: PlaygroundState, top_n=10, full: bool = True, figures: b
         out["table"] = views.step_table(state.prompt_text, steps, n_choices=N_TABLE_CHOICES)
         if not steps or state.show_trajectory:  # else off screen: drawn when its tab is opened
             (out["trajectory"],) = rendered(trajectory_chart(state))
-    out["inspect"] = gr.Slider(minimum=0, maximum=max(1, len(steps) - 1), value=sel if sel is not None else 0,
-                               interactive=len(steps) > 1)  # fmt: skip
+    # the inspector names the step the chart shows; where the pending step has a preview, it is the step after
+    # the last one
+    at, last = (len(steps) if pending else sel), len(steps) - (0 if state.preview is not None else 1)
+    out["inspect"] = gr.Slider(minimum=0, maximum=max(1, last), value=at if at is not None else 0, interactive=last > 0)
     choices = candidate_choices(record, top_n)
     out["candidates"] = gr.Dropdown(choices=choices, value=choices[0][1] if choices else None)
     out["permalink"] = result["permalink"]

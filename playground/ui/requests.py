@@ -10,7 +10,9 @@ For each request it
      parameters and the record), and calls the handler with the run, the controls and its own values;
   4. keeps the run the handler returns as the session's latest, and orders the handler's outputs (a dict by
      name) as the event's components; an output the handler left out is left as the page shows it;
-  5. turns any failure into one sentence: an error for an API client, a warning for the page that leaves every
+  5. sends a streaming handler's updates to the page at most every `PAGE_STREAM_EVERY_S` (each holds the ones
+     before it), to an API client every one;
+  6. turns any failure into one sentence: an error for an API client, a warning for the page that leaves every
      output as it was. The page's step-like events also get the run controls (`page.changed_run_controls`).
 
 Gradio reads a function's signature to name an API endpoint's parameters and to hand it a `gr.Request`, a
@@ -21,6 +23,7 @@ knows nothing about decoding, figures, tables or the page's layout.
 from __future__ import annotations
 
 import inspect
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -33,6 +36,12 @@ from .permalink import PERMALINK_PARAM, decode_permalink, replay
 from .state import PlaygroundState, friendly
 
 EXCLUSIVE, AHEAD, NONBLOCKING, FREE = "exclusive", "ahead", "nonblocking", "free"
+# A stream's updates reach the page at most this often (the API gets every one): a small model's tokens came
+# faster than a browser draws them, and a page busy drawing them heard a click on Stop 30 s late. An update held
+# back goes with the next one (its outputs under the next one's: a stream's text is sent from its first streamed
+# step on, so the later text holds the earlier); one that sets a run control (the run ended) and the last one
+# are always sent.
+PAGE_STREAM_EVERY_S = 0.05
 RECOVERED = ("The server had lost this page's run (it restarted, or the session expired), so the run was "
              "replayed from its permalink.")  # fmt: skip
 # What Gradio hands a handler that asks for it, by the parameter's name.
@@ -130,9 +139,18 @@ def serve(endpoint: Endpoint, for_page: bool = False, fixed: Mapping[str, object
             values = bind(args, kwargs)
             try:
                 with turn(values) as entry:
+                    held, sent = None, None  # the page's update held back, and when the last one was sent
                     for result in endpoint.handler(**arguments(entry, values)):
                         sessions.TABLE.keep(entry, result.get("state"))
-                        yield shown(result)
+                        update = _merged(held, shown(result))
+                        if for_page and sent is not None and time.perf_counter() - sent < PAGE_STREAM_EVERY_S \
+                                and not _sets(update, outputs, page.RUN_CONTROLS):
+                            held = update  # sent with the next one
+                            continue
+                        held, sent = None, time.perf_counter()
+                        yield update
+                    if held is not None:
+                        yield held
             except Exception as e:  # noqa: BLE001 - every failure reaches the person as one sentence
                 yield refused(e)
 
@@ -198,6 +216,26 @@ def _signature(endpoint: Endpoint, names: list[str], specials: list[str], takes_
     return inspect.Signature(params)
 
 
+def _merged(earlier, later):
+    """An update held back (`_ordered`'s values) sent with the next: the next's values, the earlier's where the
+    next leaves one as it is."""
+    if earlier is None:
+        return later
+    if not isinstance(later, tuple):
+        return earlier if _is_skip(later) else later
+    return tuple(a if _is_skip(b) else b for a, b in zip(earlier, later))
+
+
+def _sets(update, outputs: tuple[str, ...], names: tuple[str, ...]) -> bool:
+    """Whether the update (`_ordered`'s values for `outputs`) sets any of the outputs `names`."""
+    values = update if isinstance(update, tuple) else (update,)
+    return any(n in names and not _is_skip(v) for n, v in zip(outputs, values))
+
+
+def _is_skip(value) -> bool:
+    return isinstance(value, dict) and value == gr.skip()
+
+
 def _ordered(result: Mapping[str, object], outputs: tuple[str, ...]):
     """The handler's outputs by name, in the event's order (gr.skip() for any it left out); one output alone is
     returned as itself, none as None (as Gradio takes them)."""
@@ -214,9 +252,12 @@ def recover(run, permalink: str | None):
     if (isinstance(run, PlaygroundState) and run.session is not None) or not permalink:
         return run
     try:
-        run, _ = replay(decode_permalink(str(permalink).split(f"{PERMALINK_PARAM}=", 1)[-1]))
+        replayed, _ = replay(decode_permalink(str(permalink).split(f"{PERMALINK_PARAM}=", 1)[-1]))
     except Exception:  # noqa: BLE001
         return run
+    if isinstance(run, PlaygroundState):
+        replayed.stop = run.stop  # the page's Stop reaches the replayed run
+    run = replayed
     run.session.notices.append(RECOVERED)
     gr.Warning(RECOVERED)
     return run

@@ -72,7 +72,8 @@ def unpark(state: PlaygroundState) -> PlaygroundState:
     except Exception as e:  # noqa: BLE001 - the run is lost, not the session
         log.warning("a parked run could not be replayed: %s", e)
         return state
-    keep = {"selected": state.selected, "log_scale": state.log_scale, "show_trajectory": state.show_trajectory}
+    keep = {"selected": state.selected, "log_scale": state.log_scale, "show_trajectory": state.show_trajectory,
+            "stop": state.stop}  # fmt: skip
     state.__dict__.update({**fresh.__dict__, **keep})
     if state.selected is not None and state.selected >= len(state.steps):
         state.selected = None
@@ -82,7 +83,8 @@ def unpark(state: PlaygroundState) -> PlaygroundState:
 def forget(state: PlaygroundState) -> None:
     """Back to a state without a run or recipe (the model picked and the view settings stay)."""
     if isinstance(state, PlaygroundState):
-        blank = PlaygroundState(model=state.model, log_scale=state.log_scale, show_trajectory=state.show_trajectory)
+        blank = PlaygroundState(model=state.model, log_scale=state.log_scale, show_trajectory=state.show_trajectory,
+                                stop=state.stop)  # fmt: skip
         state.__dict__.update(blank.__dict__)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import logging
+import time
 from dataclasses import dataclass, field
 
 import gradio as gr
@@ -22,8 +23,30 @@ from ..records import StepRecord
 from . import shared
 from .controls import DEFAULT_MODEL, Controls
 
+# A Stop pressed this long before a Run or Step ×N starts still stops it (it was clicked, then Stop, while the
+# request waited its turn); an older press is forgotten.
+STOP_KEPT_S = 3.0
 # DecodingConfig's settings the page has no control for (a model's generation_config may set them).
 UNCONTROLLED = ("early_stopping",)
+
+
+@dataclass
+class StopSignal:
+    """A browser's Stop button: pressed while a Run or Step ×N goes, heard between its steps. One per browser,
+    handed from run to run (a new run, a reset, a run rebuilt or replayed): the page's Stop reaches the run the
+    page holds, which is not the one a request that started a new run is taking steps of. A press made just
+    before a Run or Step ×N starts (it was waiting its turn) is kept for it; an older one is forgotten."""
+
+    pressed: bool = False
+    pressed_at: float = 0.0  # time.monotonic() of the last press
+
+    def press(self) -> None:
+        self.pressed, self.pressed_at = True, time.monotonic()
+
+    def start(self) -> None:
+        """A Run or Step ×N starts: a press older than STOP_KEPT_S was meant for an earlier one."""
+        if time.monotonic() - self.pressed_at > STOP_KEPT_S:
+            self.pressed = False
 
 
 @dataclass
@@ -42,11 +65,12 @@ class PlaygroundState:
     preview: StepRecord | None = None  # the pending step, previewed with the current knobs (shown when nothing is selected)
     log_scale: bool = False  # the distribution chart's probability axis
     show_trajectory: bool = False  # the trajectory's tab is on screen (else it is not redrawn at each step)
-    notices: list[str] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)  # the run's and the request's settings' (hosting caps)
+    notice: str | None = None  # what the last action said (a force, an Undo, a Stop): the next action's replaces it
     # what the last force replaced, so that Undo brings it back: (step, [(settings, forced token or None)] of the
     # replaced step and every step after it); forgotten as soon as the run moves otherwise
     replaced: tuple[int, list[tuple[DecodingConfig, int | None]]] | None = None
-    stop: bool = False  # Stop was pressed: a running Run or Step ×N ends after its current step
+    stop: StopSignal = field(default_factory=StopSignal)  # a running Run or Step ×N ends after its current step
     parked: str | None = None  # while the session is dropped for memory: the run's recipe (sessions.park)
     controls_shown: tuple | None = None  # the run controls as the page shows them (page.changed_run_controls)
 
@@ -56,6 +80,16 @@ class PlaygroundState:
         self.selected = None
         self.preview = None
         self.replaced = None
+        self.notice = None
+
+    def say(self, notice: str) -> None:
+        """Say what the action did, in one line, in place of whatever the last action said."""
+        self.notice = notice
+
+    def shown_notices(self) -> list[str]:
+        """The notices the status line shows and the API returns: the run's and its settings', then the last
+        action's."""
+        return [*self.notices, *([self.notice] if self.notice else [])]
 
     @property
     def steps(self) -> list:
@@ -142,6 +176,8 @@ def prepare(state, controls: Controls) -> tuple[PlaygroundState, DecodingConfig]
             prompt_text=engine.tokenizer.decode(session.prompt_ids, skip_special_tokens=False),
             base_config=session.config,
             notices=list(session.notices),
+            stop=state.stop,  # the browser's Stop reaches the new run
         )
     state.notices = list(state.session.notices) + notices
+    state.notice = None  # a new action: what the last one said is gone
     return state, config
