@@ -31,7 +31,6 @@ from .state import PlaygroundState, UserError, as_run, friendly, next_config, pr
 
 log = logging.getLogger("playground.ui")
 STREAM_CHART_EVERY_S = 0.5  # a streamed run redraws the distribution chart at most this often
-FINAL_BEAMS_COLUMNS = ["Rank", "Score", "Tokens", "Text", "Sum log-prob", "Finished", "Winner"]  # as shown
 MAX_STEPS_A_REQUEST = 1000
 COMPARE_STREAM_STEPS = 4  # Compare sends its cards every this many steps (one GPU call each on ZeroGPU)
 
@@ -343,7 +342,7 @@ def on_compare(controls: Controls, num_samples=2) -> Iterator[dict]:
     beams = views.final_beams_table(traces["beam"], decode=engine.decode).round({"Score": 4, "Sum log-prob": 3})
     (tree,) = rendered(plots.beam_tree_figure(traces["beam"]))
     yield {"compare_result": compare_result(traces), "compare_cards": views.compare_html(traces), "beam_tree": tree,
-           "final_beams": beams[FINAL_BEAMS_COLUMNS]}  # fmt: skip
+           "final_beams": beams}  # fmt: skip
 
 
 def compare_result(traces) -> dict:
