@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_page import PENDING_JS, TIMEOUT_MS, _open, _set_number
+from tests.test_page import PENDING_JS, TIMEOUT_MS, _greedy_run, _open, _set_number
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "ui.md"
 
@@ -86,4 +86,43 @@ def test_the_final_beams_table_shows_every_column_whole_with_its_text_wrapped(ap
     long = [cell for cell in g["cells"] if cell["long"]]
     assert long, "no text longer than its cell: the test cannot tell wrapping"
     assert all(cell["wrapped"] for cell in long), f"a long text is not wrapped: {long}"
+    page.close()
+
+
+def test_downloads_are_named_after_the_run_and_the_trace_links_back_to_it(app_url, page_factory, tmp_path):
+    """Every download was steps.csv or trace.json, so a class's files overwrote one another; the trace's
+    permalink was "?run=…", which opens nothing; a run that reached its length said "stopped". Now each file
+    is named after the prompt's first words, the model and the seed; the trace's permalink is a whole address
+    that opens the run; its finish reason is "length"."""
+    import json
+
+    from playground.ui import exports
+
+    page = _open(page_factory, app_url)
+    _greedy_run(page, prompt="Once upon a time there was a fox", max_new=3)
+    page.click("#dp-share")  # the "Share and export" accordion
+    page.get_by_role("button", name="Prepare downloads").click()
+    links = page.locator("a[download]")
+    page.wait_for_function("document.querySelectorAll('a[download]').length >= 2")
+    names = {}
+    for i in range(links.count()):
+        with page.expect_download() as info:
+            links.nth(i).click()
+        download = info.value
+        names[download.suggested_filename] = tmp_path / download.suggested_filename
+        download.save_as(names[download.suggested_filename])
+    model = page.input_value("#dp-model input")
+    stem = exports.run_stem("Once upon a time", model, 0)
+    assert stem.startswith("once-upon-a-time_") and stem.endswith("_seed0"), stem
+    assert sorted(names) == [f"{stem}_steps.csv", f"{stem}_trace.json"], names
+    trace = json.loads(names[f"{stem}_trace.json"].read_text(encoding="utf-8"))
+    assert trace["trace"]["finish_reason"] == "length"
+    link = trace["permalink"]
+    assert link.startswith(app_url) and "?run=" in link, link
+    other = page_factory()
+    other.set_default_timeout(TIMEOUT_MS)
+    other.goto(link)
+    other.wait_for_selector("#dp-text [data-step='2']")
+    assert other.inner_text("#dp-text .dp-tokens") == page.inner_text("#dp-text .dp-tokens")
+    other.close()
     page.close()
