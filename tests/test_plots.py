@@ -567,7 +567,7 @@ def test_beam_tree_of_a_stopped_run_and_of_one_beam(tiny_engine):
     path = plots.beam_winner_path(stopped)
     assert [stopped.steps[s].beams[j].token_id for s, j in path] == stopped.token_ids
     fig = plots.beam_tree_figure(stopped)
-    assert texts_outside(fig) == [] and len(by_gid(fig, "winner-label")) == len(stopped.token_ids)
+    assert texts_outside(fig) == [] and len(output_column(fig)) == len(stopped.token_ids)
     one = tiny_engine.generate(ids, DecodingConfig(strategy="beam", num_beams=1, max_new_tokens=6))
     assert one.strategy == "greedy"  # one beam is greedy search, as in generate(num_beams=1): no tree to draw
     notes = [t.get_text() for t in plots.beam_tree_figure(one).findobj(lambda a: hasattr(a, "get_text"))]
