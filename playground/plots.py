@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import unicodedata
+from functools import lru_cache
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -27,9 +28,11 @@ from matplotlib import font_manager, rc_context
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.collections import LineCollection, PatchCollection
+from matplotlib.font_manager import FontProperties
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
 from matplotlib.text import Text
+from matplotlib.textpath import text_to_path
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 from matplotlib.transforms import offset_copy
 
@@ -556,6 +559,8 @@ BEAM_MARGIN_IN = 0.16  # room above the prompt's row and below the last step's, 
 FINAL = "#3b7d2f"  # the other final hypotheses' paths and labels
 _LABEL_PAD = 0.12  # the label's white box, in font sizes around the text
 LABEL_SPACE_IN = 0.12  # the least room between two labels in a row, so two tokens never read as one word
+COLUMN_PAD_IN = 0.12  # from the plot's right edge to the column of the output's tokens
+NODE_SPACE_PT = 2.0  # the least room between a label's white box and any node's marker (its own included)
 
 
 @dataclass(frozen=True)
@@ -568,6 +573,7 @@ class BeamLabel:
     side: str  # "right" or "left" of the node
     role: str  # "winner" (the output's path) or "final" (another final hypothesis's path)
     box: tuple[float, float, float, float]  # its white box (x0, y0, x1, y1), inches from the figure's bottom-left
+    gap: float = 0.0  # points from its node's centre to the text: clear of the node's marker (a ring is wider)
 
 
 @dataclass(frozen=True)
@@ -581,6 +587,7 @@ class BeamTreeData:
     winner: list[tuple[int, int]]  # the output's path (step, index), from step 0; empty when none matches
     finals: list[FinalBeam]  # the final hypotheses, best first (the table beside the tree)
     labels: list[BeamLabel]  # the labels that fit, best paths first; every other node is an unlabelled dot
+    column: list[tuple[int, str]]  # (step, token) of the output, in a column right of the tree, row by row
     root_x: float
     dot: float  # a node's diameter, points
     size: tuple[float, float]  # figure (width, height)
@@ -603,10 +610,19 @@ class BeamTreeData:
     def node_inches(self, step: int, index: int) -> tuple[float, float]:
         return self.to_inches(*self.node(step, index))
 
-    @property
-    def gap(self) -> float:
-        """Points from a node's centre to its label."""
-        return self.dot / 2 + 3
+    def radius(self, step: int, index: int) -> float:
+        """The drawn marker's radius in points, its white edge included: a pruned dot is smaller, a node of the
+        output's path is ringed, the prompt is a square (the radius reaches its corners)."""
+        if step < 0:
+            return max(self.dot, 6) / 2 * math.sqrt(2)
+        if (step, index) in self.winner:
+            return self.dot * 1.7 / 2 + (1.8 if self.dot > 5 else 1.0) / 2
+        edge = 0.5 if self.dot > 4 else 0.0
+        return self.dot * (0.7 if self.status[step][index] == "pruned" else 1.0) / 2 + edge / 2
+
+    def gap(self, step: int, index: int) -> float:
+        """Points from a node's centre to its label's text: past its marker and the label's white pad."""
+        return self.radius(step, index) + NODE_SPACE_PT + _LABEL_PAD * SMALL
 
 
 def _beam_status(trace: Trace, step: int, b) -> str:
@@ -626,16 +642,31 @@ def beam_winner_path(trace: Trace) -> list[tuple[int, int]]:
     return list(winner.path) if winner else []
 
 
-def _label_box(at: tuple[float, float], text: str, side: str, gap_pt: float) -> tuple[float, ...]:
-    """The label's box (x0, y0, x1, y1) in inches, white pad included, drawn `gap_pt` points from its node `at`
-    (inches)."""
+@lru_cache(maxsize=4096)
+def _text_size(text: str, family: tuple[str, ...] | None = tuple(TOKEN_FONT)) -> tuple[float, float]:
+    """A label's (width, height) in inches at SMALL points, measured in the font that draws it (a wide glyph or
+    a fallback font is measured as drawn); the height at least a line's (ascent + descent)."""
+    prop = FontProperties(family=list(family), size=SMALL) if family else FontProperties(size=SMALL)
+    w, h, _ = text_to_path.get_text_width_height_descent(text, prop, ismath=False)  # points
+    return w / 72, max(h, SMALL * 1.17) / 72
+
+
+def _label_box(at: tuple[float, float], size: tuple[float, float], side: str, gap_pt: float) -> tuple[float, ...]:
+    """The label's box (x0, y0, x1, y1) in inches, white pad included, its text (`size`, inches) drawn `gap_pt`
+    points from its node `at` (inches)."""
     x, y = at
-    w = text_width(text) * SMALL * 0.602 / 72  # monospace: every character 0.602 em wide (a wide one twice)
-    h = SMALL * 1.17 / 72  # ascent + descent
+    w, h = size
     pad = _LABEL_PAD * SMALL / 72
     gap = gap_pt / 72
     x0 = x + gap - pad if side == "right" else x - gap - w - pad
     return (x0, y - h / 2 - pad, x0 + w + 2 * pad, y + h / 2 + pad)
+
+
+def _covers(box: tuple[float, ...], circle: tuple[float, float, float]) -> bool:
+    """Whether a box (x0, y0, x1, y1) and a circle (x, y, radius) share a point."""
+    x, y, r = circle
+    dx, dy = x - min(max(x, box[0]), box[2]), y - min(max(y, box[1]), box[3])
+    return dx * dx + dy * dy < r * r
 
 
 def _overlaps(a: tuple[float, ...], b: tuple[float, ...], space: float = 0.0) -> bool:
@@ -664,8 +695,10 @@ def beam_tree_data(trace: Trace) -> BeamTreeData:
 
     Labels go to the best paths only: the output's tokens first, then each other final hypothesis's, from where
     it leaves the paths above it. Each takes the right of its node, or else the left; a label that would run
-    into another label or past the plot's edge is left out (its node stays a dot), and the other hypotheses'
-    labels never hide a node of the output's path."""
+    into another label, touch any node's marker (its white box would hide it) or pass the plot's edge is left
+    out (its node stays a dot). Labels are measured in the font that draws them. The output's tokens are also
+    listed in a column right of the tree, one per row (every k-th once rows are closer than a line), so a
+    dense tree (16 beams: no room beside its nodes) still reads."""
     steps = trace.steps
     n = len(steps)
     width = max(len(r.beams) for r in steps)
@@ -675,18 +708,22 @@ def beam_tree_data(trace: Trace) -> BeamTreeData:
     winner = next((list(f.path) for f in finals if f.winner), [])
     columns = _tree_order(trace, parents)
 
-    # geometry: 800 px wide, a row per step (the prompt's row on top) that shrinks past the height cap
-    top, bottom = TITLE_IN + 0.05, 0.3 + _legend_room(5, 3)
-    left, right = 0.8, 0.25
+    # geometry: 800 px wide, a row per step (the prompt's row on top) that shrinks past the height cap; on the
+    # right, the output's tokens in a column, one per row (every k-th row once rows are closer than a line)
     tree_h = min(BEAM_ROW_IN * n + 2 * BEAM_MARGIN_IN, BEAM_TREE_MAX_IN)
     row = (tree_h - 2 * BEAM_MARGIN_IN) / n  # inches between two steps' rows
+    every = math.ceil(_text_size("Ag")[1] / row - 1e-9)
+    column = [(s, short_label(token_label(steps[s].beams[j].token), BEAM_LABEL_CHARS)) for s, j in winner[::every]]
+    top, bottom = TITLE_IN + 0.05, 0.3 + _legend_room(5, 3)
+    left = 0.8
+    right = max([_text_size(t)[0] for _, t in column], default=0.0) + COLUMN_PAD_IN + LINE_IN + 0.1  # + its title
     plot_w = WIDTH - left - right
     col = plot_w / width  # inches between two columns: the tree spans the plot at any beam count
     root_x = (width - 1) / 2
     xlim = (root_x - plot_w / col / 2, root_x + plot_w / col / 2)  # the tree centred (few beams leave room)
     ylim = (n - 1 + BEAM_MARGIN_IN / row, -1 - BEAM_MARGIN_IN / row)
     data = BeamTreeData(status=status, parents=parents, columns=columns, winner=winner, finals=finals, labels=[],
-                        root_x=root_x, dot=_beam_dot(row, col), size=(WIDTH, top + bottom + tree_h),
+                        column=column, root_x=root_x, dot=_beam_dot(row, col), size=(WIDTH, top + bottom + tree_h),
                         margins=(left, right, top, bottom), xlim=xlim, ylim=ylim)  # fmt: skip
 
     # the labels, best first: every token of the output's path, then where each other final hypothesis branches
@@ -703,29 +740,27 @@ def beam_tree_data(trace: Trace) -> BeamTreeData:
         seen.update(f.path)
     wanted += rest
     plot = (left, bottom, WIDTH - right, bottom + tree_h)
-    gap = data.gap
-    r = data.dot * 0.85 / 72  # a path node's dot (and its ring), in inches
-    keep_clear = [data.node_inches(s, j) for s, j in winner]
-    taken = [_label_box(data.to_inches(root_x, -1), "prompt", "right", gap)]
+    space = NODE_SPACE_PT / 72
+    markers = [[(*data.node_inches(s, j), data.radius(s, j) / 72 + space) for j in range(len(r.beams))]
+               for s, r in enumerate(steps)]  # fmt: skip  # per row: each node's marker, with room around it
+    rows_y = [data.to_inches(0, s)[1] for s in range(n)]
+    reach = max(m[2] for row_markers in markers for m in row_markers)  # the widest marker
+    prompt_at = data.to_inches(root_x, -1)
+    taken = [_label_box(prompt_at, _text_size("prompt", None), "right", data.gap(-1, 0))]
     labels: list[BeamLabel] = []
     for s, j, role in wanted:
         text = short_label(token_label(steps[s].beams[j].token), BEAM_LABEL_CHARS)
-        at = data.node_inches(s, j)
-        row_dots = [data.node_inches(s, i) for i in range(len(steps[s].beams)) if i != j]
-        fits = []  # (dots the label would hide in its row, side, box)
-        for side in ("right", "left"):
-            box = _label_box(at, text, side, gap)
+        at, size, gap_pt = data.node_inches(s, j), _text_size(text), data.gap(s, j)
+        near = [m for s2, y in enumerate(rows_y) if abs(y - at[1]) < size[1] + reach for m in markers[s2]]
+        for side in ("right", "left"):  # the right of its node, or else the left; else no label
+            box = _label_box(at, size, side, gap_pt)
             if box[0] < plot[0] or box[1] < plot[1] or box[2] > plot[2] or box[3] > plot[3]:
                 continue
-            if any(_overlaps(box, t, LABEL_SPACE_IN) for t in taken):
+            if any(_overlaps(box, t, LABEL_SPACE_IN) for t in taken) or any(_covers(box, m) for m in near):
                 continue
-            if role != "winner" and any(_overlaps(box, (x - r, y - r, x + r, y + r)) for x, y in keep_clear):
-                continue
-            fits.append((sum(_overlaps(box, (x - r, y - r, x + r, y + r)) for x, y in row_dots), side, box))
-        if fits:
-            _, side, box = min(fits, key=lambda f: f[0])  # the side hiding fewer dots; the right on a tie
             taken.append(box)
-            labels.append(BeamLabel(step=s, index=j, text=text, side=side, role=role, box=box))
+            labels.append(BeamLabel(step=s, index=j, text=text, side=side, role=role, box=box, gap=gap_pt))
+            break
     return replace(data, labels=labels)
 
 
@@ -742,7 +777,8 @@ def beam_tree_figure(trace: Trace) -> Figure:
     """Beam search as a tree growing down from the prompt: a row per step, in it every candidate the step weighed,
     grouped under the beam it extends (best first) and joined to it, so no two edges cross; coloured by status
     (kept / finished / pruned). The output's path is drawn thick in red, the other final hypotheses' paths in
-    green, and only their tokens are labelled (`beam_tree_data` says which fit). 800 px wide at any beam count;
+    green, and only their tokens are labelled, never over a node or another label (`beam_tree_data` says which
+    fit); the output's tokens are also listed row by row right of the tree. 800 px wide at any beam count;
     its height grows with the steps up to a cap (`BEAM_TREE_MAX_IN`); every label is drawn whole inside the plot."""
     if trace.config.strategy == "beam" and trace.config.num_beams == 1:
         return _empty("Beam search tree", "One beam is greedy search (as in generate()): use 2 or more beams for a tree.")
@@ -790,21 +826,29 @@ def beam_tree_figure(trace: Trace) -> Figure:
                    edgecolor=WINNER, linewidth=1.8 if dot > 5 else 1.0, zorder=5, gid="winner")  # fmt: skip
 
     # labels: monospace, whole, each on its white box (one collection) so the lines behind never cross the letters
-    right_of = offset_copy(ax.transData, fig=fig, x=d.gap, y=0, units="points")
-    left_of = offset_copy(ax.transData, fig=fig, x=-d.gap, y=0, units="points")
-    ax.text(d.root_x, -1.0, "prompt", transform=right_of, ha="left", va="center", fontsize=SMALL, color="#374151",
-            clip_on=False, gid="prompt-label")  # fmt: skip
+    beside = lambda gap: offset_copy(ax.transData, fig=fig, x=gap, y=0, units="points")  # noqa: E731
+    ax.text(d.root_x, -1.0, "prompt", transform=beside(d.gap(-1, 0)), ha="left", va="center", fontsize=SMALL,
+            color="#374151", clip_on=False, gid="prompt-label")  # fmt: skip
     boxes = [Rectangle((b[0], b[1]), b[2] - b[0], b[3] - b[1]) for b in (label.box for label in d.labels)]
     ax.add_collection(PatchCollection(boxes, facecolors="white", edgecolors="none", transform=fig.dpi_scale_trans,
                                       zorder=5.5, clip_on=False, gid="label-boxes"), autolim=False)  # fmt: skip
     for label in d.labels:
         win = label.role == "winner"
         right = label.side == "right"
-        ax.text(*d.node(label.step, label.index), label.text, transform=right_of if right else left_of,
+        ax.text(*d.node(label.step, label.index), label.text, transform=beside(label.gap if right else -label.gap),
                 ha="left" if right else "right", va="center", fontsize=SMALL, family=TOKEN_FONT, parse_math=False,
                 color=CHOSEN if win else FINAL, fontweight="bold" if win else "normal", clip_on=False, zorder=6,
                 gid=f"{label.role}-label")  # fmt: skip
 
+    if d.column:  # the output's tokens row by row, beside the tree: legible however dense the tree
+        out = ax.secondary_yaxis("right")
+        out.set_gid("output-tokens")
+        out.set_yticks([s for s, _ in d.column], labels=[t for _, t in d.column])
+        out.tick_params(length=0, pad=COLUMN_PAD_IN * 72, labelsize=SMALL, labelcolor=CHOSEN)
+        for t in out.get_yticklabels():
+            t.set(family=TOKEN_FONT, fontweight="bold", parse_math=False)
+        out.spines["right"].set_visible(False)
+        out.set_ylabel("the output", fontsize=SMALL, color=CHOSEN, rotation=270, va="bottom")
     ax.set_xlabel("each step's candidates, grouped under the beam they extend, best first", fontsize=SMALL)
     ax.set_ylabel("step", fontsize=SMALL)
     ax.set_xticks([])

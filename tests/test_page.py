@@ -124,7 +124,7 @@ def test_the_step_table_shows_the_chosen_token_without_scrolling_and_exports_num
 
     page.click("#dp-share")
     page.get_by_role("button", name="Prepare downloads").click()
-    link = page.locator("a[href*='steps.csv']").first
+    link = page.locator("a[href*='_steps.csv']").first
     link.wait_for()
     body = page.request.get(link.get_attribute("href")).text()
     rows = list(csv.DictReader(io.StringIO(body)))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import math
 import os
 import subprocess
 import sys
@@ -391,6 +392,13 @@ def texts_outside(fig: Figure) -> list[str]:
 
 
 @pytest.fixture(scope="module")
+def long_beam_run(tiny_engine):
+    """A 12-token beam run of a longer prompt at a given beam count (the issue's 16-beam tree)."""
+    ids = tiny_engine.encode("Once upon a time there was", chat=False)
+    return lambda k: tiny_engine.generate(ids, DecodingConfig(strategy="beam", num_beams=k, max_new_tokens=12))
+
+
+@pytest.fixture(scope="module")
 def beam_runs(tiny_engine):
     """20-token beam runs at 4, 8 and 16 beams (the app allows up to 16)."""
     ids = tiny_engine.encode("Once upon a time", chat=False)
@@ -454,18 +462,77 @@ def test_beam_tree_never_cuts_a_label(beam_runs, num_beams):
             assert not a.overlaps(b), "two labels overlap"
 
 
+def node_markers(fig: Figure) -> list[tuple[float, float, float]]:
+    """Every node the beam tree draws (its dots, the output's rings, the prompt's square) as a circle (x, y,
+    radius) in pixels, its white edge included."""
+    circles = []
+    for c in by_gid(fig, "kept") + by_gid(fig, "finished") + by_gid(fig, "pruned") + by_gid(fig, "winner") + by_gid(fig, "prompt"):
+        sizes, widths = c.get_sizes(), c.get_linewidths()
+        square = math.sqrt(2) if c.get_gid() == "prompt" else 1.0  # a square's corners
+        for i, (x, y) in enumerate(c.get_offset_transform().transform(c.get_offsets())):
+            radius_pt = math.sqrt(sizes[i % len(sizes)]) / 2 * square + widths[i % len(widths)] / 2
+            circles.append((x, y, radius_pt * fig.dpi / 72))
+    return circles
+
+
+def _covers(box, circle) -> bool:
+    """Whether a box (a Bbox, pixels) and a circle (x, y, r) share any point."""
+    x, y, r = circle
+    dx, dy = x - min(max(x, box.x0), box.x1), y - min(max(y, box.y0), box.y1)
+    return dx * dx + dy * dy < r * r
+
+
+@pytest.mark.parametrize("num_beams", [4, 8, 16])
+def test_beam_tree_labels_never_overlap_or_hide_a_node(beam_runs, long_beam_run, num_beams):
+    """At the bottom of a 16-beam tree the labels ran into one another, and each label's white box hid the dots
+    beside its node (the output's rings half covered). Measured as drawn: no two labels (the prompt's and the
+    output's column too) or their white boxes share a pixel, and none of them touches a node's marker."""
+    for trace in (beam_runs[num_beams], long_beam_run(num_beams)):
+        fig = plots.beam_tree_figure(trace)
+        renderer = rendered(fig)
+        (column,) = by_gid(fig, "output-tokens")
+        labels = by_gid(fig, "winner-label") + by_gid(fig, "final-label") + by_gid(fig, "prompt-label")
+        labels += [t for t in column.get_yticklabels() if t.get_text()]  # the output's tokens, beside the tree
+        (white,) = by_gid(fig, "label-boxes")
+        boxes = [(t.get_text(), t.get_window_extent(renderer)) for t in labels]
+        boxes += [("a white box", p.get_extents(white.get_transform())) for p in white.get_paths()]
+        assert len(labels) > 3
+        for i, (a, box_a) in enumerate(boxes):
+            for b, box_b in boxes[i + 1 :]:
+                if a == "a white box" or b == "a white box":
+                    continue  # a label on its own box; boxes against boxes below
+                assert not box_a.overlaps(box_b), f"labels {a!r} and {b!r} overlap"
+        white_boxes = [box for name, box in boxes if name == "a white box"]
+        for i, a in enumerate(white_boxes):
+            assert not any(a.overlaps(b) for b in white_boxes[i + 1 :]), "two labels' white boxes overlap"
+        nodes = node_markers(fig)
+        for name, box in boxes:
+            hidden = [n for n in nodes if _covers(box, n)]
+            assert not hidden, f"{name} {box} covers the node(s) at {hidden}"
+
+
+def output_column(fig: Figure) -> list[str]:
+    """The output's tokens in the column right of the beam tree, top to bottom."""
+    (column,) = by_gid(fig, "output-tokens")
+    return [t.get_text() for _, t in sorted(zip(column.get_yticks(), column.get_yticklabels()), key=lambda p: p[0])]
+
+
 @pytest.mark.parametrize("num_beams", [4, 8, 16])
 def test_beam_tree_labels_the_whole_winner_path_and_only_the_best_paths(beam_runs, num_beams):
     trace = beam_runs[num_beams]
     fig = plots.beam_tree_figure(trace)
     d = plots.beam_tree_data(trace)
-    drawn = {(t.get_position(), t.get_text()) for t in by_gid(fig, "winner-label")}
     label = lambda token: plots.short_label(plots.token_label(token), plots.BEAM_LABEL_CHARS)  # noqa: E731
-    expected = {(d.node(s, j), label(trace.steps[s].beams[j].token)) for s, j in plots.beam_winner_path(trace)}
-    assert len(expected) == len(trace.token_ids) and drawn == expected  # every token of the output, on its node
+    path = plots.beam_winner_path(trace)
+    expected = [label(trace.steps[s].beams[j].token) for s, j in path]
+    assert len(expected) == len(trace.token_ids) and output_column(fig) == expected  # every token, row by row
+    on_path = {(d.node(s, j), label(trace.steps[s].beams[j].token)) for s, j in path}
+    drawn = {(t.get_position(), t.get_text()) for t in by_gid(fig, "winner-label")}
+    assert drawn <= on_path and (drawn or num_beams == 16)  # beside the tree, those that fit clear of every node
     best = {node for f in views.final_beams(trace) for node in f.path}
     finals = [(label.step, label.index) for label in d.labels if label.role == "final"]
-    assert finals and set(finals) <= best  # the other labels lie on final hypotheses' paths
+    assert set(finals) <= best  # the other labels lie on final hypotheses' paths
+    assert finals or num_beams == 16
     assert len(by_gid(fig, "final-label")) == len(finals)
     unlabelled = sum(len(r.beams) for r in trace.steps) - len(d.labels)
     assert unlabelled > len(d.labels)  # most nodes are plain dots
@@ -484,7 +551,7 @@ def test_beam_tree_is_800_px_wide_and_its_height_is_capped(tiny_engine, beam_run
     assert heights[0] < heights[1] < heights[2] <= 1000  # grows gently with the steps, capped
     fig = plots.beam_tree_figure(long)
     assert texts_outside(fig) == []
-    assert len(by_gid(fig, "winner-label")) >= len(long.token_ids) // 2  # rows close up: labels thin out
+    assert len(output_column(fig)) >= len(long.token_ids) // 2  # rows close up: the column thins out
 
 
 def test_beam_tree_handles_empty_and_non_beam_traces(beam_trace, session):
@@ -503,7 +570,7 @@ def test_beam_tree_of_a_stopped_run_and_of_one_beam(tiny_engine):
     path = plots.beam_winner_path(stopped)
     assert [stopped.steps[s].beams[j].token_id for s, j in path] == stopped.token_ids
     fig = plots.beam_tree_figure(stopped)
-    assert texts_outside(fig) == [] and len(by_gid(fig, "winner-label")) == len(stopped.token_ids)
+    assert texts_outside(fig) == [] and len(output_column(fig)) == len(stopped.token_ids)
     one = tiny_engine.generate(ids, DecodingConfig(strategy="beam", num_beams=1, max_new_tokens=6))
     assert one.strategy == "greedy"  # one beam is greedy search, as in generate(num_beams=1): no tree to draw
     notes = [t.get_text() for t in plots.beam_tree_figure(one).findobj(lambda a: hasattr(a, "get_text"))]

@@ -4,13 +4,14 @@ never pile up on disk (each used to leave a temporary folder behind for good).
 Gradio serves each file from a copy in its own cache, made as the handler returns, so a folder here is needed
 only for a moment; it is kept for `KEEP_S` all the same, and at most `KEEP` folders are kept at all. The root
 is removed when the process exits. (Gradio's copies are deleted by `delete_cache`, see `sessions.configure`.)
-This module knows nothing about what is exported.
+This module knows nothing about what is exported; `run_stem` names a run's files from plain strings.
 """
 
 from __future__ import annotations
 
 import atexit
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -55,3 +56,14 @@ def prune(base: Path, now: float | None = None) -> None:
 @atexit.register
 def _remove_root() -> None:
     shutil.rmtree(root(), ignore_errors=True)
+
+
+def run_stem(prompt: str, model: str, seed: int, words: int = 4, max_chars: int = 32) -> str:
+    """A download's name for a run, so files of several runs can be told apart and kept: the prompt's first
+    words, the model's short name and the seed, slugged ("once-upon-a-time_smollm2-135m-instruct_seed0"). A
+    model's folder or Hub id gives its last part, "(embedded)" is dropped; any script's letters are kept."""
+    slug = lambda text: re.sub(r"[\W_]+", "-", text.lower()).strip("-")  # noqa: E731
+    head = slug(" ".join((prompt or "").split()[:words]))[:max_chars].strip("-") or "run"
+    name = re.sub(r"\s*\(.*?\)\s*$", "", (model or "").strip()).rstrip("/\\")
+    short = slug(re.split(r"[/\\]", name)[-1])[:max_chars].strip("-") or "model"
+    return f"{head}_{short}_seed{int(seed)}"

@@ -26,12 +26,11 @@ from . import exports, shared
 from .controls import CONTROL_NAMES, DEFAULT_MODEL, KNOBS, SAMPLING_ONLY, Controls, as_int, config_field, control_values
 from .outputs import ENDS_STREAM, FINISH, N_TABLE_CHOICES, distribution_chart, empty_outputs, rendered, shown_record, step_outputs, trajectory_chart  # fmt: skip
 from .page import carry_on_tokens
-from .permalink import PERMALINK_PARAM, decode_permalink, permalink_query, replay
+from .permalink import PERMALINK_PARAM, decode_permalink, permalink_url, replay
 from .state import PlaygroundState, UserError, as_run, friendly, next_config, prepare
 
 log = logging.getLogger("playground.ui")
 STREAM_CHART_EVERY_S = 0.5  # a streamed run redraws the distribution chart at most this often
-FINAL_BEAMS_COLUMNS = ["Rank", "Score", "Tokens", "Text", "Sum log-prob", "Finished", "Winner"]  # as shown
 MAX_STEPS_A_REQUEST = 1000
 COMPARE_STREAM_STEPS = 4  # Compare sends its cards every this many steps (one GPU call each on ZeroGPU)
 
@@ -370,7 +369,7 @@ def on_compare(controls: Controls, num_samples=2) -> Iterator[dict]:
     beams = views.final_beams_table(traces["beam"], decode=engine.decode).round({"Score": 4, "Sum log-prob": 3})
     (tree,) = rendered(plots.beam_tree_figure(traces["beam"]))
     yield {"compare_result": compare_result(traces), "compare_cards": views.compare_html(traces), "beam_tree": tree,
-           "final_beams": beams[FINAL_BEAMS_COLUMNS]}  # fmt: skip
+           "final_beams": beams}  # fmt: skip
 
 
 def compare_result(traces) -> dict:
@@ -413,16 +412,18 @@ def on_explore(run, controls: Controls, temperatures="0.5, 1, 1.5, 2") -> dict:
             "explore_status": f'<div class="dp-status">Exploring <b>{where}</b>. {html.escape(knobs)}</div>'}  # fmt: skip
 
 
-def on_export(run, top_n=10) -> dict:
-    """Write the step table (CSV) and the full trace (JSON) to files, offered as downloads."""
+def on_export(run, top_n=10, request: gr.Request = None) -> dict:
+    """Write the step table (CSV) and the full trace (JSON) to files named after the run, offered as downloads;
+    the trace holds the run's permalink as a whole address."""
     if not isinstance(run, PlaygroundState) or run.session is None or not run.steps:
         raise UserError("Take a step first: there is nothing to export yet.")
     folder = exports.new_folder()
-    csv_path, json_path = folder / "steps.csv", folder / "trace.json"
+    stem = exports.run_stem(run.prompt, run.session.engine.name, run.session.config.seed)
+    csv_path, json_path = folder / f"{stem}_steps.csv", folder / f"{stem}_trace.json"
     table = views.step_table_data(run.prompt_text, run.steps, n_choices=N_TABLE_CHOICES)
     csv_path.write_text(views.step_table_csv(table), encoding="utf-8")
     extra = {"app": "Decoding Playground", "prompt": run.prompt, "chat": run.chat, "system": run.system,
-             "prompt_text": run.prompt_text, "permalink": permalink_query(run)}  # fmt: skip
+             "prompt_text": run.prompt_text, "permalink": permalink_url(run, request)}  # fmt: skip
     json_path.write_text(views.trace_json(run.session.trace(), extra=extra), encoding="utf-8")
     return {"csv_file": str(csv_path), "json_file": str(json_path)}
 

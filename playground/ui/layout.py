@@ -31,6 +31,10 @@ ASSETS = Path(__file__).resolve().parent.parent.parent / "assets"
 # The step table's columns (views.step_table: Step, Input, Chosen, Model, After knobs, then 5 choices): the
 # chosen token and its probabilities fit beside the input at 1280 px, the choices scroll.
 TABLE_COLUMN_WIDTHS = ["64px", "300px", "130px", "84px", "100px"] + ["150px"] * N_TABLE_CHOICES
+# The final beams' columns (views.FINAL_BEAMS_COLUMNS) as shares of the table's width, so every column shows at
+# any width the table gets (640 px beside the tree, the whole column under it) and the Text wraps in the rest.
+_FINAL_BEAMS_SHARES = {"Rank": 8, "Winner": 11, "Text": 34, "Tokens": 10, "Score": 13, "Sum log-prob": 13, "Finished": 11}
+FINAL_BEAMS_WIDTHS = [f"{_FINAL_BEAMS_SHARES[c]}%" for c in views.FINAL_BEAMS_COLUMNS]
 
 # A click, a tap or Enter on a generated token (delegated from the text's root, which survives re-renders):
 # a popover of its alternatives (built from the span's data-alts as text, never as markup; it lives on
@@ -461,14 +465,14 @@ def _compare_tab(c: dict, policy: HostingPolicy) -> None:
                 c["compare"] = gr.Button("Compare", variant="primary", elem_id="dp-compare")
                 c["compare_stop"] = gr.Button("Stop", variant="stop")
     c["compare_cards"] = gr.HTML("", elem_id="dp-compare-cards")
-    # side by side where the page is wide enough for the 800 px tree and the table, else stacked
+    # side by side where the page has room for the 800 px tree and a 640 px table (every column whole, the Text
+    # wrapped), else stacked (a 1920 px screen); the columns share the table's width, so none is cut
     with gr.Row(equal_height=False):
         with gr.Column(scale=3, min_width=800):
             c["beam_tree"] = gr.Plot(label="Beam search tree", elem_id="dp-beam-tree", format=PLOT_FORMAT, show_label=False)
-        with gr.Column(scale=2, min_width=320):
+        with gr.Column(scale=2, min_width=640):
             c["final_beams"] = gr.Dataframe(label="Final beams (what generate() returns, best first)", interactive=False,
-                                            wrap=True, elem_id="dp-final-beams",
-                                            column_widths=["64px", "84px", "76px", "360px", "120px", "90px", "84px"])  # fmt: skip
+                                            wrap=True, elem_id="dp-final-beams", column_widths=FINAL_BEAMS_WIDTHS)  # fmt: skip
     c["compare_result"] = gr.JSON(visible=False)
 
 

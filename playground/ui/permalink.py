@@ -136,3 +136,16 @@ def recomputed_notice(records: list, engine) -> str:
     where = f"step {first.step}" + (f" (and {len(records) - 1} more)" if len(records) > 1 else "")
     return (f"Replayed the link's own tokens: at {where} this machine would have chosen {label(first.recomputed)} "
             f"instead of {label(first.token_id)} (numbers can differ in their last bits between machines).")
+
+
+def permalink_url(state: PlaygroundState, request=None) -> str:
+    """The run's permalink as a whole address, to paste in a chat or keep in a file: the page's own address (the
+    one the browser says it is on, else the server's as the request reached it, proxies' forwarded names first)
+    with the run's query; the bare query when there is no request to tell."""
+    query = permalink_query(state)
+    headers = {k.lower(): v for k, v in dict(getattr(request, "headers", None) or {}).items()}
+    page = headers.get("referer", "").split("#")[0].split("?")[0]
+    if not page.startswith(("http://", "https://")) and headers.get("host"):
+        scheme = headers.get("x-forwarded-proto") or getattr(getattr(request, "url", None), "scheme", None) or "http"
+        page = f"{scheme.split(',')[0].strip()}://{headers.get('x-forwarded-host') or headers['host']}/"
+    return page + query if query and page else query
