@@ -274,28 +274,50 @@ def _choice(token: str, p: float) -> str:
     return f"{token_label(token)} ({_pct(p)})"
 
 
-def step_table(prompt_text: str, steps: list[StepRecord], n_choices: int = 5) -> pd.DataFrame:
+def step_table(prompt_text: str, steps: list[StepRecord], n_choices: int = 5, made: list | None = None) -> pd.DataFrame:
     """The step table the page shows, read as seed 001's notebook table: one row per step with the input so far
     (its last INPUT_WIDTH characters, so its end is visible), the chosen token (marked when forced) with its
     model and after-knobs probabilities, then the top `n_choices` candidates by the model's probability as
-    "token (12.34%)". Text for display; `step_table_data` has the same rows as numbers and real text."""
-    data = step_table_data(prompt_text, steps, n_choices)
-    choice_cols = [f"Choice {i + 1}" for i in range(n_choices)]
-    rows = []
-    for r, d in zip(steps, data.to_dict("records")):
-        # the last INPUT_WIDTH characters are all a row can show (a label is never shorter than its character),
-        # so only they are labelled: a long prompt costs each row nothing more
-        tail = d["input"][-INPUT_WIDTH:]
-        context = token_label_text(tail)
-        if len(context) > INPUT_WIDTH or len(tail) < len(d["input"]):
-            context = "…" + context[-(INPUT_WIDTH - 1) :]
-        row = {"Step": r.step, "Input": context, "Chosen": token_label(r.token) + (" ✎ forced" if r.forced else ""),
-               "Model": _pct(r.raw_prob), "After knobs": _pct(r.prob)}  # fmt: skip
-        for i, col in enumerate(choice_cols):
-            token, p = d[f"choice_{i + 1}"], d[f"choice_{i + 1}_prob"]
-            row[col] = _choice(token, p) if token is not None else ""
-        rows.append(row)
-    return pd.DataFrame(rows, columns=["Step", "Input", "Chosen", "Model", "After knobs", *choice_cols])
+    "token (12.34%)". Text for display; `step_table_data` has the same rows as numbers and real text.
+
+    `made`: a list the caller keeps beside the run; the rows are kept there as they are made and reused while
+    their steps are the same records, so a Step makes one row, not the whole table again."""
+    _check_n_choices(n_choices)
+    made = [] if made is None else made
+    key = (prompt_text, n_choices)
+    kept = 0
+    for (record, made_for, _, _), r in zip(made, steps):
+        if record is not r or made_for != key:
+            break
+        kept += 1
+    del made[kept:]
+    generated = made[-1][2] if made else b""  # the tokens' bytes so far (as step_table_data joins them)
+    for r in steps[kept:]:
+        row = _table_row(r, (prompt_text or "") + bytes_text(generated), n_choices)
+        generated += r.raw_bytes
+        made.append((r, key, generated, row))
+    columns = ["Step", "Input", "Chosen", "Model", "After knobs", *(f"Choice {i + 1}" for i in range(n_choices))]
+    return pd.DataFrame([row for *_, row in made], columns=columns)
+
+
+def _table_row(r: StepRecord, input_text: str, n_choices: int) -> dict:
+    # the last INPUT_WIDTH characters are all a row can show (a label is never shorter than its character), so
+    # only they are labelled: a long prompt costs each row nothing more
+    tail = input_text[-INPUT_WIDTH:]
+    context = token_label_text(tail)
+    if len(context) > INPUT_WIDTH or len(tail) < len(input_text):
+        context = "…" + context[-(INPUT_WIDTH - 1) :]
+    row = {"Step": r.step, "Input": context, "Chosen": token_label(r.token) + (" ✎ forced" if r.forced else ""),
+           "Model": _pct(r.raw_prob), "After knobs": _pct(r.prob)}  # fmt: skip
+    ranked = sorted(r.top, key=lambda c: c.rank)
+    for i in range(n_choices):
+        row[f"Choice {i + 1}"] = _choice(ranked[i].token, ranked[i].raw_prob) if i < len(ranked) else ""
+    return row
+
+
+def _check_n_choices(n_choices) -> None:
+    if isinstance(n_choices, bool) or not isinstance(n_choices, int) or n_choices < 1:
+        raise ValueError(f"n_choices must be an integer >= 1, got {n_choices!r}.")
 
 
 def step_table_data(prompt_text: str, steps: list[StepRecord], n_choices: int = 5) -> pd.DataFrame:
@@ -304,8 +326,7 @@ def step_table_data(prompt_text: str, steps: list[StepRecord], n_choices: int = 
     split across tokens reads whole), the chosen token's id and its bytes in hex ("E5 96"), its model and
     after-knobs probabilities as numbers in [0, 1], whether it was forced, then the top `n_choices` candidates by
     the model's probability and their probabilities (None where the run recorded fewer)."""
-    if isinstance(n_choices, bool) or not isinstance(n_choices, int) or n_choices < 1:
-        raise ValueError(f"n_choices must be an integer >= 1, got {n_choices!r}.")
+    _check_n_choices(n_choices)
     choice_cols = [c for i in range(n_choices) for c in (f"choice_{i + 1}", f"choice_{i + 1}_prob")]
     columns = ["step", "input", "token", "token_id", "token_bytes", "model_prob", "after_knobs_prob", "forced",
                *choice_cols]  # fmt: skip

@@ -398,3 +398,19 @@ def test_a_tokens_accessible_name_says_how_likely_it_was():
     assert views.token_accessible_name(" time", 0.42) == "“ time”, 42% likely"
     assert views.token_accessible_name("\n", 0.0031, forced=True) == "“↵”, 0.3% likely, forced by you"
     assert views.token_accessible_name("", float("nan")) == "“∅”, probability unknown"
+
+
+def test_the_step_table_made_step_by_step_reuses_its_rows_and_equals_the_whole(sampled):
+    """A Step adds one row: the rows made before are kept beside the run and reused while their steps are the
+    same records; the table equals the one made whole, and a changed step (a force, a rewind) is made again."""
+    prompt, steps = "Once upon a time", sampled.steps
+    made: list = []
+    for n in range(1, len(steps) + 1):
+        assert step_table(prompt, steps[:n], made=made).equals(step_table(prompt, steps[:n]))
+    first_row = made[0][3]
+    step_table(prompt, steps, made=made)
+    assert made[0][3] is first_row  # reused, not made again
+    replaced = [steps[0], dataclasses.replace(steps[1], forced=True), *steps[2:]]
+    assert step_table(prompt, replaced, made=made).equals(step_table(prompt, replaced))
+    assert "forced" in step_table(prompt, replaced, made=made)["Chosen"].iloc[1]
+    assert step_table("Other prompt", steps, made=made).equals(step_table("Other prompt", steps))

@@ -144,7 +144,7 @@ def step_outputs(state: PlaygroundState, top_n=10, full: bool = True, figures: b
         return out
     out["distribution"] = distribution_chart(state, top_n)
     if full:
-        out["table"] = views.step_table(state.prompt_text, steps, n_choices=N_TABLE_CHOICES)
+        out["table"] = views.step_table(state.prompt_text, steps, N_TABLE_CHOICES, made=state.table_rows)
         if not steps or state.show_trajectory:  # else off screen: drawn when its tab is opened
             (out["trajectory"],) = rendered(trajectory_chart(state))
     # the inspector names the step the chart shows; where the pending step has a preview, it is the step after

@@ -73,6 +73,7 @@ class PlaygroundState:
     stop: StopSignal = field(default_factory=StopSignal)  # a running Run or Step ×N ends after its current step
     parked: str | None = None  # while the session is dropped for memory: the run's recipe (sessions.park)
     controls_shown: tuple | None = None  # the run controls as the page shows them (page.changed_run_controls)
+    table_rows: list = field(default_factory=list, repr=False, compare=False)  # the step table's rows made so far (views.step_table)
 
     def changed(self) -> None:
         """The run moved on (a step, a rewind): show its last step, and forget a preview of a step that is gone
