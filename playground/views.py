@@ -192,8 +192,10 @@ def _part_of(spelled: Spelling | None) -> str:
 
 def _spellings(steps: list[StepRecord]) -> list[Spelling]:
     """The steps' tokens grouped where their bytes make whole characters together (`tokens.spell`), by step."""
-    return [replace(g, start=steps[g.start].step, end=steps[g.end - 1].step + 1) if steps else g
-            for g in spell([(r.token, r.token_bytes) for r in steps])]  # fmt: skip
+    groups = spell([(r.token, r.token_bytes) for r in steps])
+    if not steps or (steps[0].step == 0 and steps[-1].step == len(steps) - 1):  # a run's steps: index = step
+        return groups
+    return [replace(g, start=steps[g.start].step, end=steps[g.end - 1].step + 1) for g in groups]
 
 
 def _joined_html(group: Spelling, spans: str) -> str:
@@ -209,21 +211,36 @@ def _joined_html(group: Spelling, spans: str) -> str:
     )
 
 
-def token_spans_html(steps: list[StepRecord], selected_step: int | None = None, start: int | None = None) -> str:
+def token_spans_html(steps: list[StepRecord], selected_step: int | None = None, start: int | None = None,
+                     made: dict | None = None) -> str:  # fmt: skip
     """Each generated token of `steps` as its coloured span (what the coloured text shows after the prompt); tokens
     that are parts of characters and together make whole ones wrapped with those characters (`_joined_html`).
-    `start` (a step): only the tokens from the group holding that step on."""
+    `start` (a step): only the tokens from the group holding that step on. `made`: a dict the caller keeps
+    beside the run, where each group's markup is kept and reused while it is made of the same records (a
+    streamed run's update then makes only its new tokens, not every token again)."""
     by_step = {r.step: r for r in steps}
+    if made is not None and len(made) > 2 * len(steps) + 64:  # what no longer belongs to the run goes
+        made.clear()
     out = []
     for group in _spellings(steps):
         if start is not None and group.end <= start:
             continue
+        records = tuple(by_step[s] for s in range(group.start, group.end))
+        chosen = selected_step if selected_step is not None and group.start <= selected_step < group.end else None
+        key = (tuple(map(id, records)), chosen, group.joined, group.text)
+        kept = made.get(key) if made is not None else None
+        if kept is not None and all(a is b for a, b in zip(kept[0], records)):
+            out.append(kept[1])
+            continue
         spans = "".join(
             _token_span(r.token, r.prob, step_alternatives(r, spelled=group), step=r.step, forced=r.forced,
-                        selected=selected_step is not None and r.step == selected_step)  # fmt: skip
-            for r in (by_step[s] for s in range(group.start, group.end))
+                        selected=r.step == chosen)  # fmt: skip
+            for r in records
         )
-        out.append(_joined_html(group, spans) if group.joined else spans)
+        markup = _joined_html(group, spans) if group.joined else spans
+        if made is not None:
+            made[key] = (records, markup)
+        out.append(markup)
     return "".join(out)
 
 
@@ -237,22 +254,24 @@ def text_from_step(steps: list[StepRecord], from_step: int) -> int:
     return next((g.start for g in _spellings(steps) if g.start <= from_step < g.end), from_step)
 
 
-def colored_text_increment(steps: list[StepRecord], from_step: int, selected_step: int | None = None) -> str:
+def colored_text_increment(steps: list[StepRecord], from_step: int, selected_step: int | None = None,
+                           made: dict | None = None) -> str:  # fmt: skip
     """The coloured text's tokens from step `from_step` on (from the start of the character that step is part of,
     `text_from_step`), marked (TEXT_FROM_MARK): what a streamed run sends instead of the whole text, which the
     page has up to there. Each one holds every token from there, so it stands alone (an update the page merged
     with the next loses nothing), and, unselected, each is the one before it with the new tokens appended (but
     where tokens complete a character), which Gradio's stream sends as just those."""
     start = text_from_step(steps, from_step)
-    return TEXT_FROM_MARK.format(start) + token_spans_html(steps, selected_step, start=start)
+    return TEXT_FROM_MARK.format(start) + token_spans_html(steps, selected_step, start=start, made=made)
 
 
-def colored_text_html(prompt_text: str, steps: list[StepRecord], selected_step: int | None = None) -> str:
+def colored_text_html(prompt_text: str, steps: list[StepRecord], selected_step: int | None = None,
+                      made: dict | None = None) -> str:  # fmt: skip
     """The prompt (muted) followed by each generated token coloured by its probability after the knobs; each
     token carries `data-step`, its alternatives for the popover (`step_alternatives`), a mark when forced and
-    an outline when selected."""
+    an outline when selected. `made`: as `token_spans_html` takes it."""
     prompt = html.escape(prompt_text or "")
-    spans = [token_spans_html(steps, selected_step)]
+    spans = [token_spans_html(steps, selected_step, made=made)]
     if not steps:
         spans.append('<span class="dp-hint" style="opacity:.6"> (no tokens yet: take a step)</span>')
     return (

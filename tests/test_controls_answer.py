@@ -31,11 +31,17 @@ def _stop_after_some_tokens(page, n: int) -> int:
     """Step ×N with N = `n`: tokens come while it runs (it streams), Stop ends it after the step in progress;
     returns how many tokens it took."""
     _step_n(page, n)
-    page.wait_for_selector("#dp-text [data-step='4']")  # streamed: the first tokens are on the page ...
+    # streamed: the first tokens are on the page (counted in the DOM: a token scrolled out of the text's box, or
+    # under a character drawn over its bytes, is there all the same) ...
+    page.wait_for_function("document.querySelectorAll('#dp-text [data-step]').length >= 5", polling=50)
     shown = page.locator("#dp-text [data-step]").count()
     assert shown < n, f"Step ×{n} showed nothing until its end: {shown} tokens arrived at once"  # ... long before the end
     clicked = time.perf_counter()
-    page.click("#dp-stop")
+    # a person's click where Stop is (a mouse event, as a hand gives it): Playwright's own click (and its waits,
+    # unless told to poll) first wait for animation frames, which headless Chromium hardly draws while the tiny
+    # model's tokens pour in (~70 a second), so it clicked only once the run had ended
+    box = page.locator("#dp-stop").bounding_box()
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
     page.wait_for_function(f"{STATUS_JS}.includes('Stopped after') || {STATUS_JS}.includes('finished') || "
                            f"document.querySelectorAll('#dp-text [data-step]').length >= {n}")  # fmt: skip
     waited, status = time.perf_counter() - clicked, _status(page)

@@ -45,22 +45,49 @@ TOKEN_JS = """
 // on, marked <!--dp-from:K-->, which replace the page's tokens from K (views.colored_text_increment).
 const host = element.querySelector('.dp-text-host') || element;
 const FROM = /^<!--dp-from:(\\d+)-->/;
+let drawn = '';  // the value the page's tokens were last drawn from
 function render() {
   const value = props.value || '';
   const m = FROM.exec(value);
   const tokens = host.querySelector('.dp-tokens');
-  if (!m || !tokens) { host.innerHTML = value; return; }
-  const from = Number(m[1]);
-  // a token, or a character made of several (data-group: its first step), from K on
-  for (const t of [...tokens.querySelectorAll('[data-group],[data-step]')]) {
-    if (Number(t.dataset.group ?? t.dataset.step) >= from) t.remove();
+  if (!m || !tokens) { host.innerHTML = value; drawn = value; return; }
+  // a streamed update is most often the one before with new tokens appended: only those are drawn
+  if (drawn && value.length > drawn.length && value.startsWith(drawn) && FROM.exec(drawn)?.[1] === m[1]) {
+    tokens.insertAdjacentHTML('beforeend', value.slice(drawn.length));
+    drawn = value;
+    return;
   }
+  drawn = value;
+  const from = Number(m[1]);
+  const incoming = document.createElement('template');
+  incoming.innerHTML = value.slice(m[0].length);
+  // what the page shows from K on: each token, or a character made of several (data-group: its first step),
+  // with the line-break hint after it; the ones the update holds unchanged stay, the first that differs and
+  // all after it go
+  const shown = [...tokens.children].filter((t) => Number(t.dataset.group ?? t.dataset.step ?? -1) >= from);
   const hint = tokens.querySelector('.dp-hint');
   if (hint) { hint.remove(); }
-  tokens.insertAdjacentHTML('beforeend', value.slice(m[0].length));
+  let same = 0;
+  const fresh = [...incoming.content.children];
+  while (same < shown.length && same < fresh.length && shown[same].outerHTML === fresh[same].outerHTML) same++;
+  for (const t of [...shown.slice(same), ...fresh.slice(0, same)]) {
+    if (t.nextSibling && t.nextSibling.nodeName === 'WBR') t.nextSibling.remove();
+    t.remove();
+  }
+  tokens.append(incoming.content);
 }
-// the text scrolls within a bounded height: the newest tokens stay in view
-function follow() { const t = host.querySelector('.dp-tokens'); if (t) { t.scrollTop = t.scrollHeight; } }
+// the text scrolls within a bounded height: the newest tokens stay in view (once a frame: reading the height
+// lays the page out)
+let following = false;
+function follow() {
+  if (following) return;
+  following = true;
+  requestAnimationFrame(() => {
+    following = false;
+    const t = host.querySelector('.dp-tokens');
+    if (t) { t.scrollTop = t.scrollHeight; }
+  });
+}
 watch('value', () => { render(); follow(); });
 render();
 follow();

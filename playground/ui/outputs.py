@@ -136,10 +136,11 @@ def step_outputs(state: PlaygroundState, top_n=10, full: bool = True, figures: b
     record, pending = shown_record(state)
     sel = state.selected if state.selected is not None else (len(steps) - 1 if steps and not pending else None)
     result = api_result(state)
-    out = {"result": result, "text": views.colored_text_html(state.prompt_text, steps, selected_step=sel),
+    out = {"result": result, "text": views.colored_text_html(state.prompt_text, steps, sel, made=state.text_spans),
            "status": status_html(state), "state": state}  # fmt: skip
     if text_from is not None and text_from <= len(steps):
-        out["text_increment"] = views.colored_text_increment(steps, text_from, selected_step=sel if full else None)
+        out["text_increment"] = views.colored_text_increment(steps, text_from, sel if full else None,
+                                                             made=state.text_spans)
     if not figures:
         return out
     out["distribution"] = distribution_chart(state, top_n)

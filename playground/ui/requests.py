@@ -41,7 +41,11 @@ EXCLUSIVE, AHEAD, NONBLOCKING, FREE = "exclusive", "ahead", "nonblocking", "free
 # back goes with the next one (its outputs under the next one's: a stream's text is sent from its first streamed
 # step on, so the later text holds the earlier); one that sets a run control (the run ended) and the last one
 # are always sent.
-PAGE_STREAM_EVERY_S = 0.05
+# Each update holds the text from the run's first streamed step, so it grows with the run: past PAGE_STREAM_CHARS
+# characters the updates come less often, in proportion (a page drawing 200 tokens' text ten times a second was
+# too busy to hear a click).
+PAGE_STREAM_EVERY_S = 0.1  # 10 a second: smooth to read
+PAGE_STREAM_CHARS = 30_000  # ~50 tokens' markup
 RECOVERED = ("The server had lost this page's run (it restarted, or the session expired), so the run was "
              "replayed from its permalink.")  # fmt: skip
 # What Gradio hands a handler that asks for it, by the parameter's name.
@@ -143,7 +147,8 @@ def serve(endpoint: Endpoint, for_page: bool = False, fixed: Mapping[str, object
                     for result in endpoint.handler(**arguments(entry, values)):
                         sessions.TABLE.keep(entry, result.get("state"))
                         update = _merged(held, shown(result))
-                        if for_page and sent is not None and time.perf_counter() - sent < PAGE_STREAM_EVERY_S \
+                        every = PAGE_STREAM_EVERY_S * max(1.0, len(result.get("text_increment") or "") / PAGE_STREAM_CHARS)
+                        if for_page and sent is not None and time.perf_counter() - sent < every \
                                 and not _sets(update, outputs, page.RUN_CONTROLS):
                             held = update  # sent with the next one
                             continue

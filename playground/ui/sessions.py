@@ -57,7 +57,7 @@ def park(state: PlaygroundState) -> bool:
         return False
     state.parked = permalink_query(state).split(f"{PERMALINK_PARAM}=", 1)[-1]
     state.session = state.preview = None
-    state.table_rows = []  # they hold the step records
+    state.table_rows, state.text_spans = [], {}  # they hold the step records
     return True
 
 

@@ -74,6 +74,7 @@ class PlaygroundState:
     parked: str | None = None  # while the session is dropped for memory: the run's recipe (sessions.park)
     controls_shown: tuple | None = None  # the run controls as the page shows them (page.changed_run_controls)
     table_rows: list = field(default_factory=list, repr=False, compare=False)  # the step table's rows made so far (views.step_table)
+    text_spans: dict = field(default_factory=dict, repr=False, compare=False)  # the coloured text's markup made so far (views.token_spans_html)
 
     def changed(self) -> None:
         """The run moved on (a step, a rewind): show its last step, and forget a preview of a step that is gone
