@@ -83,7 +83,7 @@ def test_the_end_of_a_run_says_why_and_a_refused_step_keeps_every_output(app_url
     page = _open(page_factory, app_url)
     _greedy_run(page, max_new=4)
     assert page.is_disabled("#dp-step") and page.is_disabled("#dp-run") and page.is_disabled("#dp-step-n")
-    assert "max new tokens reached" in page.inner_text("#dp-end") and page.is_visible("#dp-carry-on")
+    assert "reached max new tokens (4)" in page.inner_text("#dp-end") and page.is_visible("#dp-carry-on")
 
     # Carry on: one more token, and the run's limit grows by CARRY_ON_TOKENS
     page.click("#dp-carry-on")
