@@ -335,7 +335,7 @@ def finish_words(reason: str | None, n_steps: int, max_new_tokens: int, text: st
         return "a stop string appeared" + (f": “{token_label_text(hit)}”" if hit else "")
     return {
         "eos": "the model ended its answer (end-of-sequence token)",
-        "length": f"reached max new tokens ({n_steps})",
+        "length": f"reached max new tokens ({max_new_tokens})",  # the setting (a run may go past one lowered)
         "context": "the model's context is full",
         "stopped": f"you pressed Stop after {n_steps} token{'s' if n_steps != 1 else ''}",
     }.get(reason, reason)

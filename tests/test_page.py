@@ -255,6 +255,11 @@ def test_stop_ends_a_streamed_run_within_a_step(app_url, page_factory):
     assert not page.is_disabled("#dp-step")  # stopped, not finished: Step carries on
     n = int(status.split("Stopped after ")[1].split()[0])
     assert n < 512 and waited < 10, (n, waited)
+    # the status says who stopped it, and when (it said "stopped", as for any run not done), until Step moves on
+    assert f"stopped: you pressed Stop after {n} token" in status, status
+    page.click("#dp-step")
+    page.wait_for_selector(f"#dp-text [data-step='{n}']")
+    page.wait_for_function(f"!{STATUS_JS}.includes('pressed Stop')")
     page.close()
 
 
