@@ -223,7 +223,7 @@ def _save_chart(trace, path: str, step: int | None) -> None:
 
 def _describe(trace, prompt_text: str, table: bool = True) -> str:
     head = (
-        f"[{trace.label}] {trace.model} | {len(trace.token_ids)} tokens | {trace.finish_reason} | "
+        f"[{trace.label}] {trace.model} | {len(trace.token_ids)} tokens | {trace.finish_reason or 'not finished'} | "
         f"logprob {trace.sequence_logprob:.2f} | perplexity {trace.perplexity:.2f} | {trace.tokens_per_s:.1f} tok/s"
     )
     lines = [head, *trace.notices, prompt_text + trace.text]

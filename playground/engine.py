@@ -649,7 +649,17 @@ def _lane(label: str, config: DecodingConfig, prompt: torch.Tensor, engine: Engi
     return SingleLane(label, config, prompt, engine.vocab, draws_on=engine.device.type, penalty_skip=skip)
 
 
-def _trace(engine: Engine, lane, prompt_ids: list[int], elapsed: float, notices: list[str]) -> Trace:
+def _finish_reason(engine: Engine, lane, n_prompt: int, stopped: bool = False) -> str | None:
+    """Why the lane's run ended, in FINISH_REASONS' words: a run that reached its max new tokens where the model's
+    context holds no more says "context"; a run not finished says None, or "stopped" when its caller stopped it."""
+    reason = lane.finish_reason or ("stopped" if stopped else None)
+    if reason == "length" and engine.context_length and n_prompt + len(lane.steps) >= engine.context_length:
+        return "context"
+    return reason
+
+
+def _trace(engine: Engine, lane, prompt_ids: list[int], elapsed: float, notices: list[str],
+           stopped: bool = False) -> Trace:  # fmt: skip
     token_ids, logprobs, beam_score = lane.result()
     strategy = lane.config.strategy
     if strategy == "beam" and not isinstance(lane, BeamLane):  # what ran; the settings keep what was asked
@@ -669,7 +679,7 @@ def _trace(engine: Engine, lane, prompt_ids: list[int], elapsed: float, notices:
         token_bytes=[engine.vocab.token_bytes(t) for t in token_ids],
         token_logprobs=logprobs,
         steps=list(lane.steps),
-        finish_reason=lane.finish_reason or "stopped",
+        finish_reason=_finish_reason(engine, lane, len(prompt_ids), stopped),
         elapsed_s=elapsed,
         beam_score=beam_score,
         notices=list(notices),
@@ -692,6 +702,7 @@ class Session:
         self.lane = _lane(self.config.strategy, self.config, prompt, engine)
         self._batch = _Batch(engine, prompt, [self.lane], prefill=prefill)
         self.elapsed_s = time.perf_counter() - start
+        self.stopped = False  # the caller stopped the run before it finished (`stop`); forgotten when it moves
 
     @property
     def steps(self) -> list[StepRecord]:
@@ -702,8 +713,15 @@ class Session:
         return self.lane.done
 
     @property
-    def finish_reason(self) -> str:
-        return self.lane.finish_reason
+    def finish_reason(self) -> str | None:
+        """Why the run ended (one of FINISH_REASONS): "eos", "length", "stop_string" or "context"; for a run not
+        finished, "stopped" when its caller stopped it (`stop`), else None."""
+        return _finish_reason(self.engine, self.lane, len(self.prompt_ids), self.stopped)
+
+    def stop(self) -> None:
+        """The caller stops the run before it finished (a person's Stop): its finish reason says "stopped" until
+        the run moves again (a step or a rewind carries on from here). A finished run keeps its own reason."""
+        self.stopped = not self.done
 
     @property
     def token_ids(self) -> list[int]:
@@ -730,6 +748,7 @@ class Session:
                 raise ValueError(f"The run has finished ({self.finish_reason}): rewind or reset to go on.")
         start = time.perf_counter()
         (record,) = self._batch.step([config], [force_token], [expect_token])
+        self.stopped = False
         self.elapsed_s += time.perf_counter() - start
         self.config = config
         return record
@@ -801,9 +820,11 @@ class Session:
         if isinstance(n_steps, bool) or not isinstance(n_steps, int) or not 0 <= n_steps <= len(self.steps):
             raise ValueError(f"Cannot rewind to step {n_steps!r}: this run has steps 0 to {len(self.steps)}.")
         self._batch.rewind(n_steps)
+        self.stopped = False
 
     def trace(self) -> Trace:
-        return _trace(self.engine, self.lane, self.prompt_ids, self.elapsed_s, self.notices)
+        return _trace(self.engine, self.lane, self.prompt_ids, self.elapsed_s, self.notices,
+                      self.stopped)
 
     @torch.inference_mode()
     def explore(

@@ -630,7 +630,7 @@ def _beam_status(trace: Trace, step: int, b) -> str:
     step of a run that ended is "pruned" (the run stopped it)."""
     if b.normalized_score is not None:
         return "finished"
-    if b.status == "kept" and step == len(trace.steps) - 1 and trace.finish_reason != "stopped":
+    if b.status == "kept" and step == len(trace.steps) - 1 and trace.finished:
         return "pruned"
     return b.status
 

@@ -13,6 +13,12 @@ from dataclasses import dataclass, field
 
 from .config import DecodingConfig
 
+# Why a run ended, in transformers' stopping criteria's words where they have one (EosTokenCriteria,
+# MaxLengthCriteria, StopStringCriteria): "eos" the model's end-of-sequence token; "length" max new tokens
+# reached; "stop_string" a stop string appeared; "context" max new tokens reached where the model's context
+# holds no more; "stopped" a run its caller stopped before it finished (a person's Stop). None: not finished yet.
+FINISH_REASONS = ("eos", "length", "stop_string", "context", "stopped")
+
 
 @dataclass(frozen=True)
 class Candidate:
@@ -138,12 +144,17 @@ class Trace:
     token_strings: list[str]  # one display string per generated token ("⟨E5 96⟩" for part of a character)
     token_logprobs: list[float]  # raw model log-probability of each generated token
     steps: list[StepRecord]
-    finish_reason: str  # "eos", "length", "stop_string", "context", "stopped"
+    finish_reason: str | None  # one of FINISH_REASONS; None: not finished (an export taken mid-run)
     elapsed_s: float = 0.0
     beam_score: float | None = None  # generate()'s sequences_scores for beams: normalised, penalised
     notices: list[str] = field(default_factory=list)
     # per generated token, its raw bytes when it is only part of a character, else None (empty: none recorded)
     token_bytes: list[bytes | None] = field(default_factory=list)
+
+    @property
+    def finished(self) -> bool:
+        """Whether the run ended by itself (not stopped by its caller, nor taken mid-run)."""
+        return self.finish_reason not in (None, "stopped")
 
     @property
     def sequence_logprob(self) -> float:
@@ -176,6 +187,7 @@ class Trace:
             "perplexity": _num(self.perplexity),
             "beam_score": None if self.beam_score is None else _num(self.beam_score),
             "finish_reason": self.finish_reason,
+            "n_steps": len(self.steps),
             "elapsed_s": self.elapsed_s,
             "tokens_per_s": _num(self.tokens_per_s),
             "notices": list(self.notices),

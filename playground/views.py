@@ -364,6 +364,23 @@ def step_table_data(prompt_text: str, steps: list[StepRecord], n_choices: int = 
     return pd.DataFrame(rows, columns=columns)
 
 
+def finish_words(reason: str | None, n_steps: int, max_new_tokens: int, text: str = "",
+                 stop_strings: tuple[str, ...] = ()) -> str:  # fmt: skip
+    """What happened to a run, in plain words, from its finish reason (records.FINISH_REASONS; None: not finished):
+    its `n_steps` tokens of `max_new_tokens`, and for a stop string the one its `text` holds."""
+    if reason is None:
+        return f"not finished: {n_steps} of {max_new_tokens} tokens"
+    if reason == "stop_string":
+        hit = next((s for s in stop_strings if s and s in text), None)
+        return "a stop string appeared" + (f": “{token_label_text(hit)}”" if hit else "")
+    return {
+        "eos": "the model ended its answer (end-of-sequence token)",
+        "length": f"reached max new tokens ({max_new_tokens})",  # the setting (a run may go past one lowered)
+        "context": "the model's context is full",
+        "stopped": f"you pressed Stop after {n_steps} token{'s' if n_steps != 1 else ''}",
+    }.get(reason, reason)
+
+
 def token_label_text(text: str) -> str:
     """Running text for one-line display: newlines and tabs visible, spaces kept as spaces."""
     if text.isprintable():  # spaces are printable; newlines, tabs and control characters are not
@@ -425,7 +442,8 @@ def _card_html(trace: Trace) -> str:
         ("log-prob", _num(trace.sequence_logprob, ".2f")),
         ("perplexity", _num(trace.perplexity, ".2f")),
         ("batch tok/s", _num(trace.tokens_per_s, ".1f")),  # the lanes share one forward a step, so one rate
-        ("finish", trace.finish_reason),
+        ("finish", finish_words(trace.finish_reason, len(trace.steps), trace.config.max_new_tokens, trace.text,
+                                trace.config.stop_strings)),  # fmt: skip
     ]
     if trace.beam_score is not None:
         metrics.insert(3, ("beam score", _num(trace.beam_score, ".3f")))

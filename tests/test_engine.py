@@ -670,3 +670,52 @@ def test_sample_lane_seeds_wrap_around_at_the_largest_seed(tiny_engine):
     for label, seed in (("sample", 2**63 - 1), ("sample 3", 1)):
         lone = tiny_engine.generate(ids, config.replace(strategy="sample", seed=seed))
         assert traces[label].token_ids == lone.token_ids
+
+
+# -- issue 20: finish reasons that say what happened ----------------------------------------------------------
+
+
+def test_each_finish_reason_says_how_the_run_ended(tiny_engine, monkeypatch):
+    """A run that reached its length, hit an end-of-sequence token, met a stop string or filled the model's context
+    says so (transformers' words where they have one); it was "stopped" for all of them only when taken mid-run."""
+    ids = tiny_engine.encode(PROMPT)
+    eos = tiny_engine.vocab.eos_ids
+    no_eos = DecodingConfig(max_new_tokens=3, suppress_tokens=eos)
+    length = tiny_engine.generate(ids, no_eos)
+    assert length.finish_reason == "length" and len(length.token_ids) == 3 and length.finished
+    session = tiny_engine.start(ids, DecodingConfig(max_new_tokens=8))
+    session.step()
+    session.step(force_token=eos[0])  # the model "ends its answer"
+    assert session.done and session.finish_reason == "eos" and session.trace().finish_reason == "eos"
+    stop = tiny_engine.decode(length.token_ids[1:2])
+    stopped = tiny_engine.generate(ids, no_eos.replace(max_new_tokens=8, stop_strings=(stop,)))
+    assert stopped.finish_reason == "stop_string" and len(stopped.token_ids) <= 2
+    monkeypatch.setattr(tiny_engine, "context_length", len(ids) + 2)  # room for two new tokens only
+    full = tiny_engine.start(ids, no_eos.replace(max_new_tokens=8))
+    list(full.run())
+    assert len(full.steps) == 2 and full.finish_reason == "context" and full.trace().finish_reason == "context"
+    with pytest.raises(ValueError, match="finished"):
+        full.step(config=full.config.replace(max_new_tokens=4))  # a full context cannot carry on
+
+
+def test_a_run_not_finished_says_so_and_a_stopped_run_says_it_was_stopped(tiny_engine):
+    """A trace taken after 3 steps of 8 is not finished (None, with its step count), not "stopped"; a run its
+    caller stopped says "stopped" until it moves again; a finished run keeps its reason through a stop."""
+    ids = tiny_engine.encode(PROMPT)
+    session = tiny_engine.start(ids, DecodingConfig(max_new_tokens=8, suppress_tokens=tiny_engine.vocab.eos_ids))
+    for _ in range(3):
+        session.step()
+    trace = session.trace()
+    assert session.finish_reason is None and trace.finish_reason is None and not trace.finished
+    d = trace.to_dict()
+    assert d["finish_reason"] is None and d["n_steps"] == 3 and d["settings"]["max_new_tokens"] == 8
+    session.stop()
+    assert session.finish_reason == "stopped" and session.trace().finish_reason == "stopped" and not session.done
+    session.step()  # Step carries on: no longer stopped
+    assert session.finish_reason is None
+    session.stop()
+    session.rewind(2)
+    assert session.finish_reason is None
+    list(session.run())
+    session.stop()
+    assert session.finish_reason == "length" and session.trace().to_dict()["n_steps"] == 8

@@ -83,7 +83,7 @@ def test_the_end_of_a_run_says_why_and_a_refused_step_keeps_every_output(app_url
     page = _open(page_factory, app_url)
     _greedy_run(page, max_new=4)
     assert page.is_disabled("#dp-step") and page.is_disabled("#dp-run") and page.is_disabled("#dp-step-n")
-    assert "max new tokens reached" in page.inner_text("#dp-end") and page.is_visible("#dp-carry-on")
+    assert "reached max new tokens (4)" in page.inner_text("#dp-end") and page.is_visible("#dp-carry-on")
 
     # Carry on: one more token, and the run's limit grows by CARRY_ON_TOKENS
     page.click("#dp-carry-on")
@@ -255,6 +255,11 @@ def test_stop_ends_a_streamed_run_within_a_step(app_url, page_factory):
     assert not page.is_disabled("#dp-step")  # stopped, not finished: Step carries on
     n = int(status.split("Stopped after ")[1].split()[0])
     assert n < 512 and waited < 10, (n, waited)
+    # the status says who stopped it, and when (it said "stopped", as for any run not done), until Step moves on
+    assert f"stopped: you pressed Stop after {n} token" in status, status
+    page.click("#dp-step")
+    page.wait_for_selector(f"#dp-text [data-step='{n}']")
+    page.wait_for_function(f"!{STATUS_JS}.includes('pressed Stop')")
     page.close()
 
 

@@ -500,7 +500,7 @@ def test_the_run_controls_say_when_a_run_has_finished_and_what_can_follow(app):
     state = step(None, n=3, max_new_tokens=3)[-1]
     step_btn, step_n, run, note, carry, force = ui.run_controls(state).values()
     assert state.session.done and step_btn.interactive is False and run.interactive is False
-    assert "max new tokens reached" in note.value and note.visible and carry.visible
+    assert "finished after 3 tokens: reached max new tokens (3)" in note.value and note.visible and carry.visible
     assert force.value == "Replace step 2 with this token"
     out = ui.api.carry_on(state, **controls(max_new_tokens=3))
     assert out[0] == 3 + ui.page.CARRY_ON_TOKENS and out[1]["n_steps"] == 4
@@ -837,3 +837,46 @@ def test_hosted_mode_caps_the_words_before_tokenizing_them(app, tiny_engine, mon
     assert config.bad_words_ids == tiny_engine.bad_words_ids(("w0", "w1", "w2"))[:3]
     assert len(config.sequence_bias) <= 3 and "Bad words are capped at 3 here (asked for 40)" in out[5]
     assert "Sequence-bias words are capped at 3 here (asked for 4)" in out[5]
+
+
+# -- issue 20: finish reasons that say what happened ----------------------------------------------------------
+
+
+def test_the_status_says_in_words_how_the_run_ended(app, tiny_engine):
+    """The status and the end-of-run note said "max new tokens reached" / "stopped", the same words for a run
+    that ran out of tokens and one not yet done: now each says what happened, with its numbers."""
+    out = step(None, n=3, max_new_tokens=3)
+    assert out[0]["finish_reason"] == "length" and "finished: <b>reached max new tokens (3)</b>" in out[5]
+    note = ui.run_controls(out[-1])["end_note"].value
+    assert "The run has finished after 3 tokens: reached max new tokens (3)." in note
+    mid = step(None, n=2, max_new_tokens=8)
+    assert mid[0]["finish_reason"] is None and "finished" not in mid[5] and "stopped" not in mid[5]
+    eos = ui.api.force(mid[-1], **controls(), inspect_step=2, token_id=tiny_engine.vocab.eos_ids[0])
+    assert eos[0]["finish_reason"] == "eos"
+    assert "finished: <b>the model ended its answer (end-of-sequence token)</b>" in eos[5]
+
+
+def test_a_stopped_run_says_you_stopped_it_until_it_moves_on(app):
+    """After Stop the run is not finished, and said "stopped" like any unfinished run: now the status says the
+    person pressed Stop, after how many tokens, and /run's result says "stopped"; a Step carries on and clears it."""
+    run = ui.api.run(None, **controls(max_new_tokens=8))
+    first = next(run)
+    ui.api.stop(first[-1])
+    last = list(run)[-1]
+    assert last[0]["finish_reason"] == "stopped" and not last[0]["done"]
+    assert "stopped: <b>you pressed Stop after 1 token</b>" in last[5]
+    on = step(last[-1])
+    assert on[0]["finish_reason"] is None and "pressed Stop" not in on[5]
+
+
+def test_the_trace_file_says_whether_the_run_finished(app):
+    """An export after 3 steps of 8 said finish_reason "stopped"; now null, with the steps taken, and a finished
+    run's file says why it ended."""
+    state = step(None, n=3, max_new_tokens=8)[-1]
+    with open(ui.api.export(state)[1], encoding="utf-8") as f:
+        doc = json.load(f)["trace"]
+    assert doc["finish_reason"] is None and doc["n_steps"] == 3 and doc["settings"]["max_new_tokens"] == 8
+    state = step(state, n=5, max_new_tokens=8)[-1]
+    with open(ui.api.export(state)[1], encoding="utf-8") as f:
+        doc = json.load(f)["trace"]
+    assert doc["finish_reason"] in ("length", "eos") and doc["n_steps"] == len(doc["steps"])

@@ -216,7 +216,7 @@ def test_compare_html_has_a_card_per_strategy(comparison):
             i += 1
         assert f"{trace.perplexity:.2f}" in out
         assert f"{trace.sequence_logprob:.2f}" in out
-        assert trace.finish_reason in out
+        assert views.finish_words(trace.finish_reason, len(trace.steps), trace.config.max_new_tokens) in out
     assert f"{comparison['beam'].beam_score:.3f}" in out
 
 
@@ -325,7 +325,7 @@ def test_final_beams_of_a_stopped_run_are_its_running_beams(tiny_engine):
     for _ in range(4):
         session.step()
     trace = session.trace()
-    assert trace.finish_reason == "stopped" and trace.beam_score is None
+    assert trace.finish_reason is None and trace.beam_score is None  # not finished
     table = views.final_beams_table(trace)
     assert len(table) == 3 and not table["Finished"].any()
     assert table["Winner"].tolist() == [True, False, False]
@@ -414,3 +414,14 @@ def test_the_step_table_made_step_by_step_reuses_its_rows_and_equals_the_whole(s
     assert step_table(prompt, replaced, made=made).equals(step_table(prompt, replaced))
     assert "forced" in step_table(prompt, replaced, made=made)["Chosen"].iloc[1]
     assert step_table("Other prompt", steps, made=made).equals(step_table("Other prompt", steps))
+
+
+def test_finish_words_say_what_happened():
+    """Each finish reason in plain words, with its numbers; a stop string names the one the text holds."""
+    words = views.finish_words
+    assert words("length", 32, 32) == "reached max new tokens (32)"
+    assert words(None, 3, 32) == "not finished: 3 of 32 tokens"
+    assert words("stopped", 7, 32) == "you pressed Stop after 7 tokens"
+    assert words("stopped", 1, 32) == "you pressed Stop after 1 token"
+    assert "end-of-sequence" in words("eos", 5, 32) and "context is full" in words("context", 5, 32)
+    assert words("stop_string", 4, 32, "Hello.\nBye", ("!", "\n")) == "a stop string appeared: “↵”"

@@ -24,7 +24,7 @@ from .. import gpu, plots, views
 from ..engine import Engine
 from . import exports, shared
 from .controls import CONTROL_NAMES, DEFAULT_MODEL, KNOBS, SAMPLING_ONLY, Controls, as_int, config_field, control_values
-from .outputs import ENDS_STREAM, FINISH, N_TABLE_CHOICES, distribution_chart, empty_outputs, rendered, shown_record, step_outputs, trajectory_chart  # fmt: skip
+from .outputs import ENDS_STREAM, N_TABLE_CHOICES, distribution_chart, empty_outputs, finish_text, rendered, shown_record, step_outputs, trajectory_chart  # fmt: skip
 from .page import carry_on_tokens
 from .permalink import PERMALINK_PARAM, decode_permalink, permalink_url, replay
 from .state import PlaygroundState, UserError, as_run, friendly, next_config, prepare
@@ -109,6 +109,7 @@ def _streamed(run: PlaygroundState, config, top_n: int, limit: int | None = None
             shown = base
     if run.stop.pressed and not run.session.done and (limit is None or len(run.steps) - base < limit):
         n = len(run.steps)
+        run.session.stop()  # its finish reason says so ("stopped") until it moves again
         run.say(f"Stopped after {n} token{'s' if n != 1 else ''}: Step or Run carries on from here.")
     run.stop.pressed = False
     yield {**step_outputs(run, top_n, text_from=shown), ENDS_STREAM: True}  # holds all the page ends with
@@ -134,7 +135,7 @@ def _preview(run, controls: Controls) -> dict:
     run.selected = None
     if run.session.done:
         run.preview = None
-        run.say(f"The run has finished ({FINISH.get(run.session.finish_reason, 'done')}): "
+        run.say(f"The run has finished ({finish_text(run.session)}): "
                 "the chart shows its last step. Rewind or reset to go on.")  # fmt: skip
     else:
         run.session, run.preview = gpu.preview(run.session, config)

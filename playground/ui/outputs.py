@@ -61,7 +61,7 @@ def api_result(state: PlaygroundState) -> dict:
         "token_ids": token_ids,
         "n_steps": len(s.steps),
         "done": s.done,
-        "finish_reason": s.finish_reason if s.done else None,
+        "finish_reason": s.finish_reason,  # None while not finished, "stopped" after a Stop
         "last_step": last_d,
         "notices": state.shown_notices(),
         "permalink": permalink_query(state),
@@ -85,19 +85,18 @@ def status_html(state: PlaygroundState) -> str:
             f"{what}<code>{e(views.token_label(r.token))}</code> p={r.prob:.1%} "
             f"(model {r.raw_prob:.1%}) · entropy {r.entropy:.2f} nats (model {r.entropy_raw:.2f})"
         )
-    if s.done:
-        parts.append(f"finished: <b>{e(FINISH.get(s.finish_reason, s.finish_reason or ''))}</b>")
+    if s.done or s.finish_reason == "stopped":
+        parts.append(f"{'finished' if s.done else 'stopped'}: <b>{e(finish_text(s))}</b>")
     notes = "".join(f'<div class="dp-notice">{e(msg)}</div>' for msg in state.shown_notices())
     return f'<div class="dp-status">{" · ".join(parts)}</div>{notes}'
 
 
-FINISH = {
-    "eos": "the model ended its answer (end-of-sequence token)",
-    "length": "max new tokens reached",
-    "stop_string": "a stop string appeared",
-    "context": "the model's context is full",
-    "stopped": "stopped",
-}
+def finish_text(session) -> str:
+    """What happened to the session's run, in the page's words ("reached max new tokens (32)", "you pressed Stop
+    after 7 tokens", "not finished: 3 of 32 tokens", ...): views.finish_words of its finish reason."""
+    reason, cfg = session.finish_reason, session.config
+    text = session.engine.decode(session.token_ids) if reason == "stop_string" else ""
+    return views.finish_words(reason, len(session.steps), cfg.max_new_tokens, text, cfg.stop_strings)
 
 
 def shown_record(state: PlaygroundState) -> tuple[StepRecord | None, bool]:

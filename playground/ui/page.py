@@ -12,7 +12,7 @@ import html
 import gradio as gr
 
 from . import shared
-from .outputs import FINISH, force_label
+from .outputs import finish_text, force_label
 from .state import PlaygroundState
 
 # The run controls by output name, in the order `run_controls` returns them.
@@ -45,15 +45,16 @@ def _run_control_values(state: PlaygroundState) -> tuple:
     can_carry_on = done and carry_on_tokens(state) is not None
     note = ""
     if done:
-        reason = FINISH.get(session.finish_reason, session.finish_reason or "done")
+        reason = finish_text(session)
         if can_carry_on:
             then = f"<b>Carry on</b> for up to {CARRY_ON_TOKENS} more tokens, or <b>Undo</b> / <b>Rewind</b> to go back."
         elif session.is_beam and session.finish_reason == "length":
             then = "Beam search's length is fixed for a run: raise <b>Max new tokens</b> and <b>Reset</b>, or <b>Rewind</b>."
         else:
             then = "<b>Undo</b> or <b>Rewind</b> to choose another path, or <b>Reset</b> to start again."
-        note = (f'<div class="dp-end" role="status">The run has finished: {html.escape(reason)} '
-                f"({len(session.steps)} tokens). {then}</div>")  # fmt: skip
+        n = len(session.steps)
+        note = (f'<div class="dp-end" role="status">The run has finished after {n} token{"s" if n != 1 else ""}: '
+                f"{html.escape(reason)}. {then}</div>")  # fmt: skip
     return (not done, not done, not done, note, can_carry_on, force_label(state))
 
 
