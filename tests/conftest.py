@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import time
 
 import pytest
 import torch
@@ -143,13 +144,26 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+# The page's tests meet tokens at a real model's pace: each forward of the tiny model (~2 ms) takes as long as
+# the embedded model's on a 2-core CPU (~25 ms). At the tiny model's own pace a stream's updates came faster
+# than a loaded machine's browser drew them, and a click on Stop raced a 200-token run to its end.
+PAGE_FORWARD_S = 0.025
+
+
 @pytest.fixture(scope="module")
 def app_url(tiny_model_dir):
     from playground import ui
 
     old = ui.shared.REGISTRY
     ui.shared.REGISTRY = ui.ModelRegistry(default_spec=tiny_model_dir)
-    ui.shared.REGISTRY.get(ui.DEFAULT_MODEL)
+    model = ui.shared.REGISTRY.get(ui.DEFAULT_MODEL).model
+    forward = model.forward
+
+    def at_a_real_models_pace(*args, **kwargs):  # the GIL is free meanwhile, as in a real model's forward
+        time.sleep(PAGE_FORWARD_S)
+        return forward(*args, **kwargs)
+
+    model.forward = at_a_real_models_pace
     demo = ui.build_demo()
     port = _free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **ui.launch_options())
