@@ -20,18 +20,29 @@ import ctypes
 import functools
 import os
 
-# Hosted, a Space serves many visitors at once: each request's torch work on one thread, rather than every
-# request's ops fighting over one pool of two (30 students on 2 cores: Step p95 4.3 s with two threads an op,
-# 0.67 s with one; bench --classroom 30). Set before torch is imported; OMP_NUM_THREADS given wins.
-# And glibc's malloc at two arenas (its default is 8 per core, one taken by each thread that allocates while
-# another holds one): the freed memory of many visitors' requests then returns to a few arenas that
-# `malloc_trim` can give back (30 students, then 15 s idle: +282 MB over the warm server with the default,
-# +179 MB with two). MALLOC_ARENA_MAX given wins (glibc reads it itself).
+# Hosted, a Space serves many visitors at once, from a pool of ~40 request threads. Set before torch is imported;
+# a variable given in the environment wins over each.
+# - Each request's torch work on one thread, rather than every request's ops fighting over one pool of two
+#   (30 students on 2 cores: Step p95 4.3 s with two threads an op, 0.67 s with one). OMP_NUM_THREADS.
+# - Memory that visitors' runs leave behind goes back to the system once their runs are parked (measured with
+#   20 API sessions of 15 Steps each, then every run parked and `malloc_trim`; the warm server as the base):
+#   . glibc's malloc at two arenas, not 8 per core (one taken by each thread that allocates while another holds
+#     one): +304 MB while live, +131 MB once parked, against +488 / +257 with glibc's default. MALLOC_ARENA_MAX.
+#   . MKL's own memory manager off: it keeps a cache of matmul buffers in every thread that ran one, for as long as
+#     the thread lives (request threads live as long as the server): +194 / +34 MB with it off. MKL_DISABLE_FAST_MM.
+#   . blocks of 64 KB and more (a KV cache layer's keys past ~85 positions, a vocabulary's logits) mapped on their
+#     own, so that freeing one returns it at once; glibc's default threshold climbs to 32 MB after the first such
+#     block is freed, after which they come from the heap, between smaller blocks that pin it: +75 / +19 MB with
+#     both. MALLOC_MMAP_THRESHOLD_. None of the three slowed a Step (38-39 ms a token on this CPU, each way).
 if os.environ.get("PLAYGROUND_HOSTED", "").strip().lower() in ("1", "true", "yes", "on"):
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    if "MALLOC_ARENA_MAX" not in os.environ:
-        with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to set
-            ctypes.CDLL("libc.so.6").mallopt(-8, 2)  # M_ARENA_MAX
+    os.environ.setdefault("MKL_DISABLE_FAST_MM", "1")
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to set
+        libc = ctypes.CDLL("libc.so.6")
+        if "MALLOC_ARENA_MAX" not in os.environ:
+            libc.mallopt(-8, 2)  # M_ARENA_MAX
+        if "MALLOC_MMAP_THRESHOLD_" not in os.environ:
+            libc.mallopt(-3, 64 * 1024)  # M_MMAP_THRESHOLD (and no dynamic threshold)
 
 from playground import gpu  # noqa: F401 - first: on ZeroGPU, `spaces` must be imported before CUDA is touched
 

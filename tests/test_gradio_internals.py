@@ -56,6 +56,26 @@ def test_a_forgotten_session_leaves_gradios_session_records(demo):
     assert "s" not in holder.session_data and "s" not in holder.time_last_used
 
 
+def test_the_queues_monitoring_summary_is_made_every_thousand_events_not_after_each(demo, monkeypatch):
+    monkeypatch.delenv("GRADIO_ANALYTICS_CACHE_FREQUENCY", raising=False)
+    queue = demo._queue
+    made = []
+    monkeypatch.setattr(type(queue), "_get_df", staticmethod(lambda records: made.append(len(records)) or _frame(records)))
+    gi.rare_analytics(demo, every=3)
+    record = {"function": "f", "status": "success", "process_time": 0.1}
+    for _ in range(7):  # as Gradio counts them: one recorded, then the summary asked for
+        queue.events_recorded += 1
+        queue.compute_analytics_summary([record] * queue.events_recorded)
+    assert made == [3, 6]  # remade at the 3rd and 6th events only (Gradio's own setting: all seven)
+    assert queue.cached_event_analytics_summary["functions"]["f"]["total_requests"] == 6
+
+
+def _frame(records):
+    import pandas as pd
+
+    return pd.DataFrame(records)
+
+
 def test_concurrency_is_set_on_the_events_that_use_the_model(demo):
     for block_fn in demo.fns.values():
         assert {"fn", "concurrency_id", "concurrency_limit"} <= set(vars(block_fn))

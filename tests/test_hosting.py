@@ -283,7 +283,31 @@ def test_every_model_using_event_shares_one_concurrency_limit_and_the_queue_is_b
     assert {fns[name].concurrency_id for name in model_events} == {"model"}
     assert {fns[name].concurrency_limit for name in model_events} == {3}
     assert demo._queue.max_size == 256
+    # places in the queue are told once a second, not to every waiting request whenever one starts (O(queue) a
+    # start), and Gradio's monitoring summary is not remade after every event
+    assert (demo._queue.live_updates, demo._queue.update_intervals) == (False, 1.0)
+    assert demo._queue.ANAYLTICS_CACHE_FREQUENCY == 1000
     assert demo.delete_cache is not None  # Gradio's copies of the exports are deleted too
     assert ui.sessions.server_limits(policy) == {"max_file_size": 0, "state_session_capacity": 2000}
     local = HostingPolicy.from_env({})
-    assert (local.queue_size, local.session_queue, local.concurrency) == (None, None, 32)
+    assert (local.queue_size, local.session_queue, local.concurrency, local.live_sessions) == (None, None, 32, 128)
+
+
+def test_hosted_app_sets_its_threads_and_memory_settings_before_torch_and_a_given_value_wins():
+    """Hosted, app.py puts each request's torch work on one thread and turns MKL's per-thread buffer cache off
+    (with 40 request threads it kept ~100 MB after every run was parked); a local app leaves them to torch."""
+    import subprocess
+    import sys
+
+    code = "import os, app; print(os.environ.get('OMP_NUM_THREADS'), os.environ.get('MKL_DISABLE_FAST_MM'))"
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+    def settings(**env):
+        base = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_DISABLE_FAST_MM", "PLAYGROUND_HOSTED")}
+        out = subprocess.run([sys.executable, "-c", code], cwd=root, env={**base, **env}, capture_output=True, text=True,
+                             timeout=120, check=True)  # fmt: skip
+        return out.stdout.split()
+
+    assert settings(PLAYGROUND_HOSTED="1") == ["1", "1"]
+    assert settings(PLAYGROUND_HOSTED="1", OMP_NUM_THREADS="2") == ["2", "1"]
+    assert settings() == ["None", "None"]

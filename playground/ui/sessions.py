@@ -43,6 +43,10 @@ MODEL_GROUP = "model"  # the concurrency id every model-using event shares (one 
 BUSY = ("This session is still busy with an earlier request: wait for it to finish (or press Stop), then try "
         "again.")  # fmt: skip
 QUEUED = "This session already has {n} requests queued or running: wait for them to finish, then try again."
+# Gradio tells each waiting request its place in the queue. By default ("auto") it tells every waiting request
+# again whenever one starts: with 70 waiting (100 students) that is 70 messages a start, on the server's one
+# Python thread. Once a second, all of them, is as much as a person reads.
+QUEUE_STATUS_EVERY_S = 1.0
 
 log = logging.getLogger("playground.ui")
 
@@ -277,12 +281,15 @@ TABLE = SessionTable()
 def configure(demo, uses_model: Callable[[Callable], bool], policy=None) -> None:
     """Queue the built page under `policy`: every event whose function `uses_model` in one concurrency group
     of `concurrency`, the queue at most `queue_size` long, each session at most `session_queue` requests in it,
-    Gradio's temporary files (the exports' copies) deleted after an hour, and the sweeper started."""
+    places in the queue told once a second, Gradio's temporary files (the exports' copies) deleted after an
+    hour, and the sweeper started."""
     policy = policy or shared.POLICY
     gradio_internals.set_concurrency(demo, uses_model, MODEL_GROUP, policy.concurrency)
     demo.delete_cache = (600, 3600)  # every 10 minutes, what is older than an hour
-    demo.queue(default_concurrency_limit=policy.concurrency, max_size=policy.queue_size)
+    demo.queue(default_concurrency_limit=policy.concurrency, max_size=policy.queue_size,
+               status_update_rate=QUEUE_STATUS_EVERY_S)  # fmt: skip
     gradio_internals.quick_skips(demo)
+    gradio_internals.rare_analytics(demo)
     if policy.session_queue:
         gradio_internals.limit_per_session(demo, policy.session_queue, QUEUED)
     TABLE.demo = demo
