@@ -56,12 +56,16 @@ class SharingSettings:
     PLAYGROUND_SHARE_MAX_TOKENS=16384  rows x padded length of one shared forward at most: the stacked cache's
                                      size (SmolLM2-135M: 46 KB a position), so that one long prompt among
                                      short ones does not pad them all to its length beyond this
+    PLAYGROUND_SHARE_PREFILL_MB=32   the prompts' forwards kept for the next run that starts from the same prompt
+                                     (prefills.py), all together at most this size (SmolLM2-135M: a 50-token
+                                     prompt's is 2.5 MB); 0 keeps none
     """
 
     enabled: bool = True
     window_ms: float = 5.0
     max_rows: int = 64
     max_tokens: int = 16384
+    prefill_mb: float = 32.0
 
     def __post_init__(self):
         if not isinstance(self.enabled, bool):
@@ -73,6 +77,13 @@ class SharingSettings:
             raise ValueError(f"max_rows must be a positive integer, got {self.max_rows!r}.")
         if isinstance(self.max_tokens, bool) or not isinstance(self.max_tokens, int) or self.max_tokens < 1:
             raise ValueError(f"max_tokens must be a positive integer, got {self.max_tokens!r}.")
+        size = self.prefill_mb
+        if isinstance(size, bool) or not isinstance(size, (int, float)) or not 0 <= size <= 1e6:
+            raise ValueError(f"prefill_mb must be a number of megabytes, 0 or more, got {self.prefill_mb!r}.")
+
+    @property
+    def prefill_bytes(self) -> int:
+        return int(self.prefill_mb * 2**20)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> SharingSettings:
@@ -85,9 +96,10 @@ class SharingSettings:
             window = float(env.get("PLAYGROUND_SHARE_WINDOW_MS", "5"))
             rows = int(env.get("PLAYGROUND_SHARE_MAX_ROWS", "64"))
             tokens = int(env.get("PLAYGROUND_SHARE_MAX_TOKENS", "16384"))
+            prefill = float(env.get("PLAYGROUND_SHARE_PREFILL_MB", "32"))
         except ValueError as e:
-            raise ValueError(f"PLAYGROUND_SHARE_WINDOW_MS / _MAX_ROWS / _MAX_TOKENS must be numbers: {e}") from e
-        return cls(enabled=flag in TRUE, window_ms=window, max_rows=rows, max_tokens=tokens)
+            raise ValueError(f"PLAYGROUND_SHARE_WINDOW_MS / _MAX_ROWS / _MAX_TOKENS / _PREFILL_MB must be numbers: {e}") from e
+        return cls(enabled=flag in TRUE, window_ms=window, max_rows=rows, max_tokens=tokens, prefill_mb=prefill)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,9 @@ Phases, one function each:
 
 Every forward goes through `Engine.forward`. With `share_forwards` on (the default; PLAYGROUND_SHARE_FORWARDS=0 or
 `engine.share_forwards = False` turns it off), the one-token forwards of different runs that wait at the same moment
-are made as one batch (batching.py); a run alone is forwarded at once, exactly as without it.
+are made as one batch (batching.py); a run alone is forwarded at once, exactly as without it. A prompt's forward
+(the prefill) is kept for the next run that starts from the same prompt (`Engine.prefill`, prefills.py): the same
+numbers, made once (PLAYGROUND_SHARE_PREFILL_MB=0 turns it off).
 
 A `Session` is one strategy stepped by a caller (the app's step mode): settings may change between steps, a
 token may be forced, and any step may be rewound. A `Comparison` runs greedy, beam and sampled lanes of one
@@ -42,6 +44,7 @@ import torch
 
 from . import batching, gpu, processors, tokens
 from .batching import ForwardBatcher, SharingSettings, SharingStats
+from .prefills import PrefillCache
 from .config import GENERATE_FALLBACKS, MODEL_SETTINGS, DecodingConfig, describe_settings, model_defaults
 from .records import Candidate, Exploration, KnobView, StepRecord, TemperatureView, Trace
 from .strategies import BeamLane, DecodingError, SingleLane, move_tensors
@@ -171,6 +174,8 @@ class Engine:
         self.sharing = SharingSettings.from_env() if sharing is None else sharing
         self.batcher = ForwardBatcher(self._forward_alone, self._forward_padded, self.sharing)
         self.share_forwards = self.sharing.enabled
+        # prompts' forwards kept for the next run of the same prompt; not under ZeroGPU (each call its own process)
+        self.prefills = PrefillCache(0 if gpu.ZEROGPU else self.sharing.prefill_bytes)
 
     def __reduce__(self):
         return _engine_by_key, (self.key,)
@@ -361,6 +366,13 @@ class Engine:
             return self.batcher.forward(input_ids, cache)
         return self._forward_alone(input_ids, cache, prompt_mask, past)
 
+    def prefill(self, prompt: torch.Tensor, prompt_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, object]:
+        """The prompt's forward (1, P) -> its next-token logits (1, V) and a cache of its own: made once for every
+        run that starts from this prompt while it is kept (`prefills`), each run getting a copy."""
+        gpu.check_forward(self.name)
+        key = (tuple(prompt[0].tolist()), str(prompt.device))
+        return self.prefills.get(key, lambda: self._forward_alone(prompt, None, prompt_mask))
+
     def _forward_alone(
         self, input_ids: torch.Tensor, cache, prompt_mask: torch.Tensor | None = None, past: int = 0
     ) -> tuple[torch.Tensor, object]:
@@ -451,7 +463,7 @@ class _Batch:
 
     def _prefill(self) -> None:
         """The prompt's forward, once: the logits every lane row starts from, and the cache."""
-        self.prefill_logits, self.cache = self._forward(self.prompt, None)  # (1, V)
+        self.prefill_logits, self.cache = self.engine.prefill(self.prompt, self.prompt_mask)  # (1, V)
         self.cached = 0
         if self.pending is None and not self.fed.shape[1]:
             self.logits = self.prefill_logits
@@ -492,7 +504,7 @@ class _Batch:
         """Make the cache hold the prompt and every column of `fed`: rebuild it if it was dropped, then feed the
         columns it lacks one at a time, as they were first fed (the same numbers as the run that fed them)."""
         if self.cache is None:
-            _, cache = self._forward(self.prompt, None)
+            _, cache = self.engine.prefill(self.prompt, self.prompt_mask)
             if self.fed.shape[0] != 1:  # every row starts from the prompt
                 cache.reorder_cache(torch.zeros(self.fed.shape[0], dtype=torch.long, device=self.prompt.device))
             self.cache, self.cached = cache, 0

@@ -286,6 +286,7 @@ def run_bench(
     import torch
 
     from ..loading import is_embedded, load_engine
+    from ..prefills import PrefillCache
 
     say = progress or (lambda msg: None)
     if threads:
@@ -294,6 +295,7 @@ def run_bench(
         max_new_tokens, repeats, ui_steps = min(max_new_tokens, 8), 1, min(ui_steps, 4)
     started = time.perf_counter()
     engine = load_engine(model, device=device)
+    engine.prefills = PrefillCache(0)  # every run makes its prompt's forward, as generate() does: timed, not kept
     if engine.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(engine.device)
     prompt_ids = engine.encode(prompt, chat=False)
