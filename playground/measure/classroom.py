@@ -158,6 +158,8 @@ class RunSeen:
 @dataclass
 class StudentLog:
     steps_s: list[float] = field(default_factory=list)  # each answered Step's latency
+    firsts: list[bool] = field(default_factory=list)  # ... whether it was its run's first (the prompt's forward)
+    starts_s: list[float] = field(default_factory=list)  # ... when it was sent, from the start of the stepping
     prepares: int = 0  # /prepare requests sent
     errors: list[str] = field(default_factory=list)
     runs: list[RunSeen] = field(default_factory=list)
@@ -190,6 +192,8 @@ class Lesson:
                 ok, data = client.call("/step", **s.controls(seed, cfg.run_tokens), n_steps=1, permalink=permalink)
                 if ok:
                     log.steps_s.append(time.perf_counter() - t0)
+                    log.firsts.append(not permalink)
+                    log.starts_s.append(t0 - self.step_t0)
                     result = data[0]
                     permalink = result.get("permalink") or ""
                     seen = RunSeen(s.index, "steps", permalink, list(result["token_ids"]))
@@ -346,6 +350,9 @@ def summarize(settings: ClassroomSettings, lesson: Lesson, step_wall: float, run
     """The lesson's measurements (everything but the server's and the replay's)."""
     logs = lesson.logs
     steps = [x for log in logs for x in log.steps_s]
+    first_steps = [x for log in logs for x, f in zip(log.steps_s, log.firsts) if f]
+    later_steps = [x for log in logs for x, f in zip(log.steps_s, log.firsts) if not f]
+    settled = [x for log in logs for x, t in zip(log.steps_s, log.starts_s) if t >= settings.think_max_s * 2]
     done = sorted(log.run_done_s for log in logs if log.run_done_s is not None)
     first = sorted(log.run_first_s for log in logs if log.run_first_s is not None)
     errors = [f"student {i}: {e}" for i, log in enumerate(logs) for e in log.errors]
@@ -362,6 +369,11 @@ def summarize(settings: ClassroomSettings, lesson: Lesson, step_wall: float, run
             "count": len(steps), "p50_s": stat(steps, 50), "p95_s": stat(steps, 95),
             "max_s": round(max(steps), 3) if steps else None, "per_s": round(len(steps) / step_wall, 2),
             "prepares_sent": sum(log.prepares for log in logs), "phase_s": round(step_wall, 1),
+            # where the tail is: a run's first Step (it makes the prompt's forward) or a later one; and the Steps
+            # sent once the class has arrived (after twice the longest think time), not in the first rush
+            "first_of_run": {"count": len(first_steps), "p50_s": stat(first_steps, 50), "p95_s": stat(first_steps, 95)},
+            "later": {"count": len(later_steps), "p50_s": stat(later_steps, 50), "p95_s": stat(later_steps, 95)},
+            "after_arrival": {"count": len(settled), "p50_s": stat(settled, 50), "p95_s": stat(settled, 95)},
         },  # fmt: skip
         "run_all": {
             "students": len(logs), "done": len(done), "tokens": sum(log.run_tokens for log in logs),
@@ -479,6 +491,10 @@ def format_report(r: dict) -> str:
         f"{m.get('load_after')} (a shared machine gives indicative numbers only)",
         f"  Step        {st['count']} answered: p50 {ms(st['p50_s'])}, p95 {ms(st['p95_s'])}, max {ms(st['max_s'])}; "
         f"{st['per_s']:.2f} steps/s served over {st['phase_s']:g} s",
+        "              " + "; ".join(
+            f"{label} {st[key]['count']}: p50 {ms(st[key]['p50_s'])}, p95 {ms(st[key]['p95_s'])}"
+            for label, key in (("a run's first", "first_of_run"), ("later", "later"),
+                               ("once all arrived", "after_arrival")) if key in st),  # fmt: skip
         f"  Run all     {ra['done']}/{ra['students']} done: first {sec(ra['first_s'])}, median {sec(ra['median_s'])}, "
         f"last {sec(ra['last_s'])} (first token: median {sec(ra['first_token_median_s'])})",
         f"  Errors      {r['errors']['count']}" + "".join(f"\n                {e}" for e in r["errors"]["first"]),
