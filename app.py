@@ -30,10 +30,11 @@ import os
 #     one): +304 MB while live, +131 MB once parked, against +488 / +257 with glibc's default. MALLOC_ARENA_MAX.
 #   . MKL's own memory manager off: it keeps a cache of matmul buffers in every thread that ran one, for as long as
 #     the thread lives (request threads live as long as the server): +194 / +34 MB with it off. MKL_DISABLE_FAST_MM.
-#   . blocks of 64 KB and more (a KV cache layer's keys past ~85 positions, a vocabulary's logits) mapped on their
-#     own, so that freeing one returns it at once; glibc's default threshold climbs to 32 MB after the first such
-#     block is freed, after which they come from the heap, between smaller blocks that pin it: +75 / +19 MB with
-#     both. MALLOC_MMAP_THRESHOLD_. None of the three slowed a Step (38-39 ms a token on this CPU, each way).
+#   . glibc's mmap threshold fixed at 8 MB: by default it climbs to 32 MB after the first big block is freed, and
+#     from then on blocks up to that size come from the heap, between smaller blocks that pin it: +149 / +19 MB.
+#     (A 64 KB threshold held a little less, +75 / +19, but mapped and unmapped nearly every tensor a shared forward
+#     makes: 30 runs pressing Run at once took 14.5 s instead of 9.5, engine alone.) MALLOC_MMAP_THRESHOLD_.
+#   None of these slowed a Step alone (38-39 ms a token on this CPU, each way).
 if os.environ.get("PLAYGROUND_HOSTED", "").strip().lower() in ("1", "true", "yes", "on"):
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.setdefault("MKL_DISABLE_FAST_MM", "1")
@@ -42,7 +43,7 @@ if os.environ.get("PLAYGROUND_HOSTED", "").strip().lower() in ("1", "true", "yes
         if "MALLOC_ARENA_MAX" not in os.environ:
             libc.mallopt(-8, 2)  # M_ARENA_MAX
         if "MALLOC_MMAP_THRESHOLD_" not in os.environ:
-            libc.mallopt(-3, 64 * 1024)  # M_MMAP_THRESHOLD (and no dynamic threshold)
+            libc.mallopt(-3, 8 * 2**20)  # M_MMAP_THRESHOLD (and no dynamic threshold)
 
 from playground import gpu  # noqa: F401 - first: on ZeroGPU, `spaces` must be imported before CUDA is touched
 
