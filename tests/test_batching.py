@@ -394,3 +394,16 @@ def test_batcher_without_an_engine():
     logits, cache = batcher.forward(torch.ones((1, 1)), _Cache())
     assert cache is marker and torch.equal(logits, torch.full((1, 1), 2.0))
     assert batcher.stats().forwards == 1 and batcher.stats().rows_per_forward == 1.0
+
+
+def test_the_run_all_measure_runs_the_class_at_once_and_times_the_shared_forwards(tiny_engine):
+    """`batching_bench --run-all N` (docs/bench.md's engine-alone Run all): every student's run ends, the runs
+    shared forwards, and the time the model was held is measured, not assumed."""
+    from playground.measure.batching_bench import run_all
+
+    engine = _engine(tiny_engine)
+    (r,) = run_all(engine, 4, tokens=3, rounds=1)
+    assert 0 < r["first_s"] <= r["median_s"] <= r["last_s"]
+    assert r["forwards"] >= 3 and r["rows_per_forward"] >= 1
+    assert 0 < r["model_held_s"] <= r["last_s"] or engine.sharing_stats().shared_forwards == 0
+    assert "_shared" not in vars(engine.batcher)  # the timing wrapper is taken off

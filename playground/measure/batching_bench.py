@@ -2,6 +2,7 @@
 shared forward's logits drift from a lone one's.
 
     python -m playground.measure.batching_bench [--sessions 1 8 16 32] [--steps 16] [--threads 2]
+    python -m playground.measure.batching_bench --run-all 30 --threads 1     # a class pressing Run, engine alone
 
 `concurrent_steps` starts N threads, each with its own greedy `Session` of a different prompt, and lets them step
 together: forwards made per second, steps served per second, the per-step latency (p50/p95/max) and the
@@ -9,7 +10,12 @@ process's CPU time per step (the fair figure on a machine shared with other jobs
 of the cores). `lone_step`
 times one run stepping with nobody else, sharing on and off: what the batcher adds when a visitor is alone.
 `logit_drift` makes the same next forwards of B runs (prompts of different lengths) alone and shared, and reports
-the largest logit difference and whether the argmax moved. The figures are indicative on a shared machine.
+the largest logit difference and whether the argmax moved. `run_all` is the classroom benchmark's Run all
+(measure/classroom.py) without the app: the class's runs (its mix of strategies and prompts), each in its own
+thread, start at one moment and run to the end; it says when the first, median and last ended and how long the
+model was held by shared forwards, which bounds what the app can do (to match a hosted app's process, run it
+with OMP_NUM_THREADS=1 MKL_DISABLE_FAST_MM=1 MALLOC_ARENA_MAX=2 MALLOC_MMAP_THRESHOLD_=8388608). The figures
+are indicative on a shared machine.
 
 Measurement beside the product: nothing in the app imports this module. It knows nothing of Gradio.
 """
@@ -176,6 +182,62 @@ def logit_drift(engine, sizes: tuple[int, ...] = (2, 8, 16, 32), warmup_steps: i
     return results
 
 
+def run_all(engine, students: int, tokens: int = 32, rounds: int = 2) -> list[dict]:
+    """`students` of the classroom's class (`classroom.make_class`) start a fresh run at one moment, each in its
+    own thread, and run `tokens` tokens: per round, when the first, median and last ended, the forwards made and
+    the seconds the model was held by shared forwards (each round's runs have new seeds)."""
+    from .classroom import make_class
+
+    class_ = make_class(students)
+    prompts = [engine.encode(s.prompt, chat=s.chat) for s in class_]
+    held = [0.0]
+    shared = engine.batcher._shared
+
+    def timed_shared(batch):
+        start = time.perf_counter()
+        try:
+            return shared(batch)
+        finally:
+            held[0] += time.perf_counter() - start
+
+    engine.batcher._shared = timed_shared
+    results = []
+    try:
+        for r in range(rounds):
+            ended, gate = [0.0] * students, threading.Barrier(students + 1)
+
+            def run(i, r=r):
+                s = class_[i]
+                config = DecodingConfig(
+                    strategy=s.strategy, max_new_tokens=tokens, seed=s.seed + 1000 * (r + 1), top_n=10,
+                    **({"temperature": s.temperature, "top_k": s.top_k, "top_p": s.top_p,
+                        "repetition_penalty": s.repetition_penalty} if s.strategy == "sample" else {}),
+                    **({"num_beams": s.num_beams} if s.strategy == "beam" else {}),
+                )  # fmt: skip
+                gate.wait()
+                for _ in engine.start(prompts[i], config).run():
+                    pass
+                ended[i] = time.perf_counter() - t0
+
+            threads = [threading.Thread(target=run, args=(i,)) for i in range(students)]
+            for t in threads:
+                t.start()
+            engine.batcher.reset_stats()
+            held[0] = 0.0
+            t0 = time.perf_counter()
+            gate.wait()
+            for t in threads:
+                t.join()
+            stats = engine.sharing_stats()
+            ends = sorted(ended)
+            results.append({"first_s": ends[0], "median_s": statistics.median(ends), "last_s": ends[-1],
+                            "forwards": stats.forwards, "rows_per_forward": stats.rows_per_forward,
+                            "model_held_s": held[0]})  # fmt: skip
+    finally:
+        del engine.batcher._shared  # the class's own again
+    return results
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m playground.measure.batching_bench", description=__doc__.split("\n")[0])
     parser.add_argument("--sessions", type=int, nargs="+", default=[1, 8, 16, 32])
@@ -183,6 +245,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2, a free CPU Space)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--drift", type=int, nargs="*", default=[2, 8, 16, 32], help="batch sizes for logit drift")
+    parser.add_argument("--run-all", type=int, metavar="N", help="only this: N students of the classroom's class "
+                        "press Run (32 tokens) at once, engine alone, two rounds")  # fmt: skip
     args = parser.parse_args(argv)
     from ..loading import load_engine
 
@@ -190,6 +254,12 @@ def main(argv: list[str] | None = None) -> None:
     engine = load_engine(None, device=args.device)
     print(f"{engine.name} on {engine.device}, torch threads {torch.get_num_threads()}, window "
           f"{engine.sharing.window_ms} ms, max rows {engine.sharing.max_rows}")
+    if args.run_all:
+        for r in run_all(engine, args.run_all):
+            print(f"run all ({args.run_all}): first {r['first_s']:.1f} s, median {r['median_s']:.1f} s, last "
+                  f"{r['last_s']:.1f} s; {r['forwards']} forwards, {r['rows_per_forward']:.1f} rows each; the model "
+                  f"held by shared forwards {r['model_held_s']:.1f} s")
+        return
     lone = lone_step(engine)
     print(f"lone step: {lone['step_ms_sharing_off']:.1f} ms sharing off, {lone['step_ms_sharing_on']:.1f} ms on "
           f"({lone['added_ms']:+.2f} ms; longest wait in the batcher {lone['wait_ms_max']:.3f} ms); the batcher's path "
