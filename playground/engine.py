@@ -44,8 +44,8 @@ import torch
 
 from . import batching, gpu, processors, tokens
 from .batching import ForwardBatcher, SharingSettings, SharingStats
-from .prefills import PrefillCache
 from .config import GENERATE_FALLBACKS, MODEL_SETTINGS, DecodingConfig, describe_settings, model_defaults
+from .prefills import PrefillCache
 from .records import Candidate, Exploration, KnobView, StepRecord, TemperatureView, Trace
 from .strategies import BeamLane, DecodingError, SingleLane, move_tensors
 
@@ -369,9 +369,10 @@ class Engine:
     def prefill(self, prompt: torch.Tensor, prompt_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, object]:
         """The prompt's forward (1, P) -> its next-token logits (1, V) and a cache of its own: made once for every
         run that starts from this prompt while it is kept (`prefills`), each run getting a copy."""
-        gpu.check_forward(self.name)
         key = (tuple(prompt[0].tolist()), str(prompt.device))
-        return self.prefills.get(key, lambda: self._forward_alone(prompt, None, prompt_mask))
+        if prompt_mask is None:
+            return self.prefills.get(key, lambda: self.forward(prompt, None))
+        return self.prefills.get(key, lambda: self.forward(prompt, None, prompt_mask))
 
     def _forward_alone(
         self, input_ids: torch.Tensor, cache, prompt_mask: torch.Tensor | None = None, past: int = 0

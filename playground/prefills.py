@@ -10,6 +10,8 @@ engine keeps the prefills it made lately, by prompt:
                             prompt while the first is making it waits for that one instead of making it again
     budget                  the kept prefills' tensors, all together, at most `budget_bytes`; the least recently
                             used go first; 0 keeps none (every run makes its own, as without this module)
+    not kept                a prefill whose logits are not all finite (the run that made it reports it; the next
+                            run makes its own), or one larger than the whole budget
 
 A prefill handed out is the very tensors `make()` returned (copied), so a run that starts from it is bitwise the
 run that makes its own: the same forward of the same ids on the same model gives the same numbers (the engine's
@@ -77,7 +79,7 @@ class PrefillCache:
 
     def _keep(self, key: Hashable, logits: torch.Tensor, cache) -> None:
         size = logits.nbytes + cache_bytes(cache)
-        if size > self.budget_bytes:
+        if size > self.budget_bytes or not bool(torch.isfinite(logits).all()):  # a NaN is reported, never handed on
             return
         kept = (logits.clone(), copy_cache(cache), size)  # the caller grows its own; these stay as made
         with self._lock:

@@ -187,6 +187,7 @@ def test_compare_forwards_once_per_step_for_all_lanes(tiny_engine, monkeypatch):
         return forward(input_ids, cache)
 
     monkeypatch.setattr(tiny_engine, "forward", counting)
+    tiny_engine.prefills.clear()  # a prompt's forward an earlier test made would be handed out without a forward
     ids = tiny_engine.encode(PROMPT)
     comparison = Comparison(tiny_engine, ids, DecodingConfig(max_new_tokens=5, num_beams=2), num_samples=1)
     steps = 0

@@ -44,9 +44,12 @@ class FaultyForward:
 
 @pytest.fixture
 def faulty(tiny_engine, monkeypatch):
-    """faulty(at={k}, kind=...) installs a FaultyForward on the tiny model for the rest of the test."""
+    """faulty(at={k}, kind=...) installs a FaultyForward on the tiny model for the rest of the test. Call k counts
+    from the install, the prompt's forward included: the prefills an earlier test left are dropped first (a run
+    would start from one without calling the model)."""
 
     def install(at: set[int], kind: str) -> FaultyForward:
+        tiny_engine.prefills.clear()
         wrapper = FaultyForward(tiny_engine.model, at, kind)
         monkeypatch.setattr(tiny_engine.model, "forward", wrapper)
         return wrapper

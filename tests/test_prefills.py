@@ -168,3 +168,12 @@ def test_a_cache_of_another_layout_is_copied_whole():
     odd = Holder()
     twin = copy_cache(odd)
     assert twin.layers[0].state.data_ptr() != odd.layers[0].state.data_ptr()
+
+
+def test_a_prefill_with_nan_logits_is_not_handed_on():
+    cache = PrefillCache(1 << 20)
+    bad = torch.tensor([0.0, float("nan")])
+    assert cache.get("p", lambda: (bad, None))[0] is bad  # its maker gets it (and reports it)
+    assert len(cache) == 0
+    assert torch.equal(cache.get("p", lambda: (torch.ones(2), None))[0], torch.ones(2))  # the next makes its own
+    assert cache.misses == 2

@@ -60,8 +60,14 @@ def _assert_presenting(page, viewport: dict) -> None:
     _inside(page.locator("#dp-dist").bounding_box(), viewport, "the chart")
     for part in (".dp-lc-title", ".dp-lc-axis"):
         _inside(page.locator(f"#dp-dist {part}").bounding_box(), viewport, f"the chart's {part}")
-    for row in page.locator("#dp-dist .dp-lc-row").all()[:5]:  # the five likeliest candidates, not scrolled to
-        _inside(row.bounding_box(), viewport, "a chart row")
+    # the five likeliest candidates, not scrolled to; measured in one moment (a redraw between listing the rows and
+    # measuring one left Playwright a detached row)
+    rows = page.evaluate("""() => [...document.querySelectorAll('#dp-dist .dp-lc-row')].slice(0, 5).map(row => {
+        const b = row.getBoundingClientRect(); return {x: b.x, y: b.y, width: b.width, height: b.height}; })""")
+    assert rows, "the chart shows no row"
+    for box in rows:
+        assert box["width"] > 0 and box["height"] > 0, f"a chart row is not shown: {box}"
+        _inside(box, viewport, "a chart row")
     size = page.evaluate("parseFloat(getComputedStyle(document.querySelector('#dp-text .dp-tokens')).fontSize)")
     assert 20 <= size <= 24, f"the coloured text is {size} px"
     tokens = page.locator("#dp-text .dp-tokens").bounding_box()
@@ -87,6 +93,7 @@ def test_the_presenter_view_shows_step_text_and_chart_on_one_1280x720_screen(pag
     _assert_presenting(page, viewport)
     page.click("#dp-step")  # a Step in the presenter view: its token comes into view at once
     page.wait_for_selector("#dp-text [data-step='3']")
+    page.wait_for_function(PENDING_JS)
     _assert_presenting(page, viewport)
     page.get_by_label("Presenter view").uncheck()  # and back: the settings return
     page.wait_for_function("!document.body.classList.contains('dp-present')")
