@@ -19,8 +19,9 @@ Per-request caps, enforced only in hosted mode (a local app has none of them):
 
 Protection of the server, in both modes; hosted mode changes the defaults (hosted / local):
 
-    PLAYGROUND_CONCURRENCY=4         model-using requests run at once, all events together (4 / 4)
-    PLAYGROUND_QUEUE_SIZE=64         requests waiting in Gradio's queue, all sessions together (64 / no limit)
+    PLAYGROUND_CONCURRENCY=32        model-using requests run at once, all events together (32 / 32): room for a
+                                     class's steps to wait together and share one forward (batching.py)
+    PLAYGROUND_QUEUE_SIZE=256        requests waiting in Gradio's queue, all sessions together (256 / no limit)
     PLAYGROUND_SESSION_QUEUE=6       requests one session may have queued or running (6 / no limit)
     PLAYGROUND_SESSION_WAIT_S=10     how long a session's second request waits for its first (10 / 10);
                                      a third is refused at once: a session runs one request at a time
