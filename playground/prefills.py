@@ -28,7 +28,7 @@ from collections.abc import Callable, Hashable
 
 import torch
 
-__all__ = ["PrefillCache", "copy_cache"]
+__all__ = ["PrefillCache", "cache_bytes", "copy_cache"]
 
 
 class PrefillCache:
