@@ -62,13 +62,15 @@ class PrefillCache:
                 if kept is not None:
                     self._kept.move_to_end(key)
                     self.hits += 1
-                    return kept[0].clone(), copy_cache(kept[1])
+                    break
                 making = self._making.get(key)
                 if making is None:
                     self._making[key] = threading.Event()
                     self.misses += 1
                     break
             making.wait()  # another caller is making this prefill: take a copy of it when it is done
+        if kept is not None:  # copied outside the lock (a kept prefill never changes): hits do not queue
+            return kept[0].clone(), copy_cache(kept[1])
         try:
             logits, cache = make()
             self._keep(key, logits, cache)
