@@ -328,10 +328,15 @@ def _table_row(r: StepRecord, input_text: str, n_choices: int) -> dict:
         context = "…" + context[-(INPUT_WIDTH - 1) :]
     row = {"Step": r.step, "Input": context, "Chosen": token_label(r.token) + (" ✎ forced" if r.forced else ""),
            "Model": _pct(r.raw_prob), "After knobs": _pct(r.prob)}  # fmt: skip
-    ranked = sorted(r.top, key=lambda c: c.rank)
-    for i in range(n_choices):
-        row[f"Choice {i + 1}"] = _choice(ranked[i].token, ranked[i].raw_prob) if i < len(ranked) else ""
+    for i, c in enumerate(_choices(r, n_choices)):
+        row[f"Choice {i + 1}"] = _choice(c.token, c.raw_prob) if c is not None else ""
     return row
+
+
+def _choices(r: StepRecord, n_choices: int) -> list:
+    """The step's top `n_choices` candidates by the model's probability (its rank), None where it recorded fewer."""
+    ranked = sorted(r.top, key=lambda c: c.rank)
+    return [ranked[i] if i < len(ranked) else None for i in range(n_choices)]
 
 
 def _check_n_choices(n_choices) -> None:
@@ -355,10 +360,9 @@ def step_table_data(prompt_text: str, steps: list[StepRecord], n_choices: int = 
         row = {"step": r.step, "input": (prompt_text or "") + bytes_text(generated), "token": r.token,
                "token_id": r.token_id, "token_bytes": r.raw_bytes.hex(" ").upper(), "model_prob": r.raw_prob,
                "after_knobs_prob": r.prob, "forced": bool(r.forced)}  # fmt: skip
-        ranked = sorted(r.top, key=lambda c: c.rank)
-        for i in range(n_choices):
-            row[f"choice_{i + 1}"] = ranked[i].token if i < len(ranked) else None
-            row[f"choice_{i + 1}_prob"] = ranked[i].raw_prob if i < len(ranked) else None
+        for i, c in enumerate(_choices(r, n_choices)):
+            row[f"choice_{i + 1}"] = c.token if c is not None else None
+            row[f"choice_{i + 1}_prob"] = c.raw_prob if c is not None else None
         rows.append(row)
         generated += r.raw_bytes
     return pd.DataFrame(rows, columns=columns)
