@@ -353,6 +353,8 @@ function draw() {
       rowEls.delete(id);
       row.style.opacity = '0';
       row.style.pointerEvents = 'none';
+      row.setAttribute('aria-hidden', 'true');  // a row fading out is gone for the keyboard and screen readers
+      row.inert = true;
       setTimeout(() => row.remove(), 400);
     }
   }
