@@ -8,15 +8,18 @@ thread: no worker thread, no hand-off when alone) makes one forward for all of t
     collect   the requests queued when the model is free, up to `max_rows` rows and `max_tokens` rows x padded
               length (the rest wait for the next forward), waiting at most `window_ms`: from the oldest one's
               arrival (it has usually waited that long already, behind the forward in flight), or, while fewer
-              are queued than the last forward served (the others are still taking their step), from now
+              are queued than the last forward served (the others are still taking their step), from now;
+              and for the *streams* (runs that forward again as soon as they have picked: a Run) that the last
+              forward served and that are still taking their step, each as long as that forward took at most
     stack     every request's cache rows, left-padded with zeros to the longest: keys and values (B, H, Lmax, D)
               per layer, an attention mask (B, Lmax + 1) with the padding off, each row's own position (B, 1)
-    forward   once, through the engine (`forward_padded`)
+    forward   once, through the engine (`forward_padded`), on `forward_threads` torch threads
     split     each request gets its logits rows and its own cache back, the padding stripped: the same layers
               and shapes a forward alone would leave (copies, so no request keeps the batch's tensors alive)
 
 A request alone never waits for company: when nothing is queued or in flight it goes at once, through the
-engine's own solo forward, bitwise the forward it would make without this module. A leader that finds only
+engine's own solo forward, bitwise the forward it would make without this module (a stream, while other streams
+are still taking their step, waits for them: company that is coming). A leader that finds only
 itself after its wait does the same. A batched forward that fails (out of memory, say) is retried by every
 request alone on its own thread, so each caller gets the error, or the result, it would have got alone.
 
@@ -25,16 +28,18 @@ attention layers; a prefill, a catch-up or a sliding-window cache goes alone). D
 each engine has its own batcher. Numerics: a row's logits in a batch differ from its solo forward in the last
 bits (matmuls of other shapes, a materialised mask), which can flip a near-tie; docs/batching.md has the figures.
 
-This module knows nothing of Gradio, sessions or decoding: only requests of (token rows, cache) and tensors.
+This module knows nothing of Gradio, sessions or decoding: only requests of (token rows, cache, the stream they
+belong to) and tensors.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 
 import torch
@@ -59,6 +64,13 @@ class SharingSettings:
     PLAYGROUND_SHARE_PREFILL_MB=32   the prompts' forwards kept for the next run that starts from the same prompt
                                      (prefills.py), all together at most this size (SmolLM2-135M: a 50-token
                                      prompt's is 2.5 MB); 0 keeps none
+    PLAYGROUND_SHARE_STREAM_WAIT_MS=500  how long after a forward served a streaming run (a Run, a Step xN) the
+                                     next forward waits for it to come back from its step at most: as long as
+                                     the last forward took (going without it would cost it that long), within
+                                     this; 0 waits for none
+    PLAYGROUND_SHARE_THREADS=0       torch threads of a shared forward; 0: the cores this process may use (hosted
+                                     mode gives each request's own work one thread; a shared forward, which the
+                                     runs it serves all wait for, gets every core)
     """
 
     enabled: bool = True
@@ -66,6 +78,8 @@ class SharingSettings:
     max_rows: int = 64
     max_tokens: int = 16384
     prefill_mb: float = 32.0
+    stream_wait_ms: float = 500.0
+    threads: int = 0
 
     def __post_init__(self):
         if not isinstance(self.enabled, bool):
@@ -80,6 +94,11 @@ class SharingSettings:
         size = self.prefill_mb
         if isinstance(size, bool) or not isinstance(size, (int, float)) or not 0 <= size <= 1e6:
             raise ValueError(f"prefill_mb must be a number of megabytes, 0 or more, got {self.prefill_mb!r}.")
+        wait = self.stream_wait_ms
+        if isinstance(wait, bool) or not isinstance(wait, (int, float)) or not 0 <= wait <= 1000:
+            raise ValueError(f"stream_wait_ms must be a number of milliseconds in [0, 1000], got {wait!r}.")
+        if isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 0:
+            raise ValueError(f"threads must be 0 (every core) or a positive integer, got {self.threads!r}.")
 
     @property
     def prefill_bytes(self) -> int:
@@ -97,9 +116,20 @@ class SharingSettings:
             rows = int(env.get("PLAYGROUND_SHARE_MAX_ROWS", "64"))
             tokens = int(env.get("PLAYGROUND_SHARE_MAX_TOKENS", "16384"))
             prefill = float(env.get("PLAYGROUND_SHARE_PREFILL_MB", "32"))
+            stream_wait = float(env.get("PLAYGROUND_SHARE_STREAM_WAIT_MS", "500"))
+            threads = int(env.get("PLAYGROUND_SHARE_THREADS", "0"))
         except ValueError as e:
-            raise ValueError(f"PLAYGROUND_SHARE_WINDOW_MS / _MAX_ROWS / _MAX_TOKENS / _PREFILL_MB must be numbers: {e}") from e
-        return cls(enabled=flag in TRUE, window_ms=window, max_rows=rows, max_tokens=tokens, prefill_mb=prefill)
+            raise ValueError("PLAYGROUND_SHARE_WINDOW_MS / _MAX_ROWS / _MAX_TOKENS / _PREFILL_MB / _STREAM_WAIT_MS / "
+                             f"_THREADS must be numbers: {e}") from e
+        return cls(enabled=flag in TRUE, window_ms=window, max_rows=rows, max_tokens=tokens, prefill_mb=prefill,
+                   stream_wait_ms=stream_wait, threads=threads)
+
+    @property
+    def forward_threads(self) -> int:
+        """torch threads of a shared forward: `threads`, or the cores this process may use."""
+        if self.threads:
+            return self.threads
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 @dataclass(frozen=True)
@@ -147,10 +177,10 @@ def stackable(input_ids: torch.Tensor, cache) -> bool:
 class _Request:
     """One caller's forward: its token rows (R, 1), its cache (R rows of `length` positions), and what it gets."""
 
-    __slots__ = ("input_ids", "cache", "rows", "length", "arrived", "done", "alone", "logits", "error")
+    __slots__ = ("input_ids", "cache", "stream", "rows", "length", "arrived", "done", "alone", "logits", "error")
 
-    def __init__(self, input_ids: torch.Tensor, cache, arrived: float):
-        self.input_ids, self.cache, self.arrived = input_ids, cache, arrived
+    def __init__(self, input_ids: torch.Tensor, cache, arrived: float, stream: Hashable | None = None):
+        self.input_ids, self.cache, self.arrived, self.stream = input_ids, cache, arrived, stream
         self.rows = input_ids.shape[0]
         self.length = cache.layers[0].keys.shape[-2]
         self.done = False  # served: `logits` (or `error`) is set, or `alone` says to make the forward itself
@@ -181,16 +211,26 @@ class ForwardBatcher:
         self._queue: list[_Request] = []
         self._busy = False  # a forward of this batcher is running (its leader holds the model)
         self._served_last = 0  # requests the last forward served
+        self._streams: set[Hashable] = set()  # the streams that have not ended (`end_stream`)
+        self._picking: dict[Hashable, float] = {}  # of which those a forward served, taking their step: served at
+        self._forward_s = 0.0  # how long the last forward took
         self._stats = _Counters()
 
     # -- the caller's side -----------------------------------------------------------------------------------
 
-    def forward(self, input_ids: torch.Tensor, cache) -> tuple[torch.Tensor, object]:
+    def forward(self, input_ids: torch.Tensor, cache, stream: Hashable | None = None) -> tuple[torch.Tensor, object]:
         """The forward of `input_ids` (R, 1) after `cache` (stackable): logits (R, V) and the grown cache, made
-        alone at once when the model is free, else shared with the requests waiting with this one."""
-        request = _Request(input_ids, cache, self.clock())
+        alone at once when the model is free, else shared with the requests waiting with this one.
+
+        `stream` names a run that forwards again as soon as it has taken its step (a Run, a Step xN; see
+        `end_stream`): the next forward then waits for it (`stream_wait_ms` at most), and a streaming request
+        waits for the other streams still taking their step rather than go alone."""
+        request = _Request(input_ids, cache, self.clock(), stream)
         with self._cond:
-            if not self._busy and not self._queue:  # alone: no company to wait for
+            if stream is not None:
+                self._streams.add(stream)
+                self._picking.pop(stream, None)  # back: nobody waits for it any longer
+            if not self._busy and not self._queue and not (stream is not None and self._streams_due()):
                 self._busy = True
                 batch = [request]
             else:
@@ -217,9 +257,13 @@ class ForwardBatcher:
         self._busy = True  # the model is this leader's from now on: requests that arrive queue behind it
         window = self.settings.window_ms / 1e3
         # the runs the last forward served are mostly still taking their step (the lane's pick, the record): while
-        # fewer are queued, wait up to one window from now for them; else up to one window from the oldest arrival
+        # fewer are queued, wait up to one window from now for them; else up to one window from the oldest arrival;
+        # and for the streams still taking their step, each up to `stream_wait_ms` after it was served
         deadline = (self.clock() if len(self._queue) < self._served_last else request.arrived) + window
-        while sum(r.rows for r in self._queue) < self.settings.max_rows and (left := deadline - self.clock()) > 0:
+        while sum(r.rows for r in self._queue) < self.settings.max_rows:
+            left = max(deadline, self._streams_due()) - self.clock()
+            if left <= 0:
+                break
             self._cond.wait(left)
         batch, rows, longest = [], 0, 0
         for waiting in list(self._queue):  # in arrival order; one that would not fit waits for the next forward
@@ -253,8 +297,12 @@ class ForwardBatcher:
             with self._cond:
                 self._stats.add(batch, start, shared_failed)
                 self._served_last = len(batch)
+                served = self.clock()
+                self._forward_s = served - start
                 for request in batch:
                     request.done = True
+                    if request.stream in self._streams:
+                        self._picking[request.stream] = served
                 self._busy = False
                 self._cond.notify_all()
 
@@ -293,7 +341,8 @@ class ForwardBatcher:
         stacked.layers = [_SlotLayer(k, v, longest) for k, v in zip(keys, values)]
 
         input_ids = torch.cat([r.input_ids for r in batch])  # (B, 1)
-        logits, _ = self.forward_padded(input_ids, stacked, mask if any(pads) else None, positions)  # (B, V)
+        with _intra_op_threads(self.settings.forward_threads):
+            logits, _ = self.forward_padded(input_ids, stacked, mask if any(pads) else None, positions)  # (B, V)
 
         # split: each request's rows, its padding stripped, as copies (its cache must not hold the batch alive);
         # every copy is made before any cache changes, so a failure here leaves each request's cache as it was
@@ -305,6 +354,23 @@ class ForwardBatcher:
             for own, k, v in zip(request.cache.layers, own_keys, own_values):
                 own.keys, own.values = k, v
             request.logits = logits[start : start + request.rows].clone()  # (R, V), not a view of the batch's
+
+    def end_stream(self, stream: Hashable) -> None:
+        """`stream` forwards no more (its Run ended, stopped or failed): no forward waits for it."""
+        with self._cond:
+            self._streams.discard(stream)
+            if self._picking.pop(stream, None) is not None:
+                self._cond.notify_all()
+
+    def _streams_due(self) -> float:
+        """Under the lock: until when the streams a forward served and that are still taking their step are
+        waited for (0.0: none is). Each is waited for as long as the last forward took, `stream_wait_ms` at most:
+        a forward made without it would keep it waiting about that long. One not back by then is forgotten."""
+        hold, now = min(self.settings.stream_wait_ms / 1e3, self._forward_s), self.clock()
+        for stream, served in list(self._picking.items()):
+            if served + hold <= now:
+                del self._picking[stream]
+        return max(self._picking.values(), default=-hold) + hold
 
     def waiting(self) -> int:
         """Requests queued for the next forward now (not counting one in flight)."""
@@ -320,6 +386,21 @@ class ForwardBatcher:
     def reset_stats(self) -> None:
         with self._cond:
             self._stats = _Counters()
+
+
+@contextlib.contextmanager
+def _intra_op_threads(n: int):
+    """torch on `n` threads inside (in this thread; torch also keeps `n` for threads that make their first op
+    meanwhile, and MKL for all threads), as before after."""
+    before = torch.get_num_threads()
+    if n == before:
+        yield
+        return
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _buffer(like: list[torch.Tensor], rows: int, length: int) -> torch.Tensor | list[torch.Tensor]:

@@ -32,12 +32,13 @@ This is the only module that calls the model. It knows nothing about Gradio, HTM
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import itertools
 import math
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
 from functools import lru_cache
 
 import torch
@@ -350,7 +351,8 @@ class Engine:
         return 0 if prompt_mask is None else int((prompt_mask[0] != 0).int().argmax())
 
     def forward(
-        self, input_ids: torch.Tensor, cache, prompt_mask: torch.Tensor | None = None, past: int = 0
+        self, input_ids: torch.Tensor, cache, prompt_mask: torch.Tensor | None = None, past: int = 0,
+        stream: Hashable | None = None,
     ) -> tuple[torch.Tensor, object]:
         """input_ids (R, T) after `cache` (holding `past` positions) -> next-token logits (R, V) float32 and the
         grown cache.
@@ -359,11 +361,12 @@ class Engine:
         made at once, exactly as `_forward_alone`; when other runs wait at the same moment it shares their forward
         (its logits then differ from a lone forward's in the last bits; the cache it gets back has the same
         shapes). Never under ZeroGPU, where each request's forward is its own process's, nor for a prompt whose
-        pad tokens are masked (`prompt_mask`), which goes alone."""
+        pad tokens are masked (`prompt_mask`), which goes alone. `stream` names a run that forwards again as soon
+        as it has picked (`Session.streaming`): the batcher waits for it."""
         gpu.check_forward(self.name)  # under ZeroGPU's emulation, only inside a GPU call
         if (prompt_mask is None and self.share_forwards and not gpu.ZEROGPU and self._can_share
                 and batching.stackable(input_ids, cache)):  # fmt: skip
-            return self.batcher.forward(input_ids, cache)
+            return self.batcher.forward(input_ids, cache, stream)
         return self._forward_alone(input_ids, cache, prompt_mask, past)
 
     def prefill(self, prompt: torch.Tensor, prompt_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, object]:
@@ -456,6 +459,7 @@ class _Batch:
         self.prompt_mask = engine.prompt_mask(prompt)  # (1, P) where generate() masks the prompt's pad tokens
         self.prefill_logits: torch.Tensor | None = None  # (1, V), once the prompt is prefilled
         self.cache = None
+        self.stream: Hashable | None = None  # while the run streams (Session.streaming): its name for the batcher
         self.fed = torch.zeros((1, 0), dtype=torch.long, device=prompt.device)  # (R, t)
         self.cached = 0  # columns of `fed` the cache holds (when there is a cache)
         self._reset_rows()
@@ -472,7 +476,7 @@ class _Batch:
     def _forward(self, input_ids: torch.Tensor, cache, past: int = 0):
         """The engine's forward, with generate()'s mask and positions where the prompt holds pad tokens."""
         if self.prompt_mask is None:
-            return self.engine.forward(input_ids, cache)
+            return self.engine.forward(input_ids, cache, stream=self.stream)
         return self.engine.forward(input_ids, cache, self.prompt_mask, past)
 
     def _reset_rows(self) -> None:
@@ -792,9 +796,22 @@ class Session:
 
     def run(self, config: DecodingConfig | None = None) -> Iterator[StepRecord]:
         """Step until the run ends, yielding each record (stop early by no longer iterating). A run that ended on
-        max_new_tokens carries on when `config` raises it."""
-        while self.goes_on(config):
-            yield self.step(config)
+        max_new_tokens carries on when `config` raises it. The steps are one stream (`streaming`)."""
+        with self.streaming():
+            while self.goes_on(config):
+                yield self.step(config)
+
+    @contextlib.contextmanager
+    def streaming(self) -> Iterator[Session]:
+        """Inside, the run steps without pause (a Run, a Step xN): each forward tells the engine's batcher so, and
+        a forward shared with other runs waits for this one to come back from its pick rather than leave without
+        it (`SharingSettings.stream_wait_ms`). Leaving ends the stream: nobody waits for it any longer."""
+        stream = self._batch.stream = object()  # a name of its own (not the session: no reference cycle)
+        try:
+            yield self
+        finally:
+            self._batch.stream = None
+            self.engine.batcher.end_stream(stream)
 
     def goes_on(self, config: DecodingConfig | None = None) -> bool:
         """Whether a step with `config` would take a token: the run has not finished, or it carries on."""

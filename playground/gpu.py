@@ -306,10 +306,13 @@ def run(session, config=None, chunk: int | None = None, stop: Callable[[], bool]
     call itself: each chunk is one `step`. The first chunk always runs (a finished run raises, or carries on)."""
     chunk = max(int(chunk or RUN_CHUNK), 1)
     taken = 0
-    while taken == 0 or ((limit is None or taken < limit) and session.goes_on(config) and not (stop is not None and stop())):
-        session, records = step(session, config, chunk if limit is None else max(1, min(chunk, limit - taken)))
-        taken += max(1, len(records))
-        yield session, records
+    # its steps are one stream for the batcher of shared forwards (none under ZeroGPU, where each call is its own)
+    with contextlib.nullcontext() if ZEROGPU else session.streaming():
+        while taken == 0 or ((limit is None or taken < limit) and session.goes_on(config)
+                             and not (stop is not None and stop())):  # fmt: skip
+            session, records = step(session, config, chunk if limit is None else max(1, min(chunk, limit - taken)))
+            taken += max(1, len(records))
+            yield session, records
 
 
 @GPU(duration=_compare_duration)

@@ -10,6 +10,7 @@ difference cannot flip them), logits within 1e-4, the same cache shapes.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import threading
 import time
@@ -328,10 +329,14 @@ def test_off_switch_and_settings(tiny_engine, monkeypatch):
     monkeypatch.setenv("PLAYGROUND_SHARE_FORWARDS", "maybe")
     with pytest.raises(ValueError, match="PLAYGROUND_SHARE_FORWARDS"):
         SharingSettings.from_env()
-    assert SharingSettings.from_env({"PLAYGROUND_SHARE_WINDOW_MS": "2.5", "PLAYGROUND_SHARE_MAX_ROWS": "8"}) == (
-        SharingSettings(enabled=True, window_ms=2.5, max_rows=8)
+    assert SharingSettings.from_env({"PLAYGROUND_SHARE_WINDOW_MS": "2.5", "PLAYGROUND_SHARE_MAX_ROWS": "8",
+                                     "PLAYGROUND_SHARE_STREAM_WAIT_MS": "0"}) == (
+        SharingSettings(enabled=True, window_ms=2.5, max_rows=8, stream_wait_ms=0)
     )
-    for bad in ({"window_ms": -1}, {"window_ms": 1000}, {"max_rows": 0}, {"max_tokens": 0}, {"enabled": "yes"}):
+    with pytest.raises(ValueError, match="STREAM_WAIT_MS"):
+        SharingSettings.from_env({"PLAYGROUND_SHARE_STREAM_WAIT_MS": "soon"})
+    for bad in ({"window_ms": -1}, {"window_ms": 1000}, {"max_rows": 0}, {"max_tokens": 0}, {"enabled": "yes"},
+                {"stream_wait_ms": -1}, {"stream_wait_ms": 5000}, {"stream_wait_ms": True}):
         with pytest.raises(ValueError):
             SharingSettings(**bad)
 
@@ -407,3 +412,82 @@ def test_the_run_all_measure_runs_the_class_at_once_and_times_the_shared_forward
     assert r["forwards"] >= 3 and r["rows_per_forward"] >= 1
     assert 0 < r["model_held_s"] <= r["last_s"] or engine.sharing_stats().shared_forwards == 0
     assert "_shared" not in vars(engine.batcher)  # the timing wrapper is taken off
+
+
+# -- streams: a Run's forwards wait for the other Runs still taking their step ---------------------------------
+
+SLOW_S = 0.5  # each shared forward of these tests takes this long at least: streams are waited for that long
+
+
+@contextmanager
+def streams_served_together(engine: Engine, *runs):
+    """`runs`, each streaming (`Session.streaming`), served by one shared forward that took SLOW_S: the batcher now
+    knows them as streams taking their step. Yields the model calls made from then on."""
+    inner = engine.batcher.forward_padded
+
+    def slow(*args):
+        time.sleep(SLOW_S)
+        return inner(*args)
+
+    engine.batcher.forward_padded = slow
+    try:
+        with contextlib.ExitStack() as streams:
+            for run in runs:
+                streams.enter_context(run.streaming())
+            blocker = _stepped(engine, "Hello", 1)
+            with held(engine, blocker) as wait_queued:
+                join = _in_threads([run.step for run in runs])
+                wait_queued(len(runs))
+            assert join()[1] == [None] * len(runs)
+            engine.batcher.reset_stats()
+            with model_calls(engine) as calls:
+                yield calls, streams
+    finally:
+        engine.batcher.forward_padded = inner
+
+
+def test_a_stream_waits_for_the_streams_still_taking_their_step(tiny_engine):
+    """Two Runs served together: the one back first from its step waits for the other (0.1 s behind) rather than
+    take the free model alone, so the two go on in one forward a token, not one forward each."""
+    engine = _engine(tiny_engine, stream_wait_ms=1000.0)
+    a, b = _stepped(engine, PROMPTS[0], 1), _stepped(engine, PROMPTS[1], 1)
+    with streams_served_together(engine, a, b) as (calls, _):
+        _, errors = _in_threads([a.step, lambda: (time.sleep(0.1), b.step())])()
+    assert errors == [None, None]
+    assert calls == [2]  # without the wait: [1, 1], a alone and b after it
+    assert 0.05 < engine.sharing_stats().wait_s_max < SLOW_S + 0.5  # a waited for b, not for the whole hold
+
+
+def test_a_step_never_waits_for_streams(tiny_engine):
+    """A visitor's Step (not a stream) while two Runs take their step goes at once, alone."""
+    engine = _engine(tiny_engine, stream_wait_ms=1000.0)
+    a, b, stepper = (_stepped(engine, p, 1) for p in PROMPTS[:3])
+    with streams_served_together(engine, a, b) as (calls, _):
+        stepper.step()
+    assert calls == [1] and engine.sharing_stats().wait_s_max < 0.05
+
+
+def test_a_stream_that_ends_or_does_not_come_back_is_not_waited_for(tiny_engine):
+    """A Run that ends (leaves `streaming`) frees the one waiting for it at once; one that neither ends nor comes
+    back is waited for as long as the last forward took (SLOW_S), no longer."""
+    engine = _engine(tiny_engine, stream_wait_ms=1000.0)
+    a, b = _stepped(engine, PROMPTS[0], 1), _stepped(engine, PROMPTS[1], 1)
+    with streams_served_together(engine, a, b) as (calls, streams):
+        join = _in_threads([a.step])
+        time.sleep(0.05)
+        streams.close()  # both streams end; a's step, waiting for b, goes on
+        assert join()[1] == [None]
+    assert calls == [1] and engine.sharing_stats().wait_s_max < SLOW_S / 2
+    a, b = _stepped(engine, PROMPTS[2], 1), _stepped(engine, PROMPTS[3], 1)
+    with streams_served_together(engine, a, b) as (calls, _):
+        a.step()  # b never comes back
+    assert calls == [1] and SLOW_S * 0.8 < engine.sharing_stats().wait_s_max < SLOW_S + 1.0
+
+
+def test_no_stream_wait_with_stream_wait_ms_0(tiny_engine):
+    """PLAYGROUND_SHARE_STREAM_WAIT_MS=0: a Run back from its step takes the free model at once, as a Step does."""
+    engine = _engine(tiny_engine, stream_wait_ms=0.0)
+    a, b = _stepped(engine, PROMPTS[0], 1), _stepped(engine, PROMPTS[1], 1)
+    with streams_served_together(engine, a, b) as (calls, _):
+        a.step()
+    assert calls == [1] and engine.sharing_stats().wait_s_max < 0.05
