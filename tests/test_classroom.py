@@ -96,5 +96,11 @@ def test_a_short_lesson_reports_real_measurements(tiny_model_dir, tmp_path, caps
     assert 0 <= eq["students_equal"] <= eq["students"] == 3
     assert eq["students_equal"] == 3, eq["mismatches"]  # alone on the server, every run is its recipe's
     assert set(r["goals"]) == {"step_p95_s", "run_last_s", "errors", "rss_growth_mb"}
+    # the model's own time for that Run-all, timed in this process: every student's rows, 12 forwards
+    floor = r["model_floor"]
+    assert floor["rows"] == sum(s.num_beams if s.strategy == "beam" else 1 for s in classroom.make_class(3))
+    assert 0 < floor["one_row_forward_s"] and 0 < floor["forward_s"] and floor["threads"] >= 1
+    assert floor["run_all_s"] == pytest.approx(12 * floor["forward_s"], abs=0.002)
+    assert floor["run_last_x"] == pytest.approx(run_all["last_s"] / floor["run_all_s"], rel=0.01)
     text = classroom.format_report(r)
-    assert "p95" in text and "3/3 done" in text and "3/3 students" in text
+    assert "p95" in text and "3/3 done" in text and "3/3 students" in text and "its own time" in text

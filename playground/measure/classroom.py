@@ -19,7 +19,10 @@ What it does, in order:
    not counted as the class's), right after, then after `settle_s` of silence (sessions idle past `park_after_s` are
    parked: their KV caches dropped); the server is stopped;
 5. every run each student saw is replayed alone, in this process, from its permalink (the recipe: prompt,
-   settings, seed; nothing forced), and its token ids compared with the ones the student got.
+   settings, seed; nothing forced), and its token ids compared with the ones the student got;
+6. the model's own time for the Run-all on this machine, in this process (`model_floor`): what no server that
+   makes one forward a token can beat, and what makes Run-all figures of different machines comparable (on the
+   machine issue 19 was measured on, one row's forward took ~25 ms; on others of these 2-core machines, 80).
 
 The students are a realistic mix (`make_class`): 7 in 10 sample (temperature, top-k, top-p, repetition
 penalty and seed varied), 2 in 10 greedy, 1 in 10 beam search (2-4 beams), each on a prompt of
@@ -329,16 +332,20 @@ def run_classroom(settings: ClassroomSettings, progress=None) -> dict:
         "cpu_cores": {"steps": round((sim1 - sim0) / step_wall, 3), "run": round((sim2 - sim1) / run_wall, 3)},
         "client": "served.QueueClient: the queue's HTTP protocol, one httpx client and thread per student",
     }
+    say("replaying every run alone and timing the model (in this process, after the app stopped) ..."
+        if settings.verify else "timing the model (in this process, after the app stopped) ...")
+    if not loader.is_alive() and "tools" not in replayer:
+        loader.start()
+    loader.join()
+    if "tools" not in replayer:
+        raise RuntimeError("The model could not be loaded in this process (see the message above).")
     if settings.verify:
-        say("replaying every run alone (in this process, after the app stopped) ...")
-        if not loader.is_alive() and "tools" not in replayer:
-            loader.start()
-        loader.join()
-        if "tools" not in replayer:
-            raise RuntimeError("The model for the replay could not be loaded (see the message above).")
         runs, t = [r for log in lesson.logs for r in log.runs], time.perf_counter()
         result["tokens_equal_alone"] = verify_alone(runs, settings.students, *replayer["tools"])
         result["tokens_equal_alone"]["replay_s"] = round(time.perf_counter() - t, 1)
+    result["model_floor"] = model_floor(replayer["tools"][0], students, settings.run_tokens)
+    if result["run_all"]["last_s"] is not None and result["model_floor"]["run_all_s"] > 0:
+        result["model_floor"]["run_last_x"] = round(result["run_all"]["last_s"] / result["model_floor"]["run_all_s"], 2)
     result["machine"] = _machine(load_before)
     result["wall_s"] = round(time.perf_counter() - started, 1)
     result["lesson_s"] = round(lesson_s, 1)
@@ -444,6 +451,41 @@ def verify_alone(runs: list[RunSeen], students: int, engine, decode_permalink) -
             "unreadable_permalinks": unreadable, "mismatches": mismatches[:5]}  # fmt: skip
 
 
+def model_floor(engine, students: list[Student], run_tokens: int, repeats: int = 3) -> dict:
+    """The model's own time for the Run-all, measured now on this machine: `run_tokens` one-token forwards of every
+    student's rows (a beam run's one per beam) as one batch, nothing padded, copied or picked, after a cache of
+    the class's mean prompt length plus half the run; torch on the threads a shared forward uses. Also one
+    row's forward alone, after the same cache (the machine's speed). The median of `repeats` each."""
+    import torch
+
+    from ..batching import SharingSettings
+
+    rows = sum(s.num_beams if s.strategy == "beam" else 1 for s in students)
+    length = round(statistics.mean(len(engine.encode(s.prompt, chat=s.chat)) for s in students)) + run_tokens // 2
+    threads, before = SharingSettings.from_env().forward_threads, torch.get_num_threads()
+    vocab = engine.model.get_input_embeddings().weight.shape[0]
+    ids = torch.randint(0, vocab, (rows, length + repeats + 1), generator=torch.Generator().manual_seed(0))
+    ids = ids.to(engine.device)
+
+    def forward_s(n: int) -> float:
+        _, cache = engine._forward_alone(ids[:n, :length], None)  # the cache to forward after, not timed
+        times = []
+        for i in range(repeats):
+            start = time.perf_counter()
+            _, cache = engine._forward_alone(ids[:n, length + i : length + i + 1], cache)
+            times.append(time.perf_counter() - start)
+        return statistics.median(times)
+
+    torch.set_num_threads(threads)
+    try:
+        with torch.inference_mode():
+            batch_s, row_s = forward_s(rows), forward_s(1)
+    finally:
+        torch.set_num_threads(before)
+    return {"rows": rows, "cache_length": length, "threads": threads, "forward_s": round(batch_s, 4),
+            "run_all_s": round(batch_s * run_tokens, 3), "one_row_forward_s": round(row_s, 4)}  # fmt: skip
+
+
 def goal_for(name: str, students: int):
     """The goal `name` holds a class of `students` to (None: no goal at that size)."""
     sizes = [n for n in sorted(GOALS[name]) if n >= students]
@@ -497,6 +539,11 @@ def format_report(r: dict) -> str:
                                ("once all arrived", "after_arrival")) if key in st),  # fmt: skip
         f"  Run all     {ra['done']}/{ra['students']} done: first {sec(ra['first_s'])}, median {sec(ra['median_s'])}, "
         f"last {sec(ra['last_s'])} (first token: median {sec(ra['first_token_median_s'])})",
+        *([f"  Model       its own time for this Run all: {sec(f['run_all_s'])} ({s['run_tokens']} forwards of "
+           f"{f['rows']} rows, {ms(f['forward_s'])} each on {f['threads']} threads; one row's: "
+           f"{ms(f['one_row_forward_s'])}); the last done after "
+           + (f"{f['run_last_x']:.1f}x that" if f.get("run_last_x") else "-")]
+          if (f := r.get("model_floor")) else []),
         f"  Errors      {r['errors']['count']}" + "".join(f"\n                {e}" for e in r["errors"]["first"]),
     ]
     if srv:
