@@ -24,6 +24,8 @@ import os
 # a variable given in the environment wins over each.
 # - Each request's torch work on one thread, rather than every request's ops fighting over one pool of two
 #   (30 students on 2 cores: Step p95 4.3 s with two threads an op, 0.67 s with one). OMP_NUM_THREADS.
+#   A forward shared by many runs uses every core (PLAYGROUND_SHARE_THREADS), and its OpenMP helper thread then
+#   sleeps at once instead of spinning for more work beside the runs picking their tokens. OMP_WAIT_POLICY.
 # - Memory that visitors' runs leave behind goes back to the system once their runs are parked (measured with
 #   20 API sessions of 15 Steps each, then every run parked and `malloc_trim`; the warm server as the base):
 #   . glibc's malloc at two arenas, not 8 per core (one taken by each thread that allocates while another holds
@@ -37,6 +39,7 @@ import os
 #   None of these slowed a Step alone (38-39 ms a token on this CPU, each way).
 if os.environ.get("PLAYGROUND_HOSTED", "").strip().lower() in ("1", "true", "yes", "on"):
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     os.environ.setdefault("MKL_DISABLE_FAST_MM", "1")
     with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to set
         libc = ctypes.CDLL("libc.so.6")

@@ -295,19 +295,21 @@ def test_every_model_using_event_shares_one_concurrency_limit_and_the_queue_is_b
 
 def test_hosted_app_sets_its_threads_and_memory_settings_before_torch_and_a_given_value_wins():
     """Hosted, app.py puts each request's torch work on one thread and turns MKL's per-thread buffer cache off
-    (with 40 request threads it kept ~100 MB after every run was parked); a local app leaves them to torch."""
+    (with 40 request threads it kept ~100 MB after every run was parked) and lets OpenMP's helper threads sleep
+    between forwards; a local app leaves them to torch."""
     import subprocess
     import sys
 
-    code = "import os, app; print(os.environ.get('OMP_NUM_THREADS'), os.environ.get('MKL_DISABLE_FAST_MM'))"
+    names = ("OMP_NUM_THREADS", "MKL_DISABLE_FAST_MM", "OMP_WAIT_POLICY")
+    code = f"import os, app; print(*(os.environ.get(n) for n in {names!r}))"
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
     def settings(**env):
-        base = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_DISABLE_FAST_MM", "PLAYGROUND_HOSTED")}
+        base = {k: v for k, v in os.environ.items() if k not in (*names, "PLAYGROUND_HOSTED")}
         out = subprocess.run([sys.executable, "-c", code], cwd=root, env={**base, **env}, capture_output=True, text=True,
                              timeout=120, check=True)  # fmt: skip
         return out.stdout.split()
 
-    assert settings(PLAYGROUND_HOSTED="1") == ["1", "1"]
-    assert settings(PLAYGROUND_HOSTED="1", OMP_NUM_THREADS="2") == ["2", "1"]
-    assert settings() == ["None", "None"]
+    assert settings(PLAYGROUND_HOSTED="1") == ["1", "1", "PASSIVE"]
+    assert settings(PLAYGROUND_HOSTED="1", OMP_NUM_THREADS="2", OMP_WAIT_POLICY="ACTIVE") == ["2", "1", "ACTIVE"]
+    assert settings() == ["None", "None", "None"]
