@@ -258,7 +258,7 @@ class ForwardBatcher:
         window = self.settings.window_ms / 1e3
         # the runs the last forward served are mostly still taking their step (the lane's pick, the record): while
         # fewer are queued, wait up to one window from now for them; else up to one window from the oldest arrival;
-        # and for the streams still taking their step, each up to `stream_wait_ms` after it was served
+        # and for the streams still taking their step, each as long as the last forward took (`_streams_due`)
         deadline = (self.clock() if len(self._queue) < self._served_last else request.arrived) + window
         while sum(r.rows for r in self._queue) < self.settings.max_rows:
             left = max(deadline, self._streams_due()) - self.clock()

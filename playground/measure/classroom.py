@@ -343,7 +343,10 @@ def run_classroom(settings: ClassroomSettings, progress=None) -> dict:
         runs, t = [r for log in lesson.logs for r in log.runs], time.perf_counter()
         result["tokens_equal_alone"] = verify_alone(runs, settings.students, *replayer["tools"])
         result["tokens_equal_alone"]["replay_s"] = round(time.perf_counter() - t, 1)
-    result["model_floor"] = model_floor(replayer["tools"][0], students, settings.run_tokens)
+    from ..batching import SharingSettings  # here: torch is not imported until the lesson is over
+
+    sharing = SharingSettings.from_env({**os.environ, **hosted_env(settings)})  # the app's, --server-env included
+    result["model_floor"] = model_floor(replayer["tools"][0], students, settings.run_tokens, sharing.forward_threads)
     if result["run_all"]["last_s"] is not None and result["model_floor"]["run_all_s"] > 0:
         result["model_floor"]["run_last_x"] = round(result["run_all"]["last_s"] / result["model_floor"]["run_all_s"], 2)
     result["machine"] = _machine(load_before)
@@ -451,18 +454,17 @@ def verify_alone(runs: list[RunSeen], students: int, engine, decode_permalink) -
             "unreadable_permalinks": unreadable, "mismatches": mismatches[:5]}  # fmt: skip
 
 
-def model_floor(engine, students: list[Student], run_tokens: int, repeats: int = 3) -> dict:
+def model_floor(engine, students: list[Student], run_tokens: int, threads: int, repeats: int = 3) -> dict:
     """The model's own time for the Run-all, measured now on this machine: `run_tokens` one-token forwards of every
     student's rows (a beam run's one per beam) as one batch, nothing padded, copied or picked, after a cache of
-    the class's mean prompt length plus half the run; torch on the threads a shared forward uses. Also one
-    row's forward alone, after the same cache (the machine's speed). The median of `repeats` each."""
+    the class's mean prompt length plus half the run; torch on `threads` (the app's shared forward's), on the
+    engine's device. Also one row's forward alone, after the same cache (the machine's speed). The median of
+    `repeats` each."""
     import torch
-
-    from ..batching import SharingSettings
 
     rows = sum(s.num_beams if s.strategy == "beam" else 1 for s in students)
     length = round(statistics.mean(len(engine.encode(s.prompt, chat=s.chat)) for s in students)) + run_tokens // 2
-    threads, before = SharingSettings.from_env().forward_threads, torch.get_num_threads()
+    before = torch.get_num_threads()
     vocab = engine.model.get_input_embeddings().weight.shape[0]
     ids = torch.randint(0, vocab, (rows, length + repeats + 1), generator=torch.Generator().manual_seed(0))
     ids = ids.to(engine.device)
@@ -482,7 +484,8 @@ def model_floor(engine, students: list[Student], run_tokens: int, repeats: int =
             batch_s, row_s = forward_s(rows), forward_s(1)
     finally:
         torch.set_num_threads(before)
-    return {"rows": rows, "cache_length": length, "threads": threads, "forward_s": round(batch_s, 4),
+    return {"rows": rows, "cache_length": length, "threads": threads, "device": str(engine.device),
+            "forward_s": round(batch_s, 4),
             "run_all_s": round(batch_s * run_tokens, 3), "one_row_forward_s": round(row_s, 4)}  # fmt: skip
 
 
@@ -540,7 +543,7 @@ def format_report(r: dict) -> str:
         f"  Run all     {ra['done']}/{ra['students']} done: first {sec(ra['first_s'])}, median {sec(ra['median_s'])}, "
         f"last {sec(ra['last_s'])} (first token: median {sec(ra['first_token_median_s'])})",
         *([f"  Model       its own time for this Run all: {sec(f['run_all_s'])} ({s['run_tokens']} forwards of "
-           f"{f['rows']} rows, {ms(f['forward_s'])} each on {f['threads']} threads; one row's: "
+           f"{f['rows']} rows, {ms(f['forward_s'])} each on {f['device']}, {f['threads']} threads; one row's: "
            f"{ms(f['one_row_forward_s'])}); the last done after "
            + (f"{f['run_last_x']:.1f}x that" if f.get("run_last_x") else "-")]
           if (f := r.get("model_floor")) else []),
