@@ -182,9 +182,9 @@ def test_compare_forwards_once_per_step_for_all_lanes(tiny_engine, monkeypatch):
     calls = []
     forward = tiny_engine.forward
 
-    def counting(input_ids, cache):
+    def counting(input_ids, cache, **kwargs):
         calls.append(tuple(input_ids.shape))
-        return forward(input_ids, cache)
+        return forward(input_ids, cache, **kwargs)
 
     monkeypatch.setattr(tiny_engine, "forward", counting)
     tiny_engine.prefills.clear()  # a prompt's forward an earlier test made would be handed out without a forward
@@ -472,11 +472,11 @@ def test_a_rewind_that_fails_to_rebuild_leaves_the_session_whole(sliding_engine,
     forward = sliding_engine.forward
     calls = []
 
-    def out_of_memory_once(input_ids, cache):
+    def out_of_memory_once(input_ids, cache, **kwargs):
         calls.append(1)
         if len(calls) == 2:  # part-way through the rebuild
             raise ModelMemoryError("simulated: out of memory")
-        return forward(input_ids, cache)
+        return forward(input_ids, cache, **kwargs)
 
     monkeypatch.setattr(sliding_engine, "forward", out_of_memory_once)
     with pytest.raises(ModelMemoryError):
