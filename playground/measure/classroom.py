@@ -309,8 +309,7 @@ def run_classroom(settings: ClassroomSettings, progress=None) -> dict:
         watching.set()
         watcher.join()
         say(f"{settings.settle_s:g} s of silence (sessions parked after {settings.park_after_s:g} s idle) ...")
-        if settings.verify:  # the replay's model loads here while the server is idle (the class has left)
-            loader.start()
+        loader.start()  # the model (the replay's, the model's own time) loads while the server is idle: the class left
         time.sleep(settings.settle_s)
         idle = f"after {settings.settle_s:g} s idle"
         rss[idle] = app.rss()
@@ -334,8 +333,6 @@ def run_classroom(settings: ClassroomSettings, progress=None) -> dict:
     }
     say("replaying every run alone and timing the model (in this process, after the app stopped) ..."
         if settings.verify else "timing the model (in this process, after the app stopped) ...")
-    if not loader.is_alive() and "tools" not in replayer:
-        loader.start()
     loader.join()
     if "tools" not in replayer:
         raise RuntimeError("The model could not be loaded in this process (see the message above).")
@@ -470,11 +467,11 @@ def model_floor(engine, students: list[Student], run_tokens: int, threads: int, 
     ids = ids.to(engine.device)
 
     def forward_s(n: int) -> float:
-        _, cache = engine._forward_alone(ids[:n, :length], None)  # the cache to forward after, not timed
+        _, cache = engine.forward(ids[:n, :length], None)  # the cache to forward after, not timed
         times = []
         for i in range(repeats):
             start = time.perf_counter()
-            _, cache = engine._forward_alone(ids[:n, length + i : length + i + 1], cache)
+            _, cache = engine.forward(ids[:n, length + i : length + i + 1], cache)  # alone: nothing else runs
             times.append(time.perf_counter() - start)
         return statistics.median(times)
 
